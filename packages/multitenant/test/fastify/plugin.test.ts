@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream'
 import fastifyJwt from '@fastify/jwt'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify'
 import pino from 'pino'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { currentTenantId } from '../../src/context.ts'
 import { multitenantPlugin, type MultitenantPluginOptions } from '../../src/fastify/plugin.ts'
 import { HOSTILE_IDS, headerSafe } from '../fixtures/hostile-ids.ts'
@@ -18,7 +18,7 @@ const tenants = [
   makeTenant('weird', { status: 'unknown' as 'active' })
 ]
 
-async function build (t: Tap.Test, options: Partial<MultitenantPluginOptions> = {}, provider = new MemoryProvider(tenants)): Promise<{ app: FastifyInstance, provider: MemoryProvider }> {
+async function build (t: Test, options: Partial<MultitenantPluginOptions> = {}, provider = new MemoryProvider(tenants)): Promise<{ app: FastifyInstance, provider: MemoryProvider }> {
   const app = Fastify()
   t.teardown(() => app.close())
   await app.register(multitenantPlugin, { provider, ...options })
@@ -28,11 +28,9 @@ async function build (t: Tap.Test, options: Partial<MultitenantPluginOptions> = 
   app.get('/health', async () => ({ ok: true, tenant: currentTenantId() ?? null }))
   app.get('/docs/json', async () => ({ docs: true }))
   app.get('/tenants/:tid/things', async () => ({ tenant: currentTenantId() }))
+  app.get('/hooked', { onRequest: async (request) => { request.headers['x-seen'] = currentTenantId() ?? 'none' } }, async (request) => ({ seen: request.headers['x-seen'] }))
   return { app, provider }
 }
-
-type Tap = typeof t
-declare global { namespace Tap { type Test = Tap } }
 
 t.test('resolves, looks up and scopes a request', async (t) => {
   const { app } = await build(t)
@@ -154,6 +152,18 @@ t.test('without getTenantByHost the domain strategy is left out', async (t) => {
   const { app } = await build(t, { baseDomain: 'example.com' }, { getTenant: (id: string) => store.getTenant(id) } as MemoryProvider)
   t.same((await app.inject({ url: '/things', headers: { host: 'acme.example.com' } })).json(), { tenant: 'acme', record: 'acme' })
   t.equal((await app.inject({ url: '/things', headers: { host: 'mail.acme.io' } })).json().code, 'TENANT_REQUIRED')
+  const headerOnly = await build(t, {}, { getTenant: (id: string) => store.getTenant(id) } as MemoryProvider)
+  t.same((await headerOnly.app.inject({ url: '/things', headers: { 'x-tenant-id': 'acme' } })).json(), { tenant: 'acme', record: 'acme' })
+})
+
+t.test('route-level onRequest hooks run after resolution', async (t) => {
+  const { app } = await build(t)
+  t.same((await app.inject({ url: '/hooked', headers: { 'x-tenant-id': 'globex' } })).json(), { seen: 'globex' })
+})
+
+t.test('path strategy alone reads only the path', async (t) => {
+  const { app } = await build(t, { strategies: ['path'] })
+  t.same((await app.inject({ url: '/tenants/globex/things', headers: { 'x-tenant-id': 'acme' } })).json(), { tenant: 'globex' })
 })
 
 t.test('dedicated mode serves one tenant and rejects others', async (t) => {
@@ -194,6 +204,7 @@ t.test('per-tenant rate limits from limits and tier', async (t) => {
   t.same(free.map((r) => r.statusCode), [200, 200, 429], 'tier limit')
   t.equal((await hit('big')).statusCode, 200, 'one tenant does not spend another tenant\'s budget')
   t.equal((await app.inject('/health')).statusCode, 200)
+  t.equal((await app.inject('/optional')).statusCode, 200, 'requests without a tenant are not limited per tenant')
   const on = await build(t, { rateLimit: true }, provider)
   t.equal((await on.app.inject({ url: '/things', headers: { 'x-tenant-id': 'big' } })).headers['x-ratelimit-limit'], '3000')
   const fallback = await build(t, { rateLimit: { max: 7 } }, new MemoryProvider([makeTenant('odd', { tier: 'platinum' as 'free' })]))
@@ -205,7 +216,7 @@ t.test('hostile ids are rejected before any look-up, from every source', async (
   let checked = 0
   for (const id of HOSTILE_IDS) {
     const label = JSON.stringify(id.slice(0, 30))
-    const variants: Array<[string, Parameters<FastifyInstance['inject']>[0], string]> = []
+    const variants: Array<[string, InjectOptions, string]> = []
     if (headerSafe(id)) variants.push(['header', { url: '/things', headers: { 'x-tenant-id': id } }, 'TENANT_INVALID'])
     variants.push(['query', { url: '/things?tenant_id=' + encodeURIComponent(id) }, 'TENANT_INVALID'])
     const segment = encodeURIComponent(id)
