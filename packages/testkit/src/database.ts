@@ -23,8 +23,8 @@ let ownServer: Promise<RunningPostgres> | undefined
  * an embedded server started for this process and stopped when the last database is dropped.
  */
 async function serverUrl (): Promise<{ url: string, own: boolean }> {
-  const url = process.env.DATABASE_URL
-  if (url !== undefined && url !== '') return { url, own: false }
+  const url = process.env.DATABASE_URL ?? ''
+  if (url !== '') return { url, own: false }
   ownServer ??= startEmbeddedPostgres()
   return { url: (await ownServer).url, own: true }
 }
@@ -44,7 +44,7 @@ let live = 0
 export async function createTestDatabase (t?: Teardownable): Promise<TestDatabase> {
   const { url: adminUrl, own } = await serverUrl()
   const name = `test_${process.pid}_${randomBytes(4).toString('hex')}`
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
+  const admin = postgres(adminUrl, { max: 1 })
   try {
     await admin.unsafe(`create database "${name}"`)
   } finally {
@@ -58,7 +58,7 @@ export async function createTestDatabase (t?: Teardownable): Promise<TestDatabas
     name,
     drop () {
       dropped ??= (async () => {
-        const sql = postgres(adminUrl, { max: 1, onnotice: () => {} })
+        const sql = postgres(adminUrl, { max: 1 })
         try {
           await sql.unsafe(`drop database if exists "${name}" with (force)`)
         } finally {

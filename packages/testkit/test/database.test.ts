@@ -18,6 +18,7 @@ t.test('each caller gets its own empty database on one real server', async (t) =
 })
 
 t.test('drop removes the database', async (t) => {
+  await createTestDatabase(t) // keeps the server up when this file started its own
   const db = await createTestDatabase()
   await db.drop()
   await db.drop() // idempotent
