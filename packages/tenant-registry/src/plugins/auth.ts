@@ -1,0 +1,67 @@
+import fastifyJwt from '@fastify/jwt'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { TenantMismatchError } from '@platform/multitenant'
+import { ForbiddenError, UnauthorizedError } from '../errors.ts'
+
+/** Claims of this platform's tokens (DESIGN.md "Tokens"). */
+export interface Claims {
+  sub: string
+  tenant?: string
+  roles?: string[]
+  scope?: string
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: Claims
+    user: Claims
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Scope the token must carry; `admin` also requires the platform-admin role. */
+    auth?: { scope: string, admin?: boolean }
+  }
+}
+
+export interface AuthOptions {
+  secret: string
+  issuer: string
+  audience: string
+}
+
+export function hasScope (claims: Claims, scope: string): boolean {
+  return typeof claims.scope === 'string' && claims.scope.split(' ').includes(scope)
+}
+
+/** A tenant token may act on its own tenant only. */
+export function assertOwnTenant (request: FastifyRequest, tenantId: string): void {
+  const tenant = request.user.tenant
+  if (tenant !== undefined && tenant !== tenantId) throw new TenantMismatchError()
+}
+
+async function auth (fastify: FastifyInstance, options: AuthOptions): Promise<void> {
+  await fastify.register(fastifyJwt, {
+    secret: options.secret,
+    sign: { iss: options.issuer, aud: options.audience, expiresIn: '1h' },
+    verify: { allowedIss: options.issuer, allowedAud: options.audience }
+  })
+  fastify.addHook('onRequest', async (request) => {
+    const rule = request.routeOptions.config.auth
+    if (rule === undefined) return
+    try {
+      await request.jwtVerify()
+    } catch {
+      throw new UnauthorizedError()
+    }
+    const claims = request.user
+    if (!hasScope(claims, rule.scope)) throw new ForbiddenError(`the token lacks the ${rule.scope} scope`)
+    if (rule.admin === true && (claims.tenant !== undefined || !(claims.roles ?? []).includes('platform-admin'))) {
+      throw new ForbiddenError('platform-admin only')
+    }
+  })
+}
+
+export const authPlugin = fp(auth, { fastify: '5.x', name: 'registry-auth' })

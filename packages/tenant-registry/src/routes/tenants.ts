@@ -1,0 +1,155 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
+import { ForbiddenError, PreconditionFailedError, ValidationError } from '../errors.ts'
+import { assertOwnTenant } from '../plugins/auth.ts'
+import type { CreateTenantInput, UpdateTenantInput } from '../tenants.ts'
+import { createBody, DOMAIN, errorSchema, idParams, listQuery, patchBody, TENANT_ID, tenantSchema } from './schemas.ts'
+
+const READ = { auth: { scope: 'tenants:read' } }
+const WRITE = { auth: { scope: 'tenants:write', admin: true } }
+const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema, 412: errorSchema }
+
+const etagOf = (tenant: Tenant): string => `"${tenant.id}.${tenant.version}"`
+
+function sendTenant (reply: FastifyReply, tenant: Tenant, status = 200): FastifyReply {
+  return reply.code(status).header('etag', etagOf(tenant)).send(tenant)
+}
+
+function versionFromIfMatch (header: string | undefined, id: string): number | undefined {
+  if (header === undefined) return undefined
+  const match = /^"([a-z0-9-]+)\.(\d+)"$/.exec(header.trim())
+  if (match === null || match[1] !== id) return -1
+  return Number(match[2])
+}
+
+export async function tenantRoutes (app: FastifyInstance): Promise<void> {
+  const store = app.tenants
+
+  app.post('/tenants', { config: WRITE, schema: { body: createBody, response: { 201: tenantSchema, ...errors } } }, async (request, reply) => {
+    const tenant = await store.create(request.body as CreateTenantInput)
+    return sendTenant(reply.header('location', `/v1/tenants/${tenant.id}`), tenant, 201)
+  })
+
+  app.get('/tenants', { config: READ, schema: { querystring: listQuery, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tenantSchema }, total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' } } }, ...errors } } }, async (request) => {
+    const query = request.query as { limit: number, offset: number, status?: TenantStatus, tier?: TenantTier, q?: string }
+    const own = request.user.tenant
+    if (own !== undefined) {
+      // A tenant token lists only its own tenant.
+      const tenant = await store.get(own)
+      const items = tenant === null || (query.status !== undefined && tenant.status !== query.status) || (query.tier !== undefined && tenant.tier !== query.tier) ? [] : [tenant]
+      return { items: items.slice(query.offset, query.offset + query.limit), total: items.length, limit: query.limit, offset: query.offset }
+    }
+    const page = await store.list(query)
+    return { ...page, limit: query.limit, offset: query.offset }
+  })
+
+  app.get('/tenants/:id', { config: READ, schema: { params: idParams, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+    const { id } = request.params as { id: string }
+    assertOwnTenant(request, id)
+    const tenant = await store.require(id)
+    const etag = etagOf(tenant)
+    const inm = request.headers['if-none-match']
+    if (inm !== undefined && inm.split(',').some((v) => v.trim() === etag || v.trim() === '*')) {
+      return reply.code(304).header('etag', etag).send()
+    }
+    return sendTenant(reply, tenant)
+  })
+
+  app.patch('/tenants/:id', { config: WRITE, schema: { params: idParams, body: patchBody, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+    const { id } = request.params as { id: string }
+    const version = versionFromIfMatch(request.headers['if-match'], id)
+    if (version === -1) throw new PreconditionFailedError()
+    try {
+      return sendTenant(reply, await store.update(id, request.body as UpdateTenantInput, version))
+    } catch (err) {
+      if ((err as { stale?: boolean }).stale === true) throw new PreconditionFailedError()
+      throw err
+    }
+  })
+
+  for (const [action, status] of [['suspend', 'suspended'], ['activate', 'active']] as const) {
+    app.post(`/tenants/:id/${action}`, { config: WRITE, schema: { params: idParams, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+      const { id } = request.params as { id: string }
+      return sendTenant(reply, await store.setStatus(id, status, `tenant.${status}`))
+    })
+  }
+
+  app.delete('/tenants/:id', {
+    config: WRITE,
+    schema: {
+      params: idParams,
+      querystring: { type: 'object', additionalProperties: false, properties: { purge: { type: 'boolean', default: false }, confirm: TENANT_ID } },
+      response: { 200: tenantSchema, 204: { type: 'null' }, ...errors }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params as { id: string }
+    const { purge, confirm } = request.query as { purge: boolean, confirm?: string }
+    if (purge && confirm !== id) throw new ValidationError('purge needs confirm=<tenant id>')
+    const tenant = await store.remove(id, purge)
+    return tenant === null ? reply.code(204).send() : sendTenant(reply, tenant)
+  })
+
+  app.post('/tenants/:id/domains', {
+    config: WRITE,
+    schema: {
+      params: idParams,
+      body: { type: 'object', additionalProperties: false, required: ['domain'], properties: { domain: DOMAIN, primary: { type: 'boolean', default: false } } },
+      response: { 201: tenantSchema, ...errors }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params as { id: string }
+    const { domain, primary } = request.body as { domain: string, primary: boolean }
+    return sendTenant(reply, await store.addDomain(id, domain, primary), 201)
+  })
+
+  app.delete('/tenants/:id/domains/:domain', {
+    config: WRITE,
+    schema: { params: { type: 'object', required: ['id', 'domain'], properties: { id: TENANT_ID, domain: DOMAIN } }, response: { 200: tenantSchema, ...errors } }
+  }, async (request, reply) => {
+    const { id, domain } = request.params as { id: string, domain: string }
+    return sendTenant(reply, await store.removeDomain(id, domain))
+  })
+
+  app.get('/resolve', {
+    config: READ,
+    schema: { querystring: { type: 'object', additionalProperties: false, required: ['host'], properties: { host: DOMAIN } }, response: { 200: tenantSchema, ...errors } }
+  }, async (request: FastifyRequest, reply) => {
+    const { host } = request.query as { host: string }
+    const tenant = await store.resolveHost(host)
+    if (tenant === null) throw new TenantNotFoundError()
+    if (request.user.tenant !== undefined && request.user.tenant !== tenant.id) throw new TenantNotFoundError()
+    return sendTenant(reply, tenant)
+  })
+
+  app.get('/changes', {
+    config: READ,
+    schema: {
+      querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: 0, default: 0 }, wait: { type: 'integer', minimum: 0, maximum: 60, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 500 } } },
+      response: {
+        200: { type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { seq: { type: 'integer' }, tenantId: { type: 'string' }, type: { type: 'string' }, at: { type: 'string' } } } }, next: { type: 'integer' } } },
+        ...errors
+      }
+    }
+  }, async (request) => {
+    if (request.user.tenant !== undefined) throw new ForbiddenError('the change feed is for services')
+    const { after, wait, limit } = request.query as { after: number, wait: number, limit: number }
+    let items = await store.changesAfter(after, limit)
+    if (items.length === 0 && wait > 0) {
+      // Long poll: woken by LISTEN/NOTIFY from any registry instance on this database.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer)
+          store.changes.off('change', onChange)
+          request.raw.off('close', done)
+          resolve()
+        }
+        const onChange = (seq: number): void => { if (seq > after) done() }
+        const timer = setTimeout(done, wait * 1000)
+        store.changes.on('change', onChange)
+        request.raw.on('close', done)
+      })
+      items = await store.changesAfter(after, limit)
+    }
+    return { items, next: items.at(-1)?.seq ?? after }
+  })
+}
