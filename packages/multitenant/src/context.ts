@@ -25,12 +25,22 @@ const storage: AsyncLocalStorage<TenantScope> = g[STORAGE_KEY] ??= new AsyncLoca
 
 const SYSTEM_SCOPE: TenantScope = Object.freeze({ tenantId: null, tenant: null, system: true })
 
-/** The scope for a tenant id (validated) or a tenant record (trusted: it came from the registry). */
+const recordScopes = new WeakMap<Tenant, TenantScope>()
+
+/**
+ * The scope for a tenant id (validated) or a tenant record (trusted: it came from the registry).
+ * One frozen scope per record, so the request hot path allocates none.
+ */
 export function tenantScope (tenant: string | Tenant): TenantScope {
   if (typeof tenant === 'string') {
     return Object.freeze({ tenantId: assertTenantId(tenant), tenant: null, system: false })
   }
-  return Object.freeze({ tenantId: tenant.id, tenant, system: false })
+  let scope = recordScopes.get(tenant)
+  if (scope === undefined) {
+    scope = Object.freeze({ tenantId: tenant.id, tenant, system: false })
+    recordScopes.set(tenant, scope)
+  }
+  return scope
 }
 
 /** Runs `fn` as `tenant` (an id or a registry record). Nested scopes: the inner one wins. */

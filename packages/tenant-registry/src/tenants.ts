@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { assertTenantId, schemaName, TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
 import type { Sql, TransactionSql } from 'postgres'
-import { ConflictError, DomainNotFoundError, ValidationError } from './errors.ts'
+import { ConflictError, DomainNotFoundError, PreconditionFailedError, ValidationError } from './errors.ts'
 
 export const CHANGES_CHANNEL = 'tenant_changes'
 
@@ -196,10 +196,10 @@ export class TenantStore {
   }
 
   async update (id: string, patch: UpdateTenantInput, ifMatch?: number): Promise<Tenant> {
-    return await this.#sql.begin(async (tx) => {
+    await this.#sql.begin(async (tx) => {
       const [row] = await tx<TenantRow[]>`select * from public.tenants where id = ${id} for update`
       if (row === undefined) throw new TenantNotFoundError()
-      if (ifMatch !== undefined && row.version !== ifMatch) return null
+      if (ifMatch !== undefined && row.version !== ifMatch) throw new PreconditionFailedError()
       await tx`update public.tenants set
         name = ${patch.name ?? row.name}, tier = ${patch.tier ?? row.tier}, database = ${patch.database ?? row.database},
         config = ${tx.json(mergePatch(row.config, patch.config ?? {}) as never)},
@@ -209,11 +209,8 @@ export class TenantStore {
         version = version + 1, updated_at = now()
         where id = ${id}`
       await this.#record(tx, id, 'tenant.updated')
-      return true
-    }).then(async (ok) => {
-      if (ok === null) throw Object.assign(new Error('stale'), { stale: true })
-      return await this.require(id)
     })
+    return await this.require(id)
   }
 
   async setStatus (id: string, status: TenantStatus, type: string): Promise<Tenant> {

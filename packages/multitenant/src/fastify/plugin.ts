@@ -3,7 +3,7 @@ import type {
   HookHandlerDoneFunction, onRequestHookHandler, RouteOptions
 } from 'fastify'
 import fp from 'fastify-plugin'
-import { enterScope, type TenantScope } from '../context.ts'
+import { enterScope, tenantScope, type TenantScope } from '../context.ts'
 import {
   InvalidOptionError, RateLimitedError, TenantNotFoundError, TenantProvisioningError,
   TenantRequiredError, TenantSuspendedError, TenantUnavailableError
@@ -61,18 +61,6 @@ declare module 'fastify' {
     /** Must a request to this route name a tenant? Default: the plugin's `tenant` option. */
     tenant?: TenantRouteMode
   }
-}
-
-const scopes = new WeakMap<Tenant, TenantScope>()
-
-/** One frozen scope per tenant record, so a request allocates none. */
-function scopeOf (tenant: Tenant): TenantScope {
-  let scope = scopes.get(tenant)
-  if (scope === undefined) {
-    scope = Object.freeze({ tenantId: tenant.id, tenant, system: false })
-    scopes.set(tenant, scope)
-  }
-  return scope
 }
 
 function isPromise<T> (value: T | Promise<T>): value is Promise<T> {
@@ -150,7 +138,7 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
         done(new TenantNotFoundError())
         return
     }
-    const scope = scopeOf(tenant)
+    const scope = tenantScope(tenant)
     request.tenant = tenant
     request.tenantScope = scope
     request.log = request.log.child({ tenant: tenant.id }) as FastifyBaseLogger

@@ -59,12 +59,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     const { id } = request.params as { id: string }
     const version = versionFromIfMatch(request.headers['if-match'], id)
     if (version === -1) throw new PreconditionFailedError()
-    try {
-      return sendTenant(reply, await store.update(id, request.body as UpdateTenantInput, version))
-    } catch (err) {
-      if ((err as { stale?: boolean }).stale === true) throw new PreconditionFailedError()
-      throw err
-    }
+    return sendTenant(reply, await store.update(id, request.body as UpdateTenantInput, version))
   })
 
   for (const [action, status] of [['suspend', 'suspended'], ['activate', 'active']] as const) {
