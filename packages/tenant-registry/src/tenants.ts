@@ -1,6 +1,9 @@
 import { EventEmitter } from 'node:events'
-import { assertTenantId, schemaName, TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
-import type { Sql, TransactionSql } from 'postgres'
+import { assertTenantId, isValidTenantId, schemaName, TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
+import { and, eq, getTableColumns, gt, ilike, max, ne, or, sql, type SQL } from 'drizzle-orm'
+import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
+import type { Sql } from 'postgres'
+import { domains as domainsTable, tenantChanges as changesTable, tenants as tenantsTable } from './db/schema.ts'
 import { ConflictError, DomainNotFoundError, PreconditionFailedError, ValidationError } from './errors.ts'
 
 export const CHANGES_CHANNEL = 'tenant_changes'
@@ -12,9 +15,9 @@ export interface CreateTenantInput {
   status?: 'active' | 'trial'
   database?: string
   domains?: string[]
-  config?: Record<string, unknown>
-  limits?: Record<string, number>
-  metadata?: Record<string, unknown>
+  config?: Tenant['config']
+  limits?: Tenant['limits']
+  metadata?: Tenant['metadata']
   contactEmail?: string | null
 }
 
@@ -43,25 +46,11 @@ export interface Change {
   at: string
 }
 
-interface TenantRow {
-  id: string
-  name: string
-  status: TenantStatus
-  tier: TenantTier
-  schema_name: string
-  database: string
-  config: Tenant['config']
-  limits: Tenant['limits']
-  metadata: Tenant['metadata']
-  contact_email: string | null
-  created_at: Date
-  updated_at: Date
-  version: number
-  domains: Array<{ domain: string, primary: boolean }> | null
-}
+type TenantRow = typeof tenantsTable.$inferSelect & { domains: Array<{ domain: string, primary: boolean }> | null }
 
-const SELECT = `select t.*, (select coalesce(json_agg(json_build_object('domain', d.domain, 'primary', d.is_primary) order by d.domain), '[]')
-  from public.domains d where d.tenant_id = t.id) as domains from public.tenants t`
+const domainsOf = sql<Array<{ domain: string, primary: boolean }>>`(select coalesce(json_agg(json_build_object('domain', d.domain, 'primary', d.is_primary) order by d.domain), '[]')
+  from public.domains d where d.tenant_id = ${tenantsTable.id})`
+const tenantColumns = { ...getTableColumns(tenantsTable), domains: domainsOf }
 
 function toTenant (row: TenantRow): Tenant {
   return {
@@ -69,20 +58,21 @@ function toTenant (row: TenantRow): Tenant {
     name: row.name,
     status: row.status,
     tier: row.tier,
-    schema: row.schema_name,
+    schema: row.schemaName,
     database: row.database,
     domains: row.domains ?? [],
     config: row.config,
     limits: row.limits,
     metadata: row.metadata,
-    contactEmail: row.contact_email,
-    createdAt: row.created_at.toISOString(),
-    updatedAt: row.updated_at.toISOString(),
+    contactEmail: row.contactEmail,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
     version: row.version
   }
 }
 
-const q = (identifier: string): string => `"${identifier}"`
+/** Only ever called with a schema name derived from a validated id (see `schemaName`). */
+const q = (identifier: string): SQL => sql.raw(`"${identifier}"`)
 
 /** RFC 7396 JSON merge patch: objects merge, `null` deletes, anything else replaces. */
 export function mergePatch (target: unknown, patch: unknown): unknown {
@@ -113,17 +103,35 @@ export interface TenantStoreOptions {
   beforeActivate?: (id: string) => void | Promise<void>
 }
 
+export type RegistryDb = PostgresJsDatabase<Record<string, never>>
+type Tx = Parameters<Parameters<RegistryDb['transaction']>[0]>[0]
+
 /** The registry's data: tenants, domains, provisioning, and the change log. */
 export class TenantStore {
   readonly #sql: Sql
+  readonly #db: RegistryDb
   readonly #options: TenantStoreOptions
   readonly changes = new EventEmitter()
+  readonly #byId
+  readonly #domainOwner
   #listening: Promise<unknown> | null = null
 
-  constructor (sql: Sql, options: TenantStoreOptions = {}) {
-    this.#sql = sql
+  /**
+   * `sql` is the postgres.js pool; drizzle wraps it (and, doing so, changes its type parsers:
+   * timestamps arrive as text and drizzle maps them), so use the store rather than raw queries.
+   */
+  constructor (client: Sql, options: TenantStoreOptions = {}) {
+    this.#sql = client
+    this.#db = drizzle(client)
     this.#options = options
     this.changes.setMaxListeners(0)
+    // The hot look-ups are named prepared statements: one round trip each.
+    this.#byId = this.#db.select(tenantColumns).from(tenantsTable).where(eq(tenantsTable.id, sql.placeholder('id'))).prepare('registry_tenant_by_id')
+    this.#domainOwner = this.#db.select({ tenantId: domainsTable.tenantId }).from(domainsTable).where(eq(domainsTable.domain, sql.placeholder('domain'))).prepare('registry_domain_owner')
+  }
+
+  get db (): RegistryDb {
+    return this.#db
   }
 
   /** Subscribes to change notifications from every registry instance on this database. */
@@ -132,14 +140,14 @@ export class TenantStore {
     await this.#listening
   }
 
-  async #record (tx: TransactionSql, tenantId: string, type: string): Promise<void> {
-    const [row] = await tx<Array<{ seq: string }>>`insert into public.tenant_changes (tenant_id, type) values (${tenantId}, ${type}) returning seq`
-    await tx`select pg_notify(${CHANGES_CHANNEL}, ${String(row?.seq)})`
+  async #record (tx: Tx, tenantId: string, type: string): Promise<void> {
+    const [row] = await tx.insert(changesTable).values({ tenantId, type }).returning({ seq: changesTable.seq })
+    await tx.execute(sql`select pg_notify(${CHANGES_CHANNEL}, ${String(row?.seq)})`)
   }
 
   async get (id: string): Promise<Tenant | null> {
-    const rows = await this.#sql.unsafe<TenantRow[]>(`${SELECT} where t.id = $1`, [id])
-    return rows[0] === undefined ? null : toTenant(rows[0])
+    const [row] = await this.#byId.execute({ id })
+    return row === undefined ? null : toTenant(row)
   }
 
   async require (id: string): Promise<Tenant> {
@@ -149,19 +157,17 @@ export class TenantStore {
   }
 
   async list (query: ListQuery): Promise<{ items: Tenant[], total: number }> {
-    const where: string[] = []
-    const params: unknown[] = []
-    if (query.status !== undefined) { params.push(query.status); where.push(`t.status = $${params.length}`) }
-    if (query.tier !== undefined) { params.push(query.tier); where.push(`t.tier = $${params.length}`) }
+    const filters: SQL[] = []
+    if (query.status !== undefined) filters.push(eq(tenantsTable.status, query.status))
+    if (query.tier !== undefined) filters.push(eq(tenantsTable.tier, query.tier))
     if (query.q !== undefined && query.q !== '') {
-      params.push(`%${query.q.replace(/[\\%_]/g, (c) => '\\' + c)}%`)
-      where.push(`(t.id ilike $${params.length} or t.name ilike $${params.length})`)
+      const pattern = `%${query.q.replace(/[\\%_]/g, (c) => '\\' + c)}%`
+      filters.push(or(ilike(tenantsTable.id, pattern), ilike(tenantsTable.name, pattern)) as SQL)
     }
-    const clause = where.length === 0 ? '' : ` where ${where.join(' and ')}`
-    const [count] = await this.#sql.unsafe<Array<{ n: string }>>(`select count(*) as n from public.tenants t${clause}`, params as never[])
-    params.push(query.limit, query.offset)
-    const rows = await this.#sql.unsafe<TenantRow[]>(`${SELECT}${clause} order by t.id limit $${params.length - 1} offset $${params.length}`, params as never[])
-    return { items: rows.map(toTenant), total: Number(count?.n ?? 0) }
+    const where = and(...filters)
+    const total = await this.#db.$count(tenantsTable, where)
+    const rows = await this.#db.select(tenantColumns).from(tenantsTable).where(where).orderBy(tenantsTable.id).limit(query.limit).offset(query.offset)
+    return { items: rows.map(toTenant), total }
   }
 
   /**
@@ -173,20 +179,29 @@ export class TenantStore {
     const id = assertTenantId(input.id)
     const schema = schemaName(id)
     const domains = (input.domains ?? []).map(normalizeDomain)
+    if (new Set(domains).size !== domains.length) throw new ValidationError('domains must not repeat')
     try {
-      await this.#sql.begin(async (tx) => {
-        await tx`insert into public.tenants (id, name, status, tier, schema_name, database, config, limits, metadata, contact_email)
-          values (${id}, ${input.name}, 'provisioning', ${input.tier ?? 'standard'}, ${schema}, ${input.database ?? 'default'},
-            ${tx.json((input.config ?? {}) as never)}, ${tx.json((input.limits ?? {}) as never)}, ${tx.json((input.metadata ?? {}) as never)},
-            ${input.contactEmail ?? null})`
-        for (const [i, domain] of domains.entries()) {
-          await tx`insert into public.domains (domain, tenant_id, is_primary) values (${domain}, ${id}, ${i === 0})`
+      await this.#db.transaction(async (tx) => {
+        await tx.insert(tenantsTable).values({
+          id,
+          name: input.name,
+          status: 'provisioning',
+          tier: input.tier ?? 'standard',
+          schemaName: schema,
+          database: input.database ?? 'default',
+          config: input.config ?? {},
+          limits: input.limits ?? {},
+          metadata: input.metadata ?? {},
+          contactEmail: input.contactEmail ?? null
+        })
+        if (domains.length > 0) {
+          await tx.insert(domainsTable).values(domains.map((domain, i) => ({ domain, tenantId: id, isPrimary: i === 0 })))
         }
-        await tx.unsafe(`create role ${q(schema)} nologin`)
-        await tx.unsafe(`grant ${q(schema)} to current_user`)
-        await tx.unsafe(`create schema ${q(schema)} authorization ${q(schema)}`)
+        await tx.execute(sql`create role ${q(schema)} nologin`)
+        await tx.execute(sql`grant ${q(schema)} to current_user`)
+        await tx.execute(sql`create schema ${q(schema)} authorization ${q(schema)}`)
         await this.#options.beforeActivate?.(id)
-        await tx`update public.tenants set status = ${input.status ?? 'active'}, version = version + 1, updated_at = now() where id = ${id}`
+        await tx.update(tenantsTable).set({ status: input.status ?? 'active', version: sql`${tenantsTable.version} + 1`, updatedAt: sql`now()` }).where(eq(tenantsTable.id, id))
         await this.#record(tx, id, 'tenant.created')
       })
     } catch (err) {
@@ -196,27 +211,30 @@ export class TenantStore {
   }
 
   async update (id: string, patch: UpdateTenantInput, ifMatch?: number): Promise<Tenant> {
-    await this.#sql.begin(async (tx) => {
-      const [row] = await tx<TenantRow[]>`select * from public.tenants where id = ${id} for update`
+    await this.#db.transaction(async (tx) => {
+      const [row] = await tx.select().from(tenantsTable).where(eq(tenantsTable.id, id)).for('update')
       if (row === undefined) throw new TenantNotFoundError()
       if (ifMatch !== undefined && row.version !== ifMatch) throw new PreconditionFailedError()
-      await tx`update public.tenants set
-        name = ${patch.name ?? row.name}, tier = ${patch.tier ?? row.tier}, database = ${patch.database ?? row.database},
-        config = ${tx.json(mergePatch(row.config, patch.config ?? {}) as never)},
-        limits = ${tx.json(mergePatch(row.limits, patch.limits ?? {}) as never)},
-        metadata = ${tx.json(mergePatch(row.metadata, patch.metadata ?? {}) as never)},
-        contact_email = ${patch.contactEmail === undefined ? row.contact_email : patch.contactEmail},
-        version = version + 1, updated_at = now()
-        where id = ${id}`
+      await tx.update(tenantsTable).set({
+        name: patch.name ?? row.name,
+        tier: patch.tier ?? row.tier,
+        database: patch.database ?? row.database,
+        config: mergePatch(row.config, patch.config ?? {}) as Tenant['config'],
+        limits: mergePatch(row.limits, patch.limits ?? {}) as Tenant['limits'],
+        metadata: mergePatch(row.metadata, patch.metadata ?? {}) as Tenant['metadata'],
+        contactEmail: patch.contactEmail === undefined ? row.contactEmail : patch.contactEmail,
+        version: sql`${tenantsTable.version} + 1`,
+        updatedAt: sql`now()`
+      }).where(eq(tenantsTable.id, id))
       await this.#record(tx, id, 'tenant.updated')
     })
     return await this.require(id)
   }
 
   async setStatus (id: string, status: TenantStatus, type: string): Promise<Tenant> {
-    await this.#sql.begin(async (tx) => {
-      const rows = await tx`update public.tenants set status = ${status}, version = version + 1, updated_at = now()
-        where id = ${id} and status <> 'provisioning' returning id`
+    await this.#db.transaction(async (tx) => {
+      const rows = await tx.update(tenantsTable).set({ status, version: sql`${tenantsTable.version} + 1`, updatedAt: sql`now()` })
+        .where(and(eq(tenantsTable.id, id), ne(tenantsTable.status, 'provisioning'))).returning({ id: tenantsTable.id })
       if (rows.length === 0) throw new TenantNotFoundError()
       await this.#record(tx, id, type)
     })
@@ -227,14 +245,14 @@ export class TenantStore {
   async remove (id: string, purge: boolean): Promise<Tenant | null> {
     if (!purge) return await this.setStatus(id, 'archived', 'tenant.archived')
     const schema = schemaName(id)
-    await this.#sql.begin(async (tx) => {
-      const rows = await tx`delete from public.tenants where id = ${id} returning id`
+    await this.#db.transaction(async (tx) => {
+      const rows = await tx.delete(tenantsTable).where(eq(tenantsTable.id, id)).returning({ id: tenantsTable.id })
       if (rows.length === 0) throw new TenantNotFoundError()
-      await tx.unsafe(`drop schema if exists ${q(schema)} cascade`)
-      const role = await tx`select 1 from pg_roles where rolname = ${schema}`
+      await tx.execute(sql`drop schema if exists ${q(schema)} cascade`)
+      const role = await tx.execute(sql`select 1 from pg_roles where rolname = ${schema}`)
       if (role.length > 0) {
-        await tx.unsafe(`drop owned by ${q(schema)} cascade`)
-        await tx.unsafe(`drop role ${q(schema)}`)
+        await tx.execute(sql`drop owned by ${q(schema)} cascade`)
+        await tx.execute(sql`drop role ${q(schema)}`)
       }
       await this.#record(tx, id, 'tenant.purged')
     })
@@ -244,13 +262,13 @@ export class TenantStore {
   async addDomain (id: string, raw: string, primary: boolean): Promise<Tenant> {
     const domain = normalizeDomain(raw)
     try {
-      await this.#sql.begin(async (tx) => {
-        const exists = await tx`select 1 from public.tenants where id = ${id} for update`
+      await this.#db.transaction(async (tx) => {
+        const exists = await tx.select({ id: tenantsTable.id }).from(tenantsTable).where(eq(tenantsTable.id, id)).for('update')
         if (exists.length === 0) throw new TenantNotFoundError()
-        if (primary) await tx`update public.domains set is_primary = false where tenant_id = ${id}`
-        const [{ n } = { n: '0' }] = await tx<Array<{ n: string }>>`select count(*) as n from public.domains where tenant_id = ${id}`
-        await tx`insert into public.domains (domain, tenant_id, is_primary) values (${domain}, ${id}, ${primary || n === '0'})`
-        await tx`update public.tenants set version = version + 1, updated_at = now() where id = ${id}`
+        if (primary) await tx.update(domainsTable).set({ isPrimary: false }).where(eq(domainsTable.tenantId, id))
+        const count = await tx.$count(domainsTable, eq(domainsTable.tenantId, id))
+        await tx.insert(domainsTable).values({ domain, tenantId: id, isPrimary: primary || count === 0 })
+        await tx.update(tenantsTable).set({ version: sql`${tenantsTable.version} + 1`, updatedAt: sql`now()` }).where(eq(tenantsTable.id, id))
         await this.#record(tx, id, 'domain.added')
       })
     } catch (err) {
@@ -261,10 +279,10 @@ export class TenantStore {
 
   async removeDomain (id: string, raw: string): Promise<Tenant> {
     const domain = normalizeDomain(raw)
-    await this.#sql.begin(async (tx) => {
-      const rows = await tx`delete from public.domains where domain = ${domain} and tenant_id = ${id} returning domain`
+    await this.#db.transaction(async (tx) => {
+      const rows = await tx.delete(domainsTable).where(and(eq(domainsTable.domain, domain), eq(domainsTable.tenantId, id))).returning({ domain: domainsTable.domain })
       if (rows.length === 0) throw new DomainNotFoundError()
-      await tx`update public.tenants set version = version + 1, updated_at = now() where id = ${id}`
+      await tx.update(tenantsTable).set({ version: sql`${tenantsTable.version} + 1`, updatedAt: sql`now()` }).where(eq(tenantsTable.id, id))
       await this.#record(tx, id, 'domain.removed')
     })
     return await this.require(id)
@@ -273,30 +291,38 @@ export class TenantStore {
   /** The tenant a host belongs to: a custom domain, or a subdomain of the base domain. */
   async resolveHost (raw: string): Promise<Tenant | null> {
     const host = normalizeDomain(raw)
-    const [row] = await this.#sql<Array<{ tenant_id: string }>>`select tenant_id from public.domains where domain = ${host}`
-    if (row !== undefined) return await this.get(row.tenant_id)
+    const [row] = await this.#domainOwner.execute({ domain: host })
+    if (row !== undefined) return await this.get(row.tenantId)
     const base = this.#options.baseDomain
     if (base !== undefined && host.endsWith('.' + base)) {
       const label = host.slice(0, -(base.length + 1))
-      if (!label.includes('.')) return await this.get(label)
+      if (isValidTenantId(label)) return await this.get(label)
     }
     return null
   }
 
   async changesAfter (after: number, limit: number): Promise<Change[]> {
-    const rows = await this.#sql<Array<{ seq: string, tenant_id: string, type: string, at: Date }>>`
-      select seq, tenant_id, type, at from public.tenant_changes where seq > ${after} order by seq limit ${limit}`
-    return rows.map((r) => ({ seq: Number(r.seq), tenantId: r.tenant_id, type: r.type, at: r.at.toISOString() }))
+    const rows = await this.#db.select().from(changesTable).where(gt(changesTable.seq, after)).orderBy(changesTable.seq).limit(limit)
+    return rows.map((r) => ({ seq: r.seq, tenantId: r.tenantId, type: r.type, at: r.at.toISOString() }))
   }
 
   async lastSeq (): Promise<number> {
-    const [row] = await this.#sql<Array<{ seq: string | null }>>`select max(seq) as seq from public.tenant_changes`
+    const [row] = await this.#db.select({ seq: max(changesTable.seq) }).from(changesTable)
     return Number(row?.seq ?? 0)
   }
 }
 
+/** drizzle wraps driver errors; the PostgreSQL error is its `cause`. */
+function pgCode (err: unknown): string | undefined {
+  for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code
+  }
+  return undefined
+}
+
 function translate (err: unknown): unknown {
-  const code = (err as { code?: string } | null)?.code
+  const code = pgCode(err)
   if (code === '23505') return new ConflictError('A tenant with this id, or this domain, already exists')
   if (code === '42710' || code === '42P06') return new ConflictError('The tenant\'s schema or role already exists in this cluster')
   return err

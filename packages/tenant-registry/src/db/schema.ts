@@ -1,0 +1,35 @@
+import type { Tenant } from '@platform/multitenant'
+import { bigserial, boolean, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core'
+
+// The registry's public tables as drizzle sees them. The SQL migrations in ./migrations create
+// them; a test compares both so they cannot drift apart.
+
+export const tenants = pgTable('tenants', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  status: text('status', { enum: ['provisioning', 'active', 'trial', 'suspended', 'archived'] }).notNull(),
+  tier: text('tier', { enum: ['free', 'standard', 'premium'] }).notNull(),
+  schemaName: text('schema_name').notNull().unique(),
+  database: text('database').notNull().default('default'),
+  config: jsonb('config').$type<Tenant['config']>().notNull().default({}),
+  limits: jsonb('limits').$type<Tenant['limits']>().notNull().default({}),
+  metadata: jsonb('metadata').$type<Tenant['metadata']>().notNull().default({}),
+  contactEmail: text('contact_email'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  version: integer('version').notNull().default(1)
+}, (table) => [index('tenants_status_idx').on(table.status)])
+
+export const domains = pgTable('domains', {
+  domain: text('domain').primaryKey(),
+  tenantId: text('tenant_id').notNull().references(() => tenants.id, { onDelete: 'cascade' }),
+  isPrimary: boolean('is_primary').notNull().default(false),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow()
+}, (table) => [index('domains_tenant_idx').on(table.tenantId)])
+
+export const tenantChanges = pgTable('tenant_changes', {
+  seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+  tenantId: text('tenant_id').notNull(),
+  type: text('type').notNull(),
+  at: timestamp('at', { withTimezone: true }).notNull().defaultNow()
+})
