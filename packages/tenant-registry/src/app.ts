@@ -1,11 +1,16 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify'
 import type { Sql } from 'postgres'
+import type { JwtKeys } from './config.ts'
 import { authPlugin } from './plugins/auth.ts'
+import { metricsPlugin } from './plugins/metrics.ts'
 import { tenantRoutes } from './routes/tenants.ts'
 import { TenantStore, type TenantStoreOptions } from './tenants.ts'
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER } from './tokens.ts'
 
 export interface RegistryConfig {
-  jwtSecret: string
+  jwt: JwtKeys
   baseDomain?: string | undefined
   issuer?: string
   audience?: string
@@ -15,12 +20,11 @@ export interface BuildOptions {
   config: RegistryConfig
   sql: Sql
   logger?: FastifyBaseLogger | boolean
+  /** Node process metrics on /metrics (default true; tests with many apps turn them off). */
+  processMetrics?: boolean
   /** Test hooks for the store. */
   store?: Pick<TenantStoreOptions, 'beforeActivate'>
 }
-
-export const DEFAULT_ISSUER = 'tenant-registry'
-export const DEFAULT_AUDIENCE = 'platform'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -38,6 +42,8 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   const store = new TenantStore(sql, { baseDomain: config.baseDomain, ...options.store })
   app.decorate('tenants', store)
   await store.listen()
+  // Closing wakes every long poll so they answer now instead of holding the shutdown.
+  app.addHook('preClose', async () => { store.changes.emit('change', Number.MAX_SAFE_INTEGER) })
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error.validation !== undefined) {
@@ -52,14 +58,24 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     return reply.code(status).send({ statusCode: status, code, error: reply.raw.statusMessage ?? 'Error', message: error.message })
   })
 
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Tenant registry', version: '1', description: 'Owns tenants and domains, provisions tenant schemas, answers look-ups, publishes changes.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } }
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  await app.register(metricsPlugin, { store, processMetrics: options.processMetrics ?? true })
   await app.register(authPlugin, {
-    secret: config.jwtSecret,
+    keys: config.jwt,
     issuer: config.issuer ?? DEFAULT_ISSUER,
     audience: config.audience ?? DEFAULT_AUDIENCE
   })
 
-  app.get('/health', async () => ({ status: 'ok' }))
-  app.get('/ready', async (request, reply) => {
+  const status = { type: 'object', properties: { status: { type: 'string' } } } as const
+  app.get('/health', { schema: { summary: 'Liveness', response: { 200: status } } }, async () => ({ status: 'ok' }))
+  app.get('/ready', { schema: { summary: 'Readiness: the database answers', response: { 200: status, 503: status } } }, async (request, reply) => {
     try {
       await sql`select 1`
       return { status: 'ready' }

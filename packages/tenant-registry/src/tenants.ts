@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { assertTenantId, isValidTenantId, schemaName, TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
-import { and, eq, getTableColumns, gt, ilike, max, ne, or, sql, type SQL } from 'drizzle-orm'
+import { and, count, eq, getTableColumns, gt, ilike, max, ne, or, sql, type SQL } from 'drizzle-orm'
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import type { Sql } from 'postgres'
 import { domains as domainsTable, tenantChanges as changesTable, tenants as tenantsTable } from './db/schema.ts'
@@ -304,6 +304,11 @@ export class TenantStore {
   async changesAfter (after: number, limit: number): Promise<Change[]> {
     const rows = await this.#db.select().from(changesTable).where(gt(changesTable.seq, after)).orderBy(changesTable.seq).limit(limit)
     return rows.map((r) => ({ seq: r.seq, tenantId: r.tenantId, type: r.type, at: r.at.toISOString() }))
+  }
+
+  async countByStatus (): Promise<Map<string, number>> {
+    const rows = await this.#db.select({ status: tenantsTable.status, n: count() }).from(tenantsTable).groupBy(tenantsTable.status)
+    return new Map(rows.map((r) => [r.status, r.n]))
   }
 
   async lastSeq (): Promise<number> {

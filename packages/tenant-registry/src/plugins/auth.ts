@@ -2,6 +2,7 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { TenantMismatchError } from '@platform/multitenant'
+import type { JwtKeys } from '../config.ts'
 import { ForbiddenError, UnauthorizedError } from '../errors.ts'
 
 /** Claims of this platform's tokens (DESIGN.md "Tokens"). */
@@ -27,7 +28,7 @@ declare module 'fastify' {
 }
 
 export interface AuthOptions {
-  secret: string
+  keys: JwtKeys
   issuer: string
   audience: string
 }
@@ -44,7 +45,7 @@ export function assertOwnTenant (request: FastifyRequest, tenantId: string): voi
 
 async function auth (fastify: FastifyInstance, options: AuthOptions): Promise<void> {
   await fastify.register(fastifyJwt, {
-    secret: options.secret,
+    secret: 'secret' in options.keys ? options.keys.secret : { public: options.keys.publicKey, private: options.keys.privateKey ?? '' },
     sign: { iss: options.issuer, aud: options.audience, expiresIn: '1h' },
     verify: { allowedIss: options.issuer, allowedAud: options.audience }
   })

@@ -24,13 +24,25 @@ function versionFromIfMatch (header: string | undefined, id: string): number | u
 
 export async function tenantRoutes (app: FastifyInstance): Promise<void> {
   const store = app.tenants
+  app.addHook('onRoute', (route) => {
+    route.schema = { tags: ['tenants'], security: [{ bearer: [] }], ...route.schema }
+  })
 
-  app.post('/tenants', { config: WRITE, schema: { body: createBody, response: { 201: tenantSchema, ...errors } } }, async (request, reply) => {
-    const tenant = await store.create(request.body as CreateTenantInput)
+  app.post('/tenants', { config: WRITE, schema: { summary: 'Create and provision a tenant (schema, role)', body: createBody, response: { 201: tenantSchema, ...errors } } }, async (request, reply) => {
+    const stop = app.metrics.provisionSeconds.startTimer()
+    let tenant: Tenant
+    try {
+      tenant = await store.create(request.body as CreateTenantInput)
+    } catch (err) {
+      app.metrics.provisioned.inc({ outcome: (err as { statusCode?: number }).statusCode === 409 ? 'conflict' : 'failed' })
+      throw err
+    }
+    stop()
+    app.metrics.provisioned.inc({ outcome: 'created' })
     return sendTenant(reply.header('location', `/v1/tenants/${tenant.id}`), tenant, 201)
   })
 
-  app.get('/tenants', { config: READ, schema: { querystring: listQuery, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tenantSchema }, total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' } } }, ...errors } } }, async (request) => {
+  app.get('/tenants', { config: READ, schema: { summary: 'A page of tenants', querystring: listQuery, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tenantSchema }, total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' } } }, ...errors } } }, async (request) => {
     const query = request.query as { limit: number, offset: number, status?: TenantStatus, tier?: TenantTier, q?: string }
     const own = request.user.tenant
     if (own !== undefined) {
@@ -43,7 +55,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     return { ...page, limit: query.limit, offset: query.offset }
   })
 
-  app.get('/tenants/:id', { config: READ, schema: { params: idParams, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+  app.get('/tenants/:id', { config: READ, schema: { summary: 'One tenant, with ETag (If-None-Match → 304)', params: idParams, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
     const { id } = request.params as { id: string }
     assertOwnTenant(request, id)
     const tenant = await store.require(id)
@@ -55,7 +67,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     return sendTenant(reply, tenant)
   })
 
-  app.patch('/tenants/:id', { config: WRITE, schema: { params: idParams, body: patchBody, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+  app.patch('/tenants/:id', { config: WRITE, schema: { summary: 'Partial update (JSON merge patch for config, limits, metadata); If-Match → 412 when stale', params: idParams, body: patchBody, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
     const { id } = request.params as { id: string }
     const version = versionFromIfMatch(request.headers['if-match'], id)
     if (version === -1) throw new PreconditionFailedError()
@@ -63,7 +75,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
   })
 
   for (const [action, status] of [['suspend', 'suspended'], ['activate', 'active']] as const) {
-    app.post(`/tenants/:id/${action}`, { config: WRITE, schema: { params: idParams, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+    app.post(`/tenants/:id/${action}`, { config: WRITE, schema: { summary: `${action === 'suspend' ? 'Suspend' : 'Activate'} a tenant`, params: idParams, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
       const { id } = request.params as { id: string }
       return sendTenant(reply, await store.setStatus(id, status, `tenant.${status}`))
     })
@@ -72,6 +84,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
   app.delete('/tenants/:id', {
     config: WRITE,
     schema: {
+      summary: 'Archive a tenant; with purge=true&confirm=<id> also drop its schema and role',
       params: idParams,
       querystring: { type: 'object', additionalProperties: false, properties: { purge: { type: 'boolean', default: false }, confirm: TENANT_ID } },
       response: { 200: tenantSchema, 204: { type: 'null' }, ...errors }
@@ -87,6 +100,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
   app.post('/tenants/:id/domains', {
     config: WRITE,
     schema: {
+      summary: 'Add a custom domain (unique across tenants)',
       params: idParams,
       body: { type: 'object', additionalProperties: false, required: ['domain'], properties: { domain: DOMAIN, primary: { type: 'boolean', default: false } } },
       response: { 201: tenantSchema, ...errors }
@@ -99,7 +113,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
 
   app.delete('/tenants/:id/domains/:domain', {
     config: WRITE,
-    schema: { params: { type: 'object', required: ['id', 'domain'], properties: { id: TENANT_ID, domain: DOMAIN } }, response: { 200: tenantSchema, ...errors } }
+    schema: { summary: 'Remove a custom domain', params: { type: 'object', required: ['id', 'domain'], properties: { id: TENANT_ID, domain: DOMAIN } }, response: { 200: tenantSchema, ...errors } }
   }, async (request, reply) => {
     const { id, domain } = request.params as { id: string, domain: string }
     return sendTenant(reply, await store.removeDomain(id, domain))
@@ -107,7 +121,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
 
   app.get('/resolve', {
     config: READ,
-    schema: { querystring: { type: 'object', additionalProperties: false, required: ['host'], properties: { host: DOMAIN } }, response: { 200: tenantSchema, ...errors } }
+    schema: { summary: 'The tenant for a host: custom domain, or subdomain of BASE_DOMAIN', querystring: { type: 'object', additionalProperties: false, required: ['host'], properties: { host: DOMAIN } }, response: { 200: tenantSchema, ...errors } }
   }, async (request: FastifyRequest, reply) => {
     const { host } = request.query as { host: string }
     const tenant = await store.resolveHost(host)
@@ -119,6 +133,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
   app.get('/changes', {
     config: READ,
     schema: {
+      summary: 'Change feed (long poll): changes after a sequence number, waiting up to `wait` seconds',
       querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: 0, default: 0 }, wait: { type: 'integer', minimum: 0, maximum: 60, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 500 } } },
       response: {
         200: { type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { seq: { type: 'integer' }, tenantId: { type: 'string' }, type: { type: 'string' }, at: { type: 'string' } } } }, next: { type: 'integer' } } },
@@ -136,10 +151,12 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
           clearTimeout(timer)
           store.changes.off('change', onChange)
           request.raw.off('close', done)
+          app.metrics.waiters.dec()
           resolve()
         }
         const onChange = (seq: number): void => { if (seq > after) done() }
         const timer = setTimeout(done, wait * 1000)
+        app.metrics.waiters.inc()
         store.changes.on('change', onChange)
         request.raw.on('close', done)
       })

@@ -1,0 +1,274 @@
+import { readFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { Tenant, TenantStatus, TenantTier } from '@platform/multitenant'
+import postgres, { type Sql } from 'postgres'
+import { checkDatabaseUrl, ConfigError, loadConfig } from './config.ts'
+import { migrateRegistry } from './db/migrate.ts'
+import { closeOnSignals, createLogger, startRegistryServer } from './server.ts'
+import { TenantStore, type CreateTenantInput } from './tenants.ts'
+import { PLATFORM_ROLES, TENANT_ROLES, tokenIssuer } from './tokens.ts'
+
+export interface CliIo {
+  env: NodeJS.ProcessEnv
+  cwd: string
+  out: (text: string) => void
+  err: (text: string) => void
+}
+
+const USAGE = `Usage: tenant-registry <command> [options]      (from the repository root: pnpm registry …)
+
+Tenants
+  create <id> --name <name> [--tier free|standard|premium] [--trial] [--domain <host>]…
+              [--database <cluster>] [--contact-email <email>]
+  list [--status <s>] [--tier <t>] [--q <text>] [--limit <n>] [--offset <n>]
+  show <id>
+  suspend <id>
+  activate <id>
+  delete <id> [--purge --yes]       archive; --purge also drops the schema, its data and the role
+  domain add <id> <host> [--primary]
+  domain remove <id> <host>
+
+Operations
+  token --sub <subject> [--tenant <id>] [--role <role>]… [--scope "<s> <s>"] [--expires <seconds>]
+  migrate                           apply the registry's migrations to DATABASE_URL
+  serve                             run the registry (PORT, HOST, BASE_DOMAIN, LOG_LEVEL)
+
+Options
+  --json      machine-readable output on stdout
+  --help      this text
+
+Environment: DATABASE_URL (default: the database of a running \`pnpm start\`, from .data/dev.json),
+JWT_SECRET or JWT_PRIVATE_KEY/JWT_PUBLIC_KEY for \`token\` (default: the dev stack's secret).
+`
+
+const OPTIONS = {
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  name: { type: 'string' },
+  tier: { type: 'string' },
+  trial: { type: 'boolean' },
+  domain: { type: 'string', multiple: true },
+  database: { type: 'string' },
+  'contact-email': { type: 'string' },
+  status: { type: 'string' },
+  q: { type: 'string' },
+  limit: { type: 'string' },
+  offset: { type: 'string' },
+  purge: { type: 'boolean' },
+  yes: { type: 'boolean', short: 'y' },
+  primary: { type: 'boolean' },
+  sub: { type: 'string' },
+  tenant: { type: 'string' },
+  role: { type: 'string', multiple: true },
+  scope: { type: 'string' },
+  expires: { type: 'string' }
+} as const
+
+class UsageError extends Error {}
+
+const TIERS = ['free', 'standard', 'premium']
+const STATUSES = ['provisioning', 'active', 'trial', 'suspended', 'archived']
+
+/** Looks for .data/<file> from `cwd` upwards (the dev stack writes it at the repository root). */
+async function devFile (cwd: string, file: string): Promise<string | undefined> {
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    const text = await readFile(join(dir, '.data', file), 'utf8').catch(() => undefined)
+    if (text !== undefined) return text
+    if (dirname(dir) === dir) return undefined
+  }
+}
+
+async function databaseUrl (io: CliIo): Promise<string> {
+  const fromEnv = io.env.DATABASE_URL?.trim()
+  if (fromEnv !== undefined && fromEnv !== '') return checkDatabaseUrl(fromEnv)
+  const dev = await devFile(io.cwd, 'dev.json')
+  const url = dev === undefined ? undefined : (JSON.parse(dev) as { databaseUrl?: string }).databaseUrl
+  if (url === undefined) throw new ConfigError('DATABASE_URL', 'is not set and no .data/dev.json was found (start the dev stack with `pnpm start`, or set DATABASE_URL)')
+  return url
+}
+
+function int (name: string, value: string | undefined, fallback: number, max: number): number {
+  if (value === undefined) return fallback
+  if (!/^\d+$/.test(value) || Number(value) > max) throw new UsageError(`--${name} must be a whole number up to ${max}`)
+  return Number(value)
+}
+
+function oneOf<T extends string> (name: string, value: string | undefined, allowed: readonly string[]): T | undefined {
+  if (value !== undefined && !allowed.includes(value)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`)
+  return value as T | undefined
+}
+
+function describe (t: Tenant): string {
+  const domains = t.domains.map((d) => d.domain + (d.primary ? ' (primary)' : '')).join(', ')
+  return [
+    `id          ${t.id}`,
+    `name        ${t.name}`,
+    `status      ${t.status}`,
+    `tier        ${t.tier}`,
+    `schema      ${t.schema} on ${t.database}`,
+    `domains     ${domains === '' ? '-' : domains}`,
+    `contact     ${t.contactEmail ?? '-'}`,
+    `config      ${JSON.stringify(t.config)}`,
+    `limits      ${JSON.stringify(t.limits)}`,
+    `version     ${t.version}   created ${t.createdAt}   updated ${t.updatedAt}`
+  ].join('\n') + '\n'
+}
+
+function table (rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []
+  return rows.map((r) => r.map((cell, i) => i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)).join('  ')).join('\n') + '\n'
+}
+
+/** Runs one CLI command; returns the exit code (0 ok, 1 failed, 2 usage). */
+export async function runCli (argv: string[], io: CliIo): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
+  } catch (err) {
+    io.err(`error: ${(err as Error).message}\n\n${USAGE}`)
+    return 2
+  }
+  const { values: o, positionals } = parsed
+  const [command, ...args] = positionals
+  if (o.help === true || command === undefined || command === 'help') {
+    io.out(USAGE)
+    return command === undefined && o.help !== true ? 2 : 0
+  }
+  const json = o.json === true
+  const print = (value: unknown, human: string): void => io.out(json ? JSON.stringify(value, null, 2) + '\n' : human)
+  const need = (count: number, usage: string): string[] => {
+    if (args.length !== count) throw new UsageError(`usage: tenant-registry ${usage}`)
+    return args
+  }
+
+  let sql: Sql | undefined
+  const store = async (): Promise<TenantStore> => {
+    sql = postgres(await databaseUrl(io), { max: 2, onnotice: () => {}, connect_timeout: 10, connection: { application_name: 'tenant-registry-cli' } })
+    return new TenantStore(sql)
+  }
+  try {
+    switch (command) {
+      case 'create': {
+        const [id] = need(1, 'create <id> --name <name> [options]')
+        if (o.name === undefined || o.name.trim() === '' || o.name.length > 200) throw new UsageError('--name is required (1 to 200 characters)')
+        const input: CreateTenantInput = { id: id as string, name: o.name.trim() }
+        const tier = oneOf<TenantTier>('tier', o.tier, TIERS)
+        if (tier !== undefined) input.tier = tier
+        if (o.trial === true) input.status = 'trial'
+        if (o.domain !== undefined) input.domains = o.domain
+        if (o.database !== undefined) {
+          if (!/^[a-z0-9_-]{1,63}$/.test(o.database)) throw new UsageError('--database must be a cluster name of a-z, 0-9, _ and -')
+          input.database = o.database
+        }
+        if (o['contact-email'] !== undefined) {
+          if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(o['contact-email'])) throw new UsageError('--contact-email must be an email address')
+          input.contactEmail = o['contact-email']
+        }
+        const tenant = await (await store()).create(input)
+        print(tenant, `created ${tenant.id}: schema ${tenant.schema}, status ${tenant.status}\n`)
+        return 0
+      }
+      case 'list': {
+        need(0, 'list [--status <s>] [--tier <t>] [--q <text>] [--limit <n>] [--offset <n>]')
+        const query = {
+          limit: int('limit', o.limit, 50, 1000),
+          offset: int('offset', o.offset, 0, 1_000_000),
+          status: oneOf<TenantStatus>('status', o.status, STATUSES),
+          tier: oneOf<TenantTier>('tier', o.tier, TIERS),
+          q: o.q
+        }
+        const page = await (await store()).list(query)
+        const rows = [['ID', 'STATUS', 'TIER', 'SCHEMA', 'NAME'], ...page.items.map((t) => [t.id, t.status, t.tier, t.schema, t.name])]
+        const more = page.total > query.offset + page.items.length ? ` (use --offset ${query.offset + page.items.length} for more)` : ''
+        print({ ...page, limit: query.limit, offset: query.offset }, page.items.length === 0 ? 'no tenants\n' : table(rows) + `${page.items.length} of ${page.total}${more}\n`)
+        return 0
+      }
+      case 'show': {
+        const [id] = need(1, 'show <id>')
+        const tenant = await (await store()).require(id as string)
+        print(tenant, describe(tenant))
+        return 0
+      }
+      case 'suspend':
+      case 'activate': {
+        const [id] = need(1, `${command} <id>`)
+        const status = command === 'suspend' ? 'suspended' : 'active'
+        const tenant = await (await store()).setStatus(id as string, status, `tenant.${status}`)
+        print(tenant, `${tenant.id} is ${tenant.status}\n`)
+        return 0
+      }
+      case 'delete': {
+        const [id] = need(1, 'delete <id> [--purge --yes]')
+        if (o.purge === true && o.yes !== true) throw new UsageError(`--purge drops schema ${'tenant_' + (id as string).replaceAll('-', '_')} with all its data and its role; add --yes to confirm`)
+        const s = await store()
+        const tenant = await s.remove(id as string, o.purge === true)
+        print(tenant ?? { id, purged: true }, tenant === null ? `purged ${id as string}: row, schema and role dropped\n` : `archived ${tenant.id}\n`)
+        return 0
+      }
+      case 'domain': {
+        const [action, id, host] = args
+        if (args.length !== 3 || (action !== 'add' && action !== 'remove')) throw new UsageError('usage: tenant-registry domain add|remove <id> <host> [--primary]')
+        const s = await store()
+        const tenant = action === 'add' ? await s.addDomain(id as string, host as string, o.primary === true) : await s.removeDomain(id as string, host as string)
+        print(tenant, `${tenant.id} domains: ${tenant.domains.map((d) => d.domain + (d.primary ? ' (primary)' : '')).join(', ') || '-'}\n`)
+        return 0
+      }
+      case 'token': {
+        need(0, 'token --sub <subject> [--tenant <id>] [--role <role>]… [--scope "<s> <s>"] [--expires <seconds>]')
+        if (o.sub === undefined || o.sub === '') throw new UsageError('--sub is required (who the token is for)')
+        const roles = o.role ?? []
+        const allowed: readonly string[] = o.tenant === undefined ? PLATFORM_ROLES : TENANT_ROLES
+        for (const role of roles) {
+          if (!allowed.includes(role)) throw new UsageError(`--role ${role} is not allowed on a ${o.tenant === undefined ? 'platform' : 'tenant'} token (one of ${allowed.join(', ')})`)
+        }
+        if (o.tenant !== undefined && !/^[a-z0-9](?:[a-z0-9-]{0,54}[a-z0-9])?$/.test(o.tenant)) throw new UsageError('--tenant must be a tenant id')
+        const scope = (o.scope ?? '').split(/\s+/).filter(Boolean)
+        if (scope.some((s) => !/^[a-z]+:[a-z]+$/.test(s))) throw new UsageError('--scope is a space-separated list such as "tenants:read messages:send"')
+        const expires = int('expires', o.expires, 3600, 366 * 24 * 3600)
+        if (expires === 0) throw new UsageError('--expires must be at least 1 second')
+        const secret = (await devFile(io.cwd, 'jwt-secret'))?.trim()
+        const config = loadConfig({ ...io.env, DATABASE_URL: '' }, secret === undefined ? {} : { fallbackSecret: secret })
+        const claims = { sub: o.sub, roles, scope: scope.join(' '), ...(o.tenant === undefined ? {} : { tenant: o.tenant }) }
+        const token = tokenIssuer(config.jwt)(claims, expires)
+        print({ token, claims, expiresIn: expires }, token + '\n')
+        return 0
+      }
+      case 'migrate': {
+        need(0, 'migrate')
+        sql = postgres(await databaseUrl(io), { max: 1, onnotice: () => {} })
+        const result = await migrateRegistry(sql)
+        print(result, result.applied.length === 0 ? `up to date (${result.skipped.length} applied before)\n` : `applied ${result.applied.join(', ')}\n`)
+        return 0
+      }
+      case 'serve': {
+        need(0, 'serve')
+        const config = loadConfig(io.env)
+        if (config.databaseUrl === undefined) throw new ConfigError('DATABASE_URL', 'is required to serve (`pnpm start` runs a development stack with an embedded PostgreSQL)')
+        const running = await startRegistryServer({ config: { ...config, databaseUrl: config.databaseUrl }, logger: createLogger(config.logLevel) })
+        closeOnSignals(running.close, (line) => io.err(line + '\n'))
+        return await new Promise<number>(() => {})
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"; run with --help`)
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`error: ${err.message}\n`)
+      return 2
+    }
+    io.err(`error: ${message(err)}\n`)
+    return 1
+  } finally {
+    await sql?.end({ timeout: 2 })
+  }
+}
+
+function message (err: unknown): string {
+  if (err instanceof ConfigError) return err.message
+  const e = err as { code?: string, message?: string, statusCode?: number }
+  if (typeof e.statusCode === 'number' && typeof e.code === 'string') return `${e.message ?? ''} (${e.code})`
+  if (e.code === 'ECONNREFUSED') return 'cannot reach the database (is `pnpm start` running, or is DATABASE_URL right?)'
+  if (e.code === '28P01' || e.code === '3D000') return `the database refused the connection: ${e.message ?? ''}`
+  return e.message ?? String(err)
+}

@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+
+/** How tokens are signed and checked: a shared secret (HS256) or a key pair (RS256/ES256). */
+export type JwtKeys = { secret: string } | { publicKey: string, privateKey?: string | undefined }
+
+export interface RegistryEnvConfig {
+  /** Unset → the dev stack starts an embedded PostgreSQL under `.data/`. */
+  databaseUrl: string | undefined
+  jwt: JwtKeys
+  baseDomain: string | undefined
+  port: number
+  host: string
+  logLevel: string
+}
+
+/** A configuration error names the variable it is about. */
+export class ConfigError extends Error {
+  readonly variable: string
+  constructor (variable: string, message: string) {
+    super(`${variable}: ${message}`)
+    this.name = 'ConfigError'
+    this.variable = variable
+  }
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const HOST_NAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/
+
+function pem (variable: string, value: string): string {
+  if (value.includes('-----BEGIN')) return value.replaceAll('\\n', '\n')
+  try {
+    return readFileSync(value, 'utf8')
+  } catch {
+    throw new ConfigError(variable, 'must be a PEM key or the path of a readable PEM file')
+  }
+}
+
+function nonEmpty (env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name]?.trim()
+  return value === undefined || value === '' ? undefined : value
+}
+
+export function checkDatabaseUrl (value: string): string {
+  let url: URL | undefined
+  try {
+    url = new URL(value)
+  } catch {}
+  if (url === undefined || !['postgres:', 'postgresql:'].includes(url.protocol)) {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// URL')
+  }
+  return value
+}
+
+export interface LoadConfigOptions {
+  /** When no JWT variables are set, use this secret (the dev stack's persisted one). */
+  fallbackSecret?: string
+}
+
+/**
+ * Reads and validates the registry's environment (DESIGN.md "Environment variables"). Every
+ * problem is reported with the variable's name; nothing starts on a bad configuration.
+ */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env, options: LoadConfigOptions = {}): RegistryEnvConfig {
+  const rawDatabaseUrl = nonEmpty(env, 'DATABASE_URL')
+  const databaseUrl = rawDatabaseUrl === undefined ? undefined : checkDatabaseUrl(rawDatabaseUrl)
+
+  const secret = nonEmpty(env, 'JWT_SECRET')
+  const publicKey = nonEmpty(env, 'JWT_PUBLIC_KEY')
+  const privateKey = nonEmpty(env, 'JWT_PRIVATE_KEY')
+  let jwt: JwtKeys
+  if (secret !== undefined) {
+    if (publicKey !== undefined || privateKey !== undefined) throw new ConfigError('JWT_SECRET', 'set either JWT_SECRET or JWT_PUBLIC_KEY/JWT_PRIVATE_KEY, not both')
+    if (secret.length < 32) throw new ConfigError('JWT_SECRET', 'must be at least 32 characters')
+    jwt = { secret }
+  } else if (publicKey !== undefined) {
+    jwt = { publicKey: pem('JWT_PUBLIC_KEY', publicKey), privateKey: privateKey === undefined ? undefined : pem('JWT_PRIVATE_KEY', privateKey) }
+  } else if (privateKey !== undefined) {
+    throw new ConfigError('JWT_PUBLIC_KEY', 'is required with JWT_PRIVATE_KEY')
+  } else if (options.fallbackSecret !== undefined) {
+    jwt = { secret: options.fallbackSecret }
+  } else {
+    throw new ConfigError('JWT_SECRET', 'is required (or JWT_PUBLIC_KEY, with JWT_PRIVATE_KEY to issue tokens)')
+  }
+
+  const baseDomain = nonEmpty(env, 'BASE_DOMAIN')?.toLowerCase()
+  if (baseDomain !== undefined && (!HOST_NAME.test(baseDomain) || !baseDomain.includes('.'))) {
+    throw new ConfigError('BASE_DOMAIN', 'must be a domain name such as example.com')
+  }
+
+  const rawPort = nonEmpty(env, 'PORT') ?? '4000'
+  const port = Number(rawPort)
+  if (!/^\d+$/.test(rawPort) || port > 65535) throw new ConfigError('PORT', `must be a port number from 0 to 65535, got "${rawPort}"`)
+
+  const host = nonEmpty(env, 'HOST') ?? '127.0.0.1'
+  if (isIP(host) === 0 && !HOST_NAME.test(host.toLowerCase())) throw new ConfigError('HOST', 'must be an IP address or a host name')
+
+  const logLevel = nonEmpty(env, 'LOG_LEVEL') ?? 'info'
+  if (!LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LEVELS.join(', ')}`)
+
+  return { databaseUrl, jwt, baseDomain, port, host, logLevel }
+}

@@ -1,0 +1,181 @@
+// `pnpm start` / `npm start`: the development stack. With no DATABASE_URL it runs an embedded
+// PostgreSQL kept under .data/ (it survives restarts), applies the migrations, starts the
+// registry, creates demo tenants once per database, prints URLs, tokens and curl lines, and
+// writes them to .data/dev.json for scripts. Ctrl-C stops everything.
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
+import postgres from 'postgres'
+import { ConfigError, loadConfig } from './config.ts'
+import { closeOnSignals, createLogger, startRegistryServer, type RunningRegistry } from './server.ts'
+import type { CreateTenantInput } from './tenants.ts'
+import { tokenIssuer } from './tokens.ts'
+
+const DEV_PG_PORT = 54329
+const DEV_DB = 'platform'
+
+export interface DevInfo {
+  registryUrl: string
+  databaseUrl: string
+  baseDomain: string
+  tokens: { platformAdmin: string, service: string, acmeOwner: string }
+}
+
+const say = (line: string): void => { process.stderr.write(`[dev] ${line}\n`) }
+
+async function devSecret (dataDir: string): Promise<string> {
+  const file = join(dataDir, 'jwt-secret')
+  try {
+    return (await readFile(file, 'utf8')).trim()
+  } catch {
+    const secret = randomBytes(36).toString('base64url')
+    await writeFile(file, secret + '\n', { mode: 0o600 })
+    return secret
+  }
+}
+
+async function portFree (port: number): Promise<boolean> {
+  const { createServer } = await import('node:net')
+  return await new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+}
+
+/** Starts (or reuses) the embedded cluster under .data/pg and makes sure the platform database exists. */
+async function embeddedDatabase (dataDir: string): Promise<{ pg: RunningPostgres, url: string }> {
+  const pgDir = join(dataDir, 'pg')
+  const port = await portFree(DEV_PG_PORT) ? DEV_PG_PORT : await freePort()
+  say(`starting the embedded PostgreSQL in ${pgDir} (port ${port}; first start initialises it)`)
+  let pg: RunningPostgres
+  try {
+    pg = await startEmbeddedPostgres({ dataDir: pgDir, port })
+  } catch (err) {
+    // A crash can leave a stale postmaster.pid behind; PostgreSQL refuses to start over it.
+    const pidFile = join(pgDir, 'postmaster.pid')
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).split('\n')[0])
+    if (pid > 0 && !alive(pid)) {
+      say('removing a stale postmaster.pid left by a crash and retrying')
+      await rm(pidFile, { force: true })
+      pg = await startEmbeddedPostgres({ dataDir: pgDir, port })
+    } else {
+      throw new Error(`${(err as Error).message}\n  Is another \`pnpm start\` running? Stop it, or set DATABASE_URL to use another server.`)
+    }
+  }
+  const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
+  try {
+    const exists = await admin`select 1 from pg_database where datname = ${DEV_DB}`
+    if (exists.length === 0) await admin.unsafe(`create database ${DEV_DB}`)
+  } finally {
+    await admin.end()
+  }
+  return { pg, url: pg.url.replace(/\/postgres$/, `/${DEV_DB}`) }
+}
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise<string[]> {
+  const store = registry.app.tenants
+  if (await store.lastSeq() > 0) return []
+  const made: string[] = []
+  const demo: CreateTenantInput[] = [
+    { id: 'acme', name: 'Acme Corporation', tier: 'premium', domains: ['mail.acme.test'], config: { comm: { emailFrom: 'no-reply@acme.test', smsSenderId: 'ACME' } }, limits: { messagesPerMinute: 600, messagesPerDay: 50000 }, contactEmail: 'admin@acme.test' },
+    { id: 'globex', name: 'Globex', tier: 'standard', config: { comm: { emailFrom: 'hello@globex.test' } }, limits: { messagesPerMinute: 120 }, contactEmail: 'it@globex.test' },
+    { id: 'initech', name: 'Initech', tier: 'free', status: 'trial' }
+  ]
+  for (const tenant of demo) {
+    await store.create(tenant)
+    made.push(`${tenant.id} (${tenant.id}.${baseDomain})`)
+  }
+  return made
+}
+
+export async function startDevStack (env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Promise<{ info: DevInfo, close: () => Promise<void> }> {
+  const dataDir = resolve(cwd, '.data')
+  await mkdir(dataDir, { recursive: true })
+  const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env }, { fallbackSecret: await devSecret(dataDir) })
+  const baseDomain = config.baseDomain ?? 'platform.localhost'
+
+  let pg: RunningPostgres | undefined
+  let databaseUrl = config.databaseUrl
+  if (databaseUrl === undefined) {
+    const embedded = await embeddedDatabase(dataDir)
+    pg = embedded.pg
+    databaseUrl = embedded.url
+  } else {
+    say('using DATABASE_URL')
+  }
+
+  let registry: RunningRegistry
+  try {
+    registry = await startRegistryServer({ config: { ...config, databaseUrl }, logger: createLogger(config.logLevel) })
+  } catch (err) {
+    await pg?.stop()
+    if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('PORT', `${config.port} is in use; set PORT to another port`)
+    throw err
+  }
+  const seeded = await seedDemo(registry, baseDomain)
+  if (seeded.length > 0) say(`created demo tenants: ${seeded.join(', ')}`)
+
+  const issue = tokenIssuer(config.jwt)
+  const month = 30 * 24 * 3600
+  const info: DevInfo = {
+    registryUrl: registry.url,
+    databaseUrl,
+    baseDomain,
+    tokens: {
+      platformAdmin: issue({ sub: 'dev-admin', roles: ['platform-admin'], scope: 'tenants:read tenants:write' }, month),
+      service: issue({ sub: 'comm-service', roles: [], scope: 'tenants:read' }, month),
+      acmeOwner: issue({ sub: 'owner@acme.test', tenant: 'acme', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write' }, month)
+    }
+  }
+  await writeFile(join(dataDir, 'dev.json'), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 })
+
+  const u = registry.url
+  process.stdout.write(`
+  Tenant registry   ${u}          (API docs: ${u}/docs, metrics: ${u}/metrics)
+  PostgreSQL        ${databaseUrl}
+  Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
+  Tokens            .data/dev.json (platformAdmin, service, acmeOwner; valid 30 days)
+
+  Try:
+    export TOKEN=$(node -p "require('./.data/dev.json').tokens.platformAdmin")
+    curl -s ${u}/v1/tenants -H "authorization: Bearer $TOKEN"
+    curl -s ${u}/v1/tenants/acme -H "authorization: Bearer $TOKEN"
+    curl -s "${u}/v1/resolve?host=acme.${baseDomain}" -H "authorization: Bearer $TOKEN"
+    curl -s -X POST ${u}/v1/tenants -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"id":"hooli","name":"Hooli"}'
+    pnpm registry list
+
+  Ctrl-C stops the registry${pg === undefined ? '' : ' and the database (the data stays in .data/pg)'}.
+`)
+  let closing: Promise<void> | undefined
+  return {
+    info,
+    close () {
+      closing ??= (async () => {
+        await registry.close()
+        await pg?.stop()
+      })()
+      return closing
+    }
+  }
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
+  try {
+    const stack = await startDevStack()
+    closeOnSignals(stack.close, say)
+  } catch (err) {
+    say(err instanceof ConfigError ? err.message : `could not start: ${(err as Error).message}`)
+    process.exit(1)
+  }
+}
