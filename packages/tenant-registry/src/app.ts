@@ -42,8 +42,16 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   const store = new TenantStore(sql, { baseDomain: config.baseDomain, ...options.store })
   app.decorate('tenants', store)
   await store.listen()
-  // Closing wakes every long poll so they answer now instead of holding the shutdown.
-  app.addHook('preClose', async () => { store.changes.emit('change', Number.MAX_SAFE_INTEGER) })
+  // Closing wakes every long poll so it answers now, and answers sent while closing end their
+  // keep-alive connection, so nothing holds the shutdown.
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+    store.changes.emit('change', Number.MAX_SAFE_INTEGER)
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error.validation !== undefined) {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Tenant, TenantStatus, TenantTier } from '@platform/multitenant'
+import { DrizzleQueryError } from 'drizzle-orm'
 import postgres, { type Sql } from 'postgres'
 import { checkDatabaseUrl, ConfigError, loadConfig } from './config.ts'
 import { migrateRegistry } from './db/migrate.ts'
@@ -131,9 +132,13 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   }
   const { values: o, positionals } = parsed
   const [command, ...args] = positionals
-  if (o.help === true || command === undefined || command === 'help') {
+  if (o.help === true || command === 'help') {
     io.out(USAGE)
-    return command === undefined && o.help !== true ? 2 : 0
+    return 0
+  }
+  if (command === undefined) {
+    io.err(USAGE)
+    return 2
   }
   const json = o.json === true
   const print = (value: unknown, human: string): void => io.out(json ? JSON.stringify(value, null, 2) + '\n' : human)
@@ -266,6 +271,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
 
 function message (err: unknown): string {
   if (err instanceof ConfigError) return err.message
+  // drizzle wraps driver errors in one whose message is the SQL text: report the cause.
+  while (err instanceof DrizzleQueryError && err.cause !== undefined) err = err.cause
   const e = err as { code?: string, message?: string, statusCode?: number }
   if (typeof e.statusCode === 'number' && typeof e.code === 'string') return `${e.message ?? ''} (${e.code})`
   if (e.code === 'ECONNREFUSED') return 'cannot reach the database (is `pnpm start` running, or is DATABASE_URL right?)'

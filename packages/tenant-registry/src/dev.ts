@@ -93,13 +93,28 @@ async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise
     { id: 'initech', name: 'Initech', tier: 'free', status: 'trial' }
   ]
   for (const tenant of demo) {
-    await store.create(tenant)
-    made.push(`${tenant.id} (${tenant.id}.${baseDomain})`)
+    try {
+      await store.create(tenant)
+      made.push(`${tenant.id} (${tenant.id}.${baseDomain})`)
+    } catch (err) {
+      // Roles are cluster-wide: another database on this server may already have this tenant.
+      if ((err as { code?: string }).code !== 'CONFLICT') throw err
+      say(`demo tenant ${tenant.id} skipped: ${(err as Error).message}`)
+    }
   }
   return made
 }
 
-export async function startDevStack (env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Promise<{ info: DevInfo, close: () => Promise<void> }> {
+export interface DevStackOptions {
+  env?: NodeJS.ProcessEnv
+  /** Where .data/ lives (default: the working directory, the repository root under `pnpm start`). */
+  cwd?: string
+  /** Receives the banner (default: stdout). */
+  print?: (text: string) => void
+}
+
+export async function startDevStack (options: DevStackOptions = {}): Promise<{ info: DevInfo, close: () => Promise<void> }> {
+  const { env = process.env, cwd = process.cwd(), print = (text) => process.stdout.write(text) } = options
   const dataDir = resolve(cwd, '.data')
   await mkdir(dataDir, { recursive: true })
   const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env }, { fallbackSecret: await devSecret(dataDir) })
@@ -123,8 +138,17 @@ export async function startDevStack (env: NodeJS.ProcessEnv = process.env, cwd =
     if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('PORT', `${config.port} is in use; set PORT to another port`)
     throw err
   }
-  const seeded = await seedDemo(registry, baseDomain)
-  if (seeded.length > 0) say(`created demo tenants: ${seeded.join(', ')}`)
+  const stop = async (): Promise<void> => {
+    await registry.close()
+    await pg?.stop()
+  }
+  try {
+    const seeded = await seedDemo(registry, baseDomain)
+    if (seeded.length > 0) say(`created demo tenants: ${seeded.join(', ')}`)
+  } catch (err) {
+    await stop()
+    throw err
+  }
 
   const issue = tokenIssuer(config.jwt)
   const month = 30 * 24 * 3600
@@ -141,7 +165,7 @@ export async function startDevStack (env: NodeJS.ProcessEnv = process.env, cwd =
   await writeFile(join(dataDir, 'dev.json'), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 })
 
   const u = registry.url
-  process.stdout.write(`
+  print(`
   Tenant registry   ${u}          (API docs: ${u}/docs, metrics: ${u}/metrics)
   PostgreSQL        ${databaseUrl}
   Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
@@ -161,10 +185,7 @@ export async function startDevStack (env: NodeJS.ProcessEnv = process.env, cwd =
   return {
     info,
     close () {
-      closing ??= (async () => {
-        await registry.close()
-        await pg?.stop()
-      })()
+      closing ??= stop()
       return closing
     }
   }

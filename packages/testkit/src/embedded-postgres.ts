@@ -68,8 +68,17 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions = 
     parent = await mkdtemp(join(tmpdir(), 'mt-pg-'))
     dataDir = join(parent, 'data')
   }
-  // The server runs as the unprivileged `postgres` user when we are root.
+  // The server runs as the unprivileged `postgres` user when we are root: it must be able to
+  // enter every directory above its data directory.
   await chmod(parent, 0o755)
+  if (process.getuid?.() === 0) {
+    for (let dir = resolve(parent, '..'); ; dir = resolve(dir, '..')) {
+      if (((await stat(dir)).mode & 0o001) === 0) {
+        throw new Error(`the embedded PostgreSQL runs as user "postgres" when started as root, and it cannot enter ${dir}: run \`chmod o+x ${dir}\`, keep the data elsewhere, or set DATABASE_URL`)
+      }
+      if (resolve(dir, '..') === dir) break
+    }
+  }
   const port = options.port ?? await freePort()
   const log = options.onLog
   const pg = new EmbeddedPostgres({

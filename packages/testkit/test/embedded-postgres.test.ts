@@ -31,6 +31,12 @@ t.test('a start that cannot work fails with a clear error', async (t) => {
   await t.rejects(startEmbeddedPostgres({ port: running.port }), /could not start the embedded PostgreSQL/)
 })
 
+t.test('as root, a data directory the postgres user cannot reach is refused with the fix', { skip: process.getuid?.() !== 0 && 'only as root' }, async (t) => {
+  const locked = await mkdtemp(join(tmpdir(), 'testkit-locked-')) // mode 700
+  t.teardown(() => rm(locked, { recursive: true, force: true }))
+  await t.rejects(startEmbeddedPostgres({ dataDir: join(locked, 'deep', 'pg') }), { message: `the embedded PostgreSQL runs as user "postgres" when started as root, and it cannot enter ${locked}: run \`chmod o+x ${locked}\`, keep the data elsewhere, or set DATABASE_URL` })
+})
+
 t.test('without DATABASE_URL a file gets its own server, stopped with its last database', async (t) => {
   const saved = process.env.DATABASE_URL
   delete process.env.DATABASE_URL

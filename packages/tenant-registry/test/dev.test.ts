@@ -1,0 +1,80 @@
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createTestDatabase } from '@platform/testkit'
+import t from 'tap'
+import { request } from 'undici'
+import { startDevStack, type DevInfo } from '../src/dev.ts'
+
+async function call (info: DevInfo, path: string, token: string, method: 'GET' | 'POST' | 'DELETE' = 'GET', body?: unknown): Promise<{ status: number, json: any }> {
+  const res = await request(info.registryUrl + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) })
+  })
+  const text = await res.body.text()
+  return { status: res.statusCode, json: text === '' ? null : JSON.parse(text) }
+}
+
+t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', async (t) => {
+  const db = await createTestDatabase(t)
+  const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
+  t.teardown(() => rm(cwd, { recursive: true, force: true }))
+  const env = { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent' }
+  let banner = ''
+  const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
+  t.teardown(first.close)
+  const info = first.info
+  t.same(JSON.parse(await readFile(join(cwd, '.data', 'dev.json'), 'utf8')), info, '.data/dev.json holds what the banner says')
+  t.equal(info.databaseUrl, db.url)
+  t.match(info.registryUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
+  t.equal((await stat(join(cwd, '.data', 'jwt-secret'))).mode & 0o777, 0o600, 'the secret is private')
+  t.match(banner, new RegExp(`curl -s ${info.registryUrl}/v1/tenants -H "authorization: Bearer \\$TOKEN"`))
+  t.match(banner, /Ctrl-C stops the registry\./)
+
+  const page = await call(info, '/v1/tenants', info.tokens.service)
+  t.same(page.json.items.map((x: { id: string }) => x.id), ['acme', 'globex', 'initech'])
+  t.equal((await call(info, `/v1/resolve?host=acme.${info.baseDomain}`, info.tokens.service)).json.id, 'acme')
+  t.equal((await call(info, '/v1/tenants', info.tokens.service, 'POST', { id: 'nope', name: 'x' })).status, 403, 'the service token only reads')
+  t.equal((await call(info, '/v1/tenants/acme', info.tokens.acmeOwner)).status, 200)
+  t.equal((await call(info, '/v1/tenants/globex', info.tokens.acmeOwner)).status, 403, 'acme\'s token does not see globex')
+  t.equal((await call(info, '/v1/tenants/globex', info.tokens.platformAdmin, 'DELETE')).json.status, 'archived')
+  await first.close()
+
+  // A restart keeps the data and does not re-create demo tenants; tokens from before still work.
+  const second = await startDevStack({ env, cwd, print: () => {} })
+  t.teardown(second.close)
+  t.equal((await call(second.info, '/v1/tenants/globex', info.tokens.platformAdmin)).json.status, 'archived')
+  t.equal((await call(second.info, '/v1/tenants?limit=200', second.info.tokens.service)).json.total, 3)
+})
+
+t.test('bad configuration is refused before anything starts', async (t) => {
+  const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
+  t.teardown(() => rm(cwd, { recursive: true, force: true }))
+  await t.rejects(startDevStack({ env: { PORT: 'x' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT' })
+  const db = await createTestDatabase(t)
+  const running = await startDevStack({ env: { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
+  t.teardown(running.close)
+  const port = new URL(running.info.registryUrl).port
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, PORT: port, LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT', message: /in use/ })
+})
+
+t.test('without DATABASE_URL: an embedded PostgreSQL under .data/pg that survives restarts', async (t) => {
+  const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
+  await chmod(cwd, 0o755) // as root, the server runs as user postgres, which must enter it
+  t.teardown(() => rm(cwd, { recursive: true, force: true }))
+  const env = { PORT: '0', LOG_LEVEL: 'silent' }
+  let banner = ''
+  const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
+  t.teardown(first.close)
+  t.match(first.info.databaseUrl, /^postgres:\/\/postgres:postgres@127\.0\.0\.1:\d+\/platform$/)
+  t.match(banner, /the data stays in \.data\/pg/)
+  t.ok((await stat(join(cwd, '.data', 'pg', 'PG_VERSION'))).isFile())
+  t.equal((await call(first.info, '/v1/tenants', first.info.tokens.platformAdmin, 'POST', { id: 'hooli', name: 'Hooli' })).status, 201)
+  await first.close()
+
+  const second = await startDevStack({ env, cwd, print: () => {} })
+  t.teardown(second.close)
+  t.equal((await call(second.info, '/v1/tenants/hooli', second.info.tokens.service)).json.name, 'Hooli', 'data survived the restart')
+  t.equal((await call(second.info, '/v1/tenants', second.info.tokens.service)).json.total, 4, 'demo tenants were not created twice')
+})
