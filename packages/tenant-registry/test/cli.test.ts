@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { createTestDatabase } from '@platform/testkit'
 import t from 'tap'
 import { runCli } from '../src/cli.ts'
 import { bearer, SECRET, startRegistry, suffix, tid } from './fixtures/registry.ts'
@@ -40,7 +41,7 @@ t.test('every command against a real database, human and --json output', async (
   t.equal((await run('list', '--tier', 'free', '--q', suffix)).out, 'no tenants\n')
 
   const show = await run('show', id)
-  t.match(show.out, new RegExp('status\\s+active\\n'))
+  t.match(show.out, /status\s+active\n/)
   t.match(show.out, new RegExp(`domains\\s+mail\\.${id}\\.test \\(primary\\)`))
   t.match(show.out, /contact\s+ops@cli.test/)
 
@@ -49,6 +50,7 @@ t.test('every command against a real database, human and --json output', async (
   t.match(await run('activate', id, '--json'), { code: 0, out: /"status": "active"/ })
 
   t.match(await run('domain', 'add', id, `www.${id}.test`, '--primary'), { code: 0, out: new RegExp(`mail\\.${id}\\.test, www\\.${id}\\.test \\(primary\\)`) })
+  t.match(await run('show', id), { out: new RegExp(`domains {5}mail\\.${id}\\.test, www\\.${id}\\.test \\(primary\\)\\n`) })
   t.match(await run('domain', 'remove', id, `mail.${id}.test`), { code: 0, out: new RegExp(`domains: www\\.${id}\\.test \\(primary\\)\\n`) })
   t.match(await run('domain', 'remove', id, `www.${id}.test`), { code: 0, out: /domains: -\n/ })
 
@@ -62,7 +64,10 @@ t.test('every command against a real database, human and --json output', async (
   t.same(await r.sql`select 1 from pg_roles where rolname = ${schema}`, [], 'the role is gone')
   t.match(await run('show', id), { code: 1, err: 'error: Tenant not found (TENANT_NOT_FOUND)\n' })
 
+  t.match(await run('show', tid('cli-trial')), { code: 0, out: /domains {5}-\ncontact {5}-\n/ })
   t.match(await run('migrate'), { code: 0, out: 'up to date (1 applied before)\n' })
+  const fresh = await createTestDatabase(t)
+  t.match(await cli({ DATABASE_URL: fresh.url })('migrate'), { code: 0, out: 'applied 0001_registry.sql\n' })
   t.same(JSON.parse((await run('migrate', '--json')).out), { applied: [], skipped: ['0001_registry.sql'] })
 })
 
@@ -137,9 +142,15 @@ t.test('bad input: usage errors exit 2, failures exit 1, both with a clear messa
   t.same((await r.sql`select count(*)::int as n from tenants`)[0]?.n, 1, 'nothing was created by bad input')
 
   t.match(await cli({ DATABASE_URL: 'mysql://x' })('list'), { code: 1, err: 'error: DATABASE_URL: must be a postgres:// or postgresql:// URL\n' })
+  const devDir = await mkdtemp(join(tmpdir(), 'cli-devjson-'))
+  t.teardown(() => rm(devDir, { recursive: true }))
+  await mkdir(join(devDir, '.data'))
+  await writeFile(join(devDir, '.data', 'dev.json'), JSON.stringify({ databaseUrl: r.url }))
+  t.match(await cli({}, devDir)('list', '--json'), { code: 0, out: /"total": 1/ }, 'the dev stack\'s database from .data/dev.json')
   t.match(await cli({}, tmpdir())('list'), { code: 1, err: /DATABASE_URL: is not set and no \.data\/dev\.json was found/ })
   t.match(await cli({ DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none' })('list'), { code: 1, err: /cannot reach the database/ })
   t.match(await cli({ DATABASE_URL: r.url.replace(/\/[^/]+$/, '/no_such_database') })('list'), { code: 1, err: /the database refused the connection/ })
+  t.match(await cli({ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----' })('token', '--sub', 'x'), { code: 1, err: 'error: JWT_PRIVATE_KEY is needed to issue tokens\n' })
   t.match(await cli({ JWT_SECRET: SECRET })('serve'), { code: 1, err: /DATABASE_URL: is required to serve/ })
 })
 
@@ -154,4 +165,11 @@ t.test('the bin exits with the code and writes errors to stderr', async (t) => {
     child.on('close', (code) => resolve({ code: code ?? -1, out, err }))
   })
   t.same(result, { code: 1, out: '', err: 'error: DATABASE_URL: must be a postgres:// or postgresql:// URL\n' })
+  const help = await new Promise<Run>((resolve) => {
+    const child = spawn(process.execPath, [bin, '--help'])
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += String(d) })
+    child.on('close', (code) => resolve({ code: code ?? -1, out, err: '' }))
+  })
+  t.match(help, { code: 0, out: /^Usage: tenant-registry/ })
 })

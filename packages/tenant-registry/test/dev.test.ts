@@ -20,7 +20,7 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   const db = await createTestDatabase(t)
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const env = { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent' }
+  const env = { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: '' }
   let banner = ''
   const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
   t.teardown(first.close)
@@ -28,6 +28,7 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.same(JSON.parse(await readFile(join(cwd, '.data', 'dev.json'), 'utf8')), info, '.data/dev.json holds what the banner says')
   t.equal(info.databaseUrl, db.url)
   t.match(info.registryUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
+  t.equal(info.baseDomain, 'platform.localhost', 'an empty BASE_DOMAIN falls back to the dev default')
   t.equal((await stat(join(cwd, '.data', 'jwt-secret'))).mode & 0o777, 0o600, 'the secret is private')
   t.match(banner, new RegExp(`curl -s ${info.registryUrl}/v1/tenants -H "authorization: Bearer \\$TOKEN"`))
   t.match(banner, /Ctrl-C stops the registry\./)
@@ -52,6 +53,7 @@ t.test('bad configuration is refused before anything starts', async (t) => {
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
   await t.rejects(startDevStack({ env: { PORT: 'x' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT' })
+  await t.rejects(startDevStack({ env: { DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none', PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { code: 'ECONNREFUSED' })
   const db = await createTestDatabase(t)
   const running = await startDevStack({ env: { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
   t.teardown(running.close)
@@ -69,6 +71,7 @@ t.test('without DATABASE_URL: an embedded PostgreSQL under .data/pg that survive
   t.teardown(first.close)
   t.match(first.info.databaseUrl, /^postgres:\/\/postgres:postgres@127\.0\.0\.1:\d+\/platform$/)
   t.match(banner, /the data stays in \.data\/pg/)
+  await t.rejects(startDevStack({ env, cwd, print: () => {} }), /Is another `pnpm start` running\?/, 'a second stack on the same data is refused')
   t.ok((await stat(join(cwd, '.data', 'pg', 'PG_VERSION'))).isFile())
   t.equal((await call(first.info, '/v1/tenants', first.info.tokens.platformAdmin, 'POST', { id: 'hooli', name: 'Hooli' })).status, 201)
   await first.close()

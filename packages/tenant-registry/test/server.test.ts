@@ -1,7 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto'
 import { createTestDatabase } from '@platform/testkit'
+import postgres from 'postgres'
 import t from 'tap'
 import { request } from 'undici'
+import { buildApp } from '../src/app.ts'
+import { migrateRegistry } from '../src/db/migrate.ts'
 import { createLogger, startRegistryServer } from '../src/server.ts'
 import { tokenIssuer } from '../src/tokens.ts'
 import { bearer, SECRET, startRegistry, tid } from './fixtures/registry.ts'
@@ -10,7 +13,8 @@ t.test('a listening server: health, ready, docs, metrics, graceful close with a 
   const db = await createTestDatabase(t)
   const server = await startRegistryServer({
     config: { databaseUrl: db.url, jwt: { secret: SECRET }, baseDomain: 'example.com', port: 0, host: '127.0.0.1', logLevel: 'silent' },
-    logger: createLogger('silent', false)
+    logger: createLogger('silent', false),
+    poolSize: 4
   })
   t.teardown(server.close)
   const admin = tokenIssuer({ secret: SECRET })({ sub: 'ops', roles: ['platform-admin'], scope: 'tenants:read tenants:write' })
@@ -41,14 +45,16 @@ t.test('a listening server: health, ready, docs, metrics, graceful close with a 
   t.equal(again.statusCode, 409)
   await again.body.dump()
   await get(`/v1/tenants/${id}`, bearer(admin))
+  t.equal((await get('/no/such/route')).status, 404)
   const metrics = await get('/metrics')
   t.match(metrics.type, /text\/plain/)
-  t.match(metrics.body, new RegExp('registry_http_request_duration_seconds_count\\{method="GET",route="/v1/tenants/:id",status="200"\\} 1'))
+  t.match(metrics.body, /registry_http_request_duration_seconds_count\{method="GET",route="\/v1\/tenants\/:id",status="200"\} 1/)
   t.match(metrics.body, /registry_tenants_provisioned_total\{outcome="created"\} 1/)
   t.match(metrics.body, /registry_tenants_provisioned_total\{outcome="conflict"\} 1/)
   t.match(metrics.body, /registry_tenants\{status="active"\} 1/)
   t.match(metrics.body, /registry_tenant_provision_duration_seconds_count 1/)
   t.match(metrics.body, /process_cpu_user_seconds_total/)
+  t.match(metrics.body, /route="unmatched",status="404"/)
 
   // A follower waiting on the feed is answered when the server closes, so shutdown is not held.
   const poll = request(`${server.url}/v1/changes?after=1000000&wait=60`, { headers: bearer(admin) })
@@ -87,4 +93,13 @@ t.test('tokens signed with a key pair (ES256)', async (t) => {
   const forged = tokenIssuer({ secret: SECRET })({ sub: 'svc', scope: 'tenants:read' })
   t.equal((await r.app.inject({ url: '/v1/tenants', headers: bearer(forged) })).statusCode, 401, 'an HS256 token is refused when keys are configured')
   t.throws(() => tokenIssuer({ publicKey }), /JWT_PRIVATE_KEY/)
+
+  // A service that only verifies gets the public key alone.
+  const db = await createTestDatabase(t)
+  const sql = postgres(db.url, { max: 2, onnotice: () => {} })
+  t.teardown(() => sql.end())
+  await migrateRegistry(sql)
+  const app = await buildApp({ config: { jwt: { publicKey } }, sql, processMetrics: false })
+  t.teardown(() => app.close())
+  t.equal((await app.inject({ url: '/v1/tenants', headers: bearer(good) })).statusCode, 200)
 })

@@ -1,6 +1,7 @@
 import t from 'tap'
 import postgres from 'postgres'
-import { bearer, startRegistry, tid } from './fixtures/registry.ts'
+import { createSigner } from 'fast-jwt'
+import { bearer, SECRET, startRegistry, tid } from './fixtures/registry.ts'
 
 t.test('create, read with ETag, patch with If-Match, suspend, activate', async (t) => {
   const r = await startRegistry(t)
@@ -117,7 +118,9 @@ t.test('token failures and malformed input', async (t) => {
     ['expired', bearer(expired), `/v1/tenants/${id}`, 401, 'UNAUTHORIZED'],
     ['wrong signature', bearer(r.admin.slice(0, -4) + 'AAAA'), `/v1/tenants/${id}`, 401, 'UNAUTHORIZED'],
     ['wrong scope', bearer(r.tokenFor({ sub: 'x', scope: 'messages:send' })), `/v1/tenants/${id}`, 403, 'FORBIDDEN'],
-    ['tenant token, other tenant', bearer(tenantToken), '/v1/tenants/someone-else', 403, 'TENANT_MISMATCH']
+    ['tenant token, other tenant', bearer(tenantToken), '/v1/tenants/someone-else', 403, 'TENANT_MISMATCH'],
+    ['other issuer', bearer(createSigner({ key: SECRET, iss: 'someone-else', aud: 'platform' })({ sub: 'x', scope: 'tenants:read' })), `/v1/tenants/${id}`, 401, 'UNAUTHORIZED'],
+    ['other audience', bearer(createSigner({ key: SECRET, iss: 'tenant-registry', aud: 'elsewhere' })({ sub: 'x', scope: 'tenants:read' })), `/v1/tenants/${id}`, 401, 'UNAUTHORIZED']
   ]
   for (const [label, headers, url, status, code] of cases) {
     const res = await r.app.inject({ url, headers })
@@ -126,6 +129,9 @@ t.test('token failures and malformed input', async (t) => {
   }
   const adminOnly = await r.app.inject({ method: 'POST', url: `/v1/tenants/${id}/suspend`, headers: bearer(tenantToken) })
   t.equal(adminOnly.json().code, 'FORBIDDEN', 'tenant tokens cannot use admin routes')
+  const noRole = await r.app.inject({ method: 'POST', url: `/v1/tenants/${id}/suspend`, headers: bearer(r.tokenFor({ sub: 'x', scope: 'tenants:write' })) })
+  t.equal(noRole.statusCode, 403, 'the write scope without platform-admin is not enough')
+  t.equal((await r.app.inject({ url: '/v1/changes', headers: bearer(tenantToken) })).json().code, 'FORBIDDEN', 'the change feed is for services')
   t.equal((await r.app.inject({ url: `/v1/tenants/${id}`, headers: bearer(tenantToken) })).statusCode, 200, 'own tenant is readable')
 
   const bad: Array<[string, string, unknown]> = [
