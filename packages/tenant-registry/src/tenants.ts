@@ -113,7 +113,7 @@ export class TenantStore {
   readonly #options: TenantStoreOptions
   readonly changes = new EventEmitter()
   readonly #byId
-  readonly #domainOwner
+  readonly #byDomain
   #listening: Promise<unknown> | null = null
 
   /**
@@ -127,7 +127,8 @@ export class TenantStore {
     this.changes.setMaxListeners(0)
     // The hot look-ups are named prepared statements: one round trip each.
     this.#byId = this.#db.select(tenantColumns).from(tenantsTable).where(eq(tenantsTable.id, sql.placeholder('id'))).prepare('registry_tenant_by_id')
-    this.#domainOwner = this.#db.select({ tenantId: domainsTable.tenantId }).from(domainsTable).where(eq(domainsTable.domain, sql.placeholder('domain'))).prepare('registry_domain_owner')
+    this.#byDomain = this.#db.select(tenantColumns).from(domainsTable).innerJoin(tenantsTable, eq(tenantsTable.id, domainsTable.tenantId))
+      .where(eq(domainsTable.domain, sql.placeholder('domain'))).prepare('registry_tenant_by_domain')
   }
 
   /** Subscribes to change notifications from every registry instance on this database. */
@@ -287,8 +288,8 @@ export class TenantStore {
   /** The tenant a host belongs to: a custom domain, or a subdomain of the base domain. */
   async resolveHost (raw: string): Promise<Tenant | null> {
     const host = normalizeDomain(raw)
-    const [row] = await this.#domainOwner.execute({ domain: host })
-    if (row !== undefined) return await this.get(row.tenantId)
+    const [row] = await this.#byDomain.execute({ domain: host })
+    if (row !== undefined) return toTenant(row)
     const base = this.#options.baseDomain
     if (base !== undefined && host.endsWith('.' + base)) {
       const label = host.slice(0, -(base.length + 1))
