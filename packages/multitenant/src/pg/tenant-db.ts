@@ -1,0 +1,301 @@
+import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
+import postgres, { type Options, type ReservedSql, type Sql } from 'postgres'
+import { currentScope } from '../context.ts'
+import { InvalidOptionError, TenantRequiredError } from '../errors.ts'
+import { assertTenantId, schemaName } from '../tenant-id.ts'
+import type { Tenant } from '../types.ts'
+import { UnknownClusterError } from './errors.ts'
+
+/** Where and as whom a unit of work runs: the transaction-local settings. */
+interface Target {
+  cluster: string
+  searchPath: string
+  /** The tenant's role (`SET LOCAL ROLE`), or null for system work. */
+  role: string | null
+}
+
+export interface TenantDbOptions<TSchema extends Record<string, unknown>> {
+  /** The default cluster's connection URL (shorthand for `clusters: { default: url }`). */
+  url?: string
+  /** Cluster name → connection URL; a tenant's `database` picks its cluster. */
+  clusters?: Record<string, string>
+  /** Connections per cluster (default 10). */
+  max?: number
+  /**
+   * Of those, how many carry pipelined one-statement units (`db.scoped`); the rest serve
+   * `transaction()`. Default: half, at least one each.
+   */
+  lanes?: number
+  /** Statement timeout inside tenant units of work, in ms (default 5000; 0 for none). */
+  statementTimeout?: number
+  /** Named prepared statements (default true). Set false behind PgBouncer before 1.21. */
+  prepare?: boolean
+  /** drizzle schema, for typed relational queries. */
+  schema?: TSchema
+  /** Further postgres.js options (ssl, idle_timeout, …), applied to every cluster. */
+  postgres?: Options<Record<string, postgres.PostgresType>>
+}
+
+export interface UnitOptions {
+  /** Run as this tenant instead of the one in context (a record routes to its cluster). */
+  tenant?: Tenant | string
+  /** Statement timeout for this unit, in ms. */
+  statementTimeout?: number
+}
+
+/** A drizzle database bound to one scoped transaction, with savepoints and raw SQL. */
+export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDatabase<TSchema> & {
+  /** The transaction's connection as a postgres.js tagged template (same transaction). */
+  readonly sql: ReservedSql
+  /** Runs `fn` under a savepoint: its failure rolls back only its own work, then rethrows. */
+  savepoint: <T>(fn: () => Promise<T>) => Promise<T>
+}
+
+// Everything a unit of work changes is transaction-local (the `true` argument): nothing can
+// outlive the transaction on a pooled connection, behind PgBouncer in transaction mode too.
+const SCOPE_SQL = `select set_config('search_path', $1, true), set_config('role', $2, true), set_config('statement_timeout', $3, true)`
+const SYSTEM_SQL = `select set_config('search_path', $1, true), set_config('statement_timeout', $2, true)`
+// Outside any unit of work, a connection resolves no tenant table at all (fail closed).
+const IDLE_SEARCH_PATH = 'pg_catalog'
+
+interface Lane {
+  conn: ReservedSql
+  inflight: number
+}
+
+class Cluster {
+  readonly sql: Sql
+  readonly #laneCount: number
+  #lanes: Promise<Lane[]> | undefined
+
+  constructor (sql: Sql, lanes: number) {
+    this.sql = sql
+    this.#laneCount = lanes
+  }
+
+  async lane (): Promise<Lane> {
+    this.#lanes ??= Promise.all(Array.from({ length: this.#laneCount }, async () => ({ conn: await this.sql.reserve(), inflight: 0 })))
+    const lanes = await this.#lanes
+    let best = lanes[0] as Lane
+    for (const lane of lanes) if (lane.inflight < best.inflight) best = lane
+    return best
+  }
+
+  async close (): Promise<void> {
+    if (this.#lanes !== undefined) for (const lane of await this.#lanes) lane.conn.release()
+    await this.sql.end({ timeout: 5 })
+  }
+}
+
+/** The first failure of a pipelined group, in statement order. */
+function firstFailure (results: Array<PromiseSettledResult<unknown>>): unknown {
+  for (const r of results) if (r.status === 'rejected') return r.reason
+  return undefined
+}
+
+/**
+ * Tenant-scoped PostgreSQL on shared pools (postgres.js + drizzle). Every unit of work is one
+ * transaction whose search_path, role and statement timeout are transaction-local:
+ *
+ * - `db.scoped` is a drizzle database whose every statement runs as its own unit of work for the
+ *   tenant in context, pipelined as `BEGIN; set_config(…); <statement>; COMMIT` on a shared
+ *   connection: one round trip, and several units in flight per connection.
+ * - `db.transaction(fn)` runs many statements in one scoped transaction on a connection of its
+ *   own (the scope is pipelined with the first statement), with savepoints.
+ * - `db.system(fn)` is the same for `public` (no tenant role).
+ *
+ * With no tenant in context a unit of work is refused before anything is sent, and a connection
+ * outside a unit resolves no tenant table (its search_path is `pg_catalog`).
+ */
+export class TenantDb<TSchema extends Record<string, unknown> = Record<string, never>> {
+  readonly #clusters = new Map<string, Cluster>()
+  readonly #urls: Record<string, string>
+  readonly #options: TenantDbOptions<TSchema>
+  readonly #prepare: boolean
+  readonly #timeout: number
+  readonly #max: number
+  readonly #lanes: number
+  /** Statements through this run as single-statement units of work for the tenant in context. */
+  readonly scoped: PostgresJsDatabase<TSchema>
+
+  constructor (options: TenantDbOptions<TSchema>) {
+    const clusters = { ...options.clusters, ...(options.url === undefined ? {} : { default: options.url }) }
+    if (Object.keys(clusters).length === 0) throw new InvalidOptionError('TenantDb needs `url` or `clusters`')
+    this.#urls = clusters
+    this.#options = options
+    this.#prepare = options.prepare ?? true
+    this.#timeout = options.statementTimeout ?? 5000
+    this.#max = options.max ?? 10
+    if (!Number.isInteger(this.#max) || this.#max < 2) throw new InvalidOptionError('max must be an integer of at least 2')
+    this.#lanes = options.lanes ?? Math.floor(this.#max / 2)
+    if (!Number.isInteger(this.#lanes) || this.#lanes < 1 || this.#lanes >= this.#max) throw new InvalidOptionError('lanes must be at least 1 and less than max')
+    this.scoped = this.#drizzle(this.#scopedClient())
+  }
+
+  #cluster (name: string): Cluster {
+    let cluster = this.#clusters.get(name)
+    if (cluster === undefined) {
+      const url = this.#urls[name]
+      if (url === undefined) throw new UnknownClusterError(name)
+      const sql = postgres(url, {
+        ...this.#options.postgres,
+        max: this.#max,
+        prepare: this.#prepare,
+        connection: { ...this.#options.postgres?.connection, search_path: IDLE_SEARCH_PATH }
+      })
+      // drizzle installs its type parsers and serializers on the client it wraps; do it on the
+      // pool before its first connection, so every statement on it is read the way drizzle expects.
+      this.#drizzle(sql)
+      cluster = new Cluster(sql, this.#lanes)
+      this.#clusters.set(name, cluster)
+    }
+    return cluster
+  }
+
+  #drizzle<C>(client: C): PostgresJsDatabase<TSchema> {
+    const config = this.#options.schema === undefined ? {} : { schema: this.#options.schema }
+    return drizzle(client as unknown as Sql, config) as PostgresJsDatabase<TSchema>
+  }
+
+  /** The target for a tenant in context or named; throws TENANT_REQUIRED when there is none. */
+  #target (tenant: Tenant | string | undefined): Target {
+    let id: string
+    let cluster = 'default'
+    if (tenant === undefined) {
+      const scope = currentScope()
+      if (scope === undefined || scope.tenantId === null) throw new TenantRequiredError()
+      id = scope.tenantId
+      if (scope.tenant !== null) cluster = scope.tenant.database
+    } else if (typeof tenant === 'string') {
+      id = assertTenantId(tenant)
+    } else {
+      id = assertTenantId(tenant.id)
+      cluster = tenant.database
+    }
+    const schema = schemaName(id)
+    return { cluster, searchPath: `"${schema}"`, role: schema }
+  }
+
+  /** Queues the scope statement (not awaited: it is pipelined with what follows). */
+  #scope (conn: ReservedSql, target: Target, timeout: number): Promise<unknown> {
+    const params = target.role === null ? [target.searchPath, String(timeout)] : [target.searchPath, target.role, String(timeout)]
+    return conn.unsafe(target.role === null ? SYSTEM_SQL : SCOPE_SQL, params, { prepare: this.#prepare }).execute()
+  }
+
+  /** A postgres.js look-alike for drizzle: each statement becomes one pipelined unit of work. */
+  #scopedClient (): unknown {
+    const db = this
+    return {
+      // drizzle installs its parsers here too; the pools got the same ones when created.
+      options: { parsers: {}, serializers: {} },
+      unsafe (text: string, params: unknown[] = [], opts: { prepare?: boolean } = {}) {
+        let values = false
+        const pending = {
+          values () {
+            values = true
+            return pending
+          },
+          then<A, B> (resolve: (rows: unknown) => A, reject: (err: unknown) => B): Promise<A | B> {
+            return db.#pipelined(text, params, opts, values).then(resolve, reject)
+          }
+        }
+        return pending
+      },
+      begin () {
+        throw new InvalidOptionError('db.scoped runs one statement per unit of work; use db.transaction() for several')
+      }
+    }
+  }
+
+  async #pipelined (text: string, params: unknown[], opts: { prepare?: boolean }, values: boolean): Promise<unknown> {
+    const target = this.#target(undefined)
+    const cluster = this.#cluster(target.cluster)
+    const lane = await cluster.lane()
+    lane.inflight++
+    try {
+      const { conn } = lane
+      // Issued back to back on one connection: nothing else can come between them.
+      const begin = conn.unsafe('begin').execute()
+      const scope = this.#scope(conn, target, this.#timeout)
+      let statement = conn.unsafe(text, params as never[], { prepare: this.#prepare && opts.prepare !== false })
+      if (values) statement = statement.values() as unknown as typeof statement
+      statement.execute()
+      const commit = conn.unsafe('commit').execute()
+      const results = await Promise.allSettled([begin, scope, statement, commit])
+      const failure = firstFailure(results)
+      if (failure !== undefined) throw failure
+      return (results[2] as PromiseFulfilledResult<unknown>).value
+    } finally {
+      lane.inflight--
+    }
+  }
+
+  async #unit<T>(target: Target, timeout: number, fn: (tx: TenantTx<TSchema>) => Promise<T>): Promise<T> {
+    const cluster = this.#cluster(target.cluster)
+    const conn = await cluster.sql.reserve()
+    // A reserved connection shares its pool's parsers; drizzle looks for them on `options`.
+    ;(conn as unknown as { options: Sql['options'] }).options ??= cluster.sql.options
+    let savepoints = 0
+    try {
+      const begin = conn.unsafe('begin').execute()
+      const scope = this.#scope(conn, target, timeout)
+      const tx = Object.assign(this.#drizzle(conn), {
+        sql: conn,
+        savepoint: async <R>(inner: () => Promise<R>): Promise<R> => {
+          const name = `sp_${++savepoints}`
+          await conn.unsafe(`savepoint ${name}`)
+          try {
+            const result = await inner()
+            await conn.unsafe(`release savepoint ${name}`)
+            return result
+          } catch (err) {
+            await conn.unsafe(`rollback to savepoint ${name}`)
+            throw err
+          }
+        }
+      }) as TenantTx<TSchema>
+      let result: T
+      try {
+        const work = (async () => await fn(tx))()
+        const settled = await Promise.allSettled([begin, scope, work])
+        const failure = firstFailure(settled)
+        if (failure !== undefined) throw failure
+        result = (settled[2] as PromiseFulfilledResult<T>).value
+      } catch (err) {
+        await conn.unsafe('rollback').catch(() => {})
+        throw err
+      }
+      const committed = await conn.unsafe('commit')
+      // COMMIT of a transaction that hit an error (swallowed by the caller) reports ROLLBACK.
+      if (committed.command === 'ROLLBACK') throw new Error('the transaction was rolled back: a statement in it failed')
+      return result
+    } finally {
+      conn.release()
+    }
+  }
+
+  /** Runs `fn` as one transaction scoped to the tenant in context (or `options.tenant`). */
+  async transaction<T>(fn: (tx: TenantTx<TSchema>) => Promise<T>, options: UnitOptions = {}): Promise<T> {
+    return await this.#unit(this.#target(options.tenant), options.statementTimeout ?? this.#timeout, fn)
+  }
+
+  /** Runs `fn` as one transaction on `public` (no tenant role), for cross-tenant work. */
+  async system<T>(fn: (tx: TenantTx<TSchema>) => Promise<T>, options: { cluster?: string, statementTimeout?: number } = {}): Promise<T> {
+    return await this.#unit({ cluster: options.cluster ?? 'default', searchPath: 'public', role: null }, options.statementTimeout ?? this.#timeout, fn)
+  }
+
+  /** The pool of a cluster, for work outside units (migrations take their own locks and scopes). */
+  pool (cluster = 'default'): Sql {
+    return this.#cluster(cluster).sql
+  }
+
+  async close (): Promise<void> {
+    const clusters = [...this.#clusters.values()]
+    this.#clusters.clear()
+    await Promise.all(clusters.map(async (c) => await c.close()))
+  }
+}
+
+export function createTenantDb<TSchema extends Record<string, unknown> = Record<string, never>> (options: TenantDbOptions<TSchema>): TenantDb<TSchema> {
+  return new TenantDb(options)
+}
