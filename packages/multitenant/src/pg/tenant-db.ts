@@ -188,7 +188,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     return {
       // drizzle installs its parsers here too; the pools got the same ones when created.
       options: { parsers: {}, serializers: {} },
-      unsafe (text: string, params: unknown[] = [], opts: { prepare?: boolean } = {}) {
+      unsafe (text: string, params: unknown[] = []) {
         let values = false
         const pending = {
           values () {
@@ -196,7 +196,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
             return pending
           },
           then<A, B> (resolve: (rows: unknown) => A, reject: (err: unknown) => B): Promise<A | B> {
-            return db.#pipelined(text, params, opts, values).then(resolve, reject)
+            return db.#pipelined(text, params, values).then(resolve, reject)
           }
         }
         return pending
@@ -207,7 +207,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     }
   }
 
-  async #pipelined (text: string, params: unknown[], opts: { prepare?: boolean }, values: boolean): Promise<unknown> {
+  async #pipelined (text: string, params: unknown[], values: boolean): Promise<unknown> {
     const target = this.#target(undefined)
     const cluster = this.#cluster(target.cluster)
     const lane = await cluster.lane()
@@ -217,7 +217,10 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       // Issued back to back on one connection: nothing else can come between them.
       const begin = conn.unsafe('begin').execute()
       const scope = this.#scope(conn, target, this.#timeout)
-      let statement = conn.unsafe(text, params as never[], { prepare: this.#prepare && opts.prepare !== false })
+      // drizzle asks for unprepared statements unless `.prepare(name)` was used (drizzle-orm
+      // #6096); postgres.js then needs a round trip for parameter types before it can send the
+      // statement, which breaks the pipeline. Named statements are cached per connection.
+      let statement = conn.unsafe(text, params as never[], { prepare: this.#prepare })
       if (values) statement = statement.values() as unknown as typeof statement
       statement.execute()
       const commit = conn.unsafe('commit').execute()
@@ -234,12 +237,15 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     const cluster = this.#cluster(target.cluster)
     const conn = await cluster.sql.reserve()
     // A reserved connection shares its pool's parsers; drizzle looks for them on `options`.
-    ;(conn as unknown as { options: Sql['options'] }).options ??= cluster.sql.options
+    const options = cluster.sql.options
     let savepoints = 0
     try {
       const begin = conn.unsafe('begin').execute()
       const scope = this.#scope(conn, target, timeout)
-      const tx = Object.assign(this.#drizzle(conn), {
+      // drizzle's statements go out as named prepared statements (see #pipelined).
+      const prepare = this.#prepare
+      const client = { options, unsafe: (text: string, params?: never[]) => conn.unsafe(text, params, { prepare }) }
+      const tx = Object.assign(this.#drizzle(client), {
         sql: conn,
         savepoint: async <R>(inner: () => Promise<R>): Promise<R> => {
           const name = `sp_${++savepoints}`

@@ -2,7 +2,7 @@ import { createTestDatabase } from '@platform/testkit'
 import { eq, sql as dsql } from 'drizzle-orm'
 import { integer, pgTable, serial, text, timestamp } from 'drizzle-orm/pg-core'
 import postgres from 'postgres'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { runAsSystem, runAsTenant } from '../../src/context.ts'
 import { TenantDb } from '../../src/pg/index.ts'
 import type { Tenant } from '../../src/types.ts'
@@ -17,7 +17,7 @@ const notes = pgTable('notes', {
 })
 const DDL = 'create table notes (id serial primary key, owner text not null, body text not null, n int not null default 0, at timestamptz not null default now())'
 
-async function setup (t: Tap.Test, ids: string[]) {
+async function setup (t: Test, ids: string[]) {
   const db = await createTestDatabase(t)
   const admin = postgres(db.url, { max: 2, connection: { client_min_messages: 'warning' } })
   for (const id of ids) await provision(admin, id, DDL)
