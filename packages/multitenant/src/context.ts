@@ -124,7 +124,7 @@ export function captureScope (): CapturedScope | null {
  */
 export function runInCapturedScope<R> (captured: CapturedScope | null, fn: () => R): R {
   if (captured === null) return storage.run(undefined as unknown as TenantScope, fn)
-  if (typeof captured !== 'object') throw new TenantInvalidError()
+  if (typeof captured !== 'object') throw new TenantInvalidError('')
   if ('system' in captured && captured.system === true) return runAsSystem(fn)
   return runAsTenant(assertTenantId((captured as { tenantId?: unknown }).tenantId), fn)
 }

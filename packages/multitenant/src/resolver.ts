@@ -64,9 +64,9 @@ export function normalizeHost (raw: string): string | null {
   if (raw.startsWith('[')) return null // IPv6 literal
   const colon = raw.indexOf(':')
   let host = (colon === -1 ? raw : raw.slice(0, colon)).toLowerCase()
-  if (colon !== -1 && !/^\d{1,5}$/.test(raw.slice(colon + 1))) throw new TenantInvalidError()
+  if (colon !== -1 && !/^\d{1,5}$/.test(raw.slice(colon + 1))) throw new TenantInvalidError('')
   if (host.endsWith('.')) host = host.slice(0, -1)
-  if (!HOSTNAME.test(host)) throw new TenantInvalidError()
+  if (!HOSTNAME.test(host)) throw new TenantInvalidError('')
   if (host === 'localhost' || IPV4.test(host)) return null
   return host
 }
@@ -185,7 +185,7 @@ export class TenantResolver {
     if (query instanceof URLSearchParams) {
       const all = query.getAll(this.#queryParam)
       if (all.length === 0) return undefined
-      if (all.length > 1) throw new TenantInvalidError()
+      if (all.length > 1) throw new TenantInvalidError('')
       return assertTenantId(all[0])
     }
     const value = query[this.#queryParam]
@@ -212,7 +212,7 @@ export class TenantResolver {
     const label = host.slice(0, -suffix.length)
     // www.example.com and friends are the platform's own hosts, not tenants.
     if (RESERVED_TENANT_IDS.has(label)) return undefined
-    if (label.includes('.')) throw new TenantInvalidError()
+    if (label.includes('.')) throw new TenantInvalidError('')
     return assertTenantId(label)
   }
 
@@ -290,7 +290,7 @@ export class TenantResolver {
     try {
       parsed = typeof url === 'string' ? new URL(url) : url
     } catch {
-      throw new TenantInvalidError()
+      throw new TenantInvalidError('')
     }
     return this.resolve({ host: parsed.host, path: parsed.pathname, query: parsed.searchParams })
   }

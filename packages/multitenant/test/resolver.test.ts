@@ -59,7 +59,7 @@ t.test('subdomain and custom domain', async (t) => {
   t.equal(r.checkHostTenant({ kind: 'host', host: 'x.com', authority: null }, 'acme'), 'acme')
   t.equal(r.checkHostTenant({ kind: 'host', host: 'x.com', authority: null }, null), null)
   t.equal(normalizeHost('A.B'), 'a.b')
-  t.throws(() => normalizeHost('a b'), { code: 'TENANT_INVALID' })
+  t.throws(() => normalizeHost('a b'), { code: 'TENANT_INVALID', message: 'The tenant id is not valid' }, 'no unformatted placeholder in the message')
 })
 
 t.test('token: a header never overrides a token', async (t) => {

@@ -53,8 +53,8 @@ export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDataba
 
 // Everything a unit of work changes is transaction-local (the `true` argument): nothing can
 // outlive the transaction on a pooled connection, behind PgBouncer in transaction mode too.
-const SCOPE_SQL = `select set_config('search_path', $1, true), set_config('role', $2, true), set_config('statement_timeout', $3, true)`
-const SYSTEM_SQL = `select set_config('search_path', $1, true), set_config('statement_timeout', $2, true)`
+const SCOPE_SQL = 'select set_config(\'search_path\', $1, true), set_config(\'role\', $2, true), set_config(\'statement_timeout\', $3, true)'
+const SYSTEM_SQL = 'select set_config(\'search_path\', $1, true), set_config(\'statement_timeout\', $2, true)'
 // Outside any unit of work, a connection resolves no tenant table at all (fail closed).
 const IDLE_SEARCH_PATH = 'pg_catalog'
 
@@ -178,8 +178,18 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
 
   /** Queues the scope statement (not awaited: it is pipelined with what follows). */
   #scope (conn: ReservedSql, target: Target, timeout: number): Promise<unknown> {
-    const params = target.role === null ? [target.searchPath, String(timeout)] : [target.searchPath, target.role, String(timeout)]
-    return conn.unsafe(target.role === null ? SYSTEM_SQL : SCOPE_SQL, params, { prepare: this.#prepare }).execute()
+    if (this.#prepare) {
+      const params = target.role === null ? [target.searchPath, String(timeout)] : [target.searchPath, target.role, String(timeout)]
+      return conn.unsafe(target.role === null ? SYSTEM_SQL : SCOPE_SQL, params, { prepare: true }).execute()
+    }
+    // Unprepared, a statement with parameters waits for a round trip (parameter types) before it
+    // can be sent, which would break the pipeline. The values are the validated schema name, its
+    // role and an integer, so they are written as literals.
+    const literal = (value: string): string => `'${value.replaceAll("'", "''")}'`
+    const text = target.role === null
+      ? `select set_config('search_path', ${literal(target.searchPath)}, true), set_config('statement_timeout', ${literal(String(timeout))}, true)`
+      : `select set_config('search_path', ${literal(target.searchPath)}, true), set_config('role', ${literal(target.role)}, true), set_config('statement_timeout', ${literal(String(timeout))}, true)`
+    return conn.unsafe(text, [], { prepare: false }).execute()
   }
 
   /** A postgres.js look-alike for drizzle: each statement becomes one pipelined unit of work. */

@@ -237,6 +237,7 @@ t.test('hostile ids are rejected before any look-up, from every source', async (
       }
       t.equal(res.statusCode, 400, `${source} ${label} → 400`)
       t.equal(res.json().code, code, `${source} ${label} → ${code}`)
+      t.notMatch(res.json().message, /%[sd]/, 'the message is formatted')
       checked++
     }
   }

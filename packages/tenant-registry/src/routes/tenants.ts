@@ -136,7 +136,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
       summary: 'Change feed (long poll): changes after a sequence number, waiting up to `wait` seconds',
       querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: 0, default: 0 }, wait: { type: 'integer', minimum: 0, maximum: 60, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 500 } } },
       response: {
-        200: { type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { seq: { type: 'integer' }, tenantId: { type: 'string' }, type: { type: 'string' }, at: { type: 'string' } } } }, next: { type: 'integer' } } },
+        200: { type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { seq: { type: 'integer' }, tenantId: { type: 'string' }, type: { type: 'string' }, at: { type: 'string' } } } }, next: { type: 'integer' }, head: { type: 'integer' } } },
         ...errors
       }
     }
@@ -162,6 +162,8 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
       })
       items = await store.changesAfter(after, limit)
     }
-    return { items, next: items.at(-1)?.seq ?? after }
+    // `head` is the newest sequence number: a follower starts there, and a head behind its own
+    // position tells it the log was reset and its cache cannot be trusted.
+    return { items, next: items.at(-1)?.seq ?? after, head: await store.lastSeq() }
   })
 }

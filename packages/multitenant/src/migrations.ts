@@ -1,0 +1,155 @@
+import { createHash } from 'node:crypto'
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import createError from '@fastify/error'
+import type { Sql } from 'postgres'
+import { assertTenantId, schemaName } from './tenant-id.ts'
+import type { Tenant } from './types.ts'
+
+export interface Migration {
+  /** File name; applied in name order. */
+  name: string
+  checksum: string
+  sql: string
+}
+
+export interface TenantMigrationResult {
+  tenant: string
+  applied: string[]
+  /** Already applied before this run. */
+  skipped: number
+}
+
+export interface MigrateAllSummary {
+  total: number
+  /** Tenants that got at least one migration. */
+  migrated: number
+  upToDate: number
+  failed: Array<{ tenant: string, error: string, code?: string }>
+  ms: number
+}
+
+export const MigrationChangedError = createError<'MT_MIGRATION_CHANGED', 500, [string, string]>(
+  'MT_MIGRATION_CHANGED', 'Migration %s was changed after it was applied to %s; add a new migration instead', 500)
+export const MigrationFailedError = createError<'MT_MIGRATION_FAILED', 500, [string, string, string]>(
+  'MT_MIGRATION_FAILED', 'Migration %s failed in %s: %s', 500)
+
+/** The ledger each tenant schema keeps of what was applied to it. */
+export const LEDGER_TABLE = '_tenant_migrations'
+// First key of the per-schema advisory lock (the second is the schema's hash).
+const LOCK_NAMESPACE = 7_311_004
+
+/**
+ * Reads `*.sql` files from `dir`, in name order. Files stay schema-unqualified: they run with the
+ * tenant's schema as search_path (drizzle-kit's output qualifies foreign keys with "public";
+ * strip that, see the README).
+ */
+export async function loadMigrations (dir: string): Promise<Migration[]> {
+  const names = (await readdir(dir)).filter((f) => f.endsWith('.sql')).sort()
+  return await Promise.all(names.map(async (name) => {
+    const sql = await readFile(join(dir, name), 'utf8')
+    return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') }
+  }))
+}
+
+/**
+ * Applies pending migrations to one tenant's schema, as the tenant's role, in one transaction
+ * under an advisory lock for that schema: concurrent runners wait and then find the work done; a
+ * failure leaves the schema as it was. An applied file whose checksum changed is refused.
+ */
+export async function migrateTenant (sql: Sql, tenant: string | Pick<Tenant, 'id'>, migrations: Migration[]): Promise<TenantMigrationResult> {
+  const id = assertTenantId(typeof tenant === 'string' ? tenant : tenant.id)
+  const schema = schemaName(id)
+  const conn = await sql.reserve()
+  try {
+    // The opening statements go out together: one round trip before the ledger is known.
+    const opening = [
+      conn.unsafe('begin'),
+      conn.unsafe('select pg_advisory_xact_lock($1, hashtext($2))', [LOCK_NAMESPACE, schema]),
+      conn.unsafe('select set_config(\'search_path\', $1, true), set_config(\'role\', $2, true)', [`"${schema}"`, schema]),
+      conn.unsafe(`create table if not exists ${LEDGER_TABLE} (name text primary key, checksum text not null, applied_at timestamptz not null default now())`),
+      conn.unsafe<Array<{ name: string, checksum: string }>>(`select name, checksum from ${LEDGER_TABLE}`)
+    ].map((q) => q.execute())
+    const settled = await Promise.allSettled(opening)
+    const failure = settled.find((r) => r.status === 'rejected')
+    if (failure !== undefined) throw (failure as PromiseRejectedResult).reason
+    const done = new Map((settled[4] as PromiseFulfilledResult<Array<{ name: string, checksum: string }>>).value.map((r) => [r.name, r.checksum]))
+    const applied: string[] = []
+    for (const migration of migrations) {
+      const previous = done.get(migration.name)
+      if (previous !== undefined) {
+        if (previous !== migration.checksum) throw new MigrationChangedError(migration.name, id)
+        continue
+      }
+      try {
+        await conn.unsafe(migration.sql)
+      } catch (err) {
+        throw new MigrationFailedError(migration.name, id, (err as Error).message)
+      }
+      await conn.unsafe(`insert into ${LEDGER_TABLE} (name, checksum) values ($1, $2)`, [migration.name, migration.checksum])
+      applied.push(migration.name)
+    }
+    await conn.unsafe('commit')
+    return { tenant: id, applied, skipped: migrations.length - applied.length }
+  } catch (err) {
+    await conn.unsafe('rollback').catch(() => {})
+    throw err
+  } finally {
+    conn.release()
+  }
+}
+
+export interface MigrateAllOptions {
+  migrations: Migration[]
+  /** Tenants to migrate: ids, registry records (routed by `database`), or an async source. */
+  tenants: Iterable<string | Tenant> | AsyncIterable<string | Tenant>
+  /** The pool for a tenant's cluster (`database`; ids alone go to "default"). */
+  pool: (cluster: string) => Sql
+  /** Tenants migrated at once (default 8). */
+  concurrency?: number
+  /** Called after each tenant, for progress output. */
+  onProgress?: (done: number, result: TenantMigrationResult | null, error?: unknown) => void
+  signal?: AbortSignal
+}
+
+/**
+ * Migrates every tenant with bounded concurrency. One tenant's failure does not stop the others;
+ * the summary lists each failure. Re-running resumes: applied migrations are skipped.
+ */
+export async function migrateAll (options: MigrateAllOptions): Promise<MigrateAllSummary> {
+  const started = performance.now()
+  const summary: MigrateAllSummary = { total: 0, migrated: 0, upToDate: 0, failed: [], ms: 0 }
+  const iterator = (Symbol.asyncIterator in options.tenants ? options.tenants[Symbol.asyncIterator]() : (options.tenants as Iterable<string | Tenant>)[Symbol.iterator]()) as AsyncIterator<string | Tenant> | Iterator<string | Tenant>
+  let exhausted = false
+  const next = async (): Promise<string | Tenant | undefined> => {
+    if (exhausted) return undefined
+    const item = await iterator.next()
+    if (item.done === true) {
+      exhausted = true
+      return undefined
+    }
+    return item.value
+  }
+  const worker = async (): Promise<void> => {
+    for (let tenant = await next(); tenant !== undefined; tenant = await next()) {
+      if (options.signal?.aborted === true) return
+      summary.total++
+      const id = typeof tenant === 'string' ? tenant : tenant.id
+      const cluster = typeof tenant === 'string' ? 'default' : tenant.database
+      try {
+        const result = await migrateTenant(options.pool(cluster), id, options.migrations)
+        if (result.applied.length > 0) summary.migrated++
+        else summary.upToDate++
+        options.onProgress?.(summary.migrated + summary.upToDate + summary.failed.length, result)
+      } catch (err) {
+        const code = (err as { code?: unknown }).code
+        summary.failed.push({ tenant: id, error: (err as Error).message, ...(typeof code === 'string' ? { code } : {}) })
+        options.onProgress?.(summary.migrated + summary.upToDate + summary.failed.length, null, err)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker))
+  summary.failed.sort((a, b) => a.tenant.localeCompare(b.tenant))
+  summary.ms = Math.round(performance.now() - started)
+  return summary
+}

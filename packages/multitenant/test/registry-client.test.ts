@@ -1,0 +1,168 @@
+import Fastify from 'fastify'
+import postgres from 'postgres'
+import t, { type Test } from 'tap'
+import { request } from 'undici'
+import { multitenantPlugin } from '../src/fastify/plugin.ts'
+import { RegistryClient, type RegistryClientOptions } from '../src/registry-client.ts'
+import { startTestRegistry, type TestRegistry } from './fixtures/registry.ts'
+import { suffix } from './pg/fixtures.ts'
+
+const tid = (name: string): string => `rc-${name}-${suffix}`
+const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
+
+async function create (r: TestRegistry, id: string, extra: Record<string, unknown> = {}): Promise<void> {
+  const res = await r.admin('POST', '/v1/tenants', { id, name: id, ...extra })
+  if (res.status !== 201) throw new Error(`create ${id}: ${res.status} ${JSON.stringify(res.body)}`)
+}
+
+function client (t: Test, r: TestRegistry, options: Partial<RegistryClientOptions> = {}): RegistryClient {
+  const c = new RegistryClient({ url: r.url, token: r.serviceToken, ...options })
+  t.teardown(() => c.close())
+  return c
+}
+
+async function registryCalls (r: TestRegistry, route: string): Promise<number> {
+  const text = await (await request(`${r.url}/metrics`)).body.text()
+  let n = 0
+  for (const line of text.split('\n')) {
+    if (line.startsWith('registry_http_request_duration_seconds_count{') && line.includes(`route="${route}"`)) n += Number(line.split(' ').at(-1))
+  }
+  return n
+}
+
+t.test('1,000 concurrent look-ups of an uncached tenant make one registry call; hits are synchronous', async (t) => {
+  const r = await startTestRegistry(t)
+  const id = tid('burst')
+  await create(r, id)
+  const c = client(t, r, { follow: false })
+  const before = await registryCalls(r, '/v1/tenants/:id')
+  const answers = await Promise.all(Array.from({ length: 1000 }, async () => await c.getTenant(id)))
+  t.ok(answers.every((a) => a?.id === id), 'every caller got the tenant')
+  t.equal(await registryCalls(r, '/v1/tenants/:id') - before, 1, 'the registry saw one request')
+  t.match(c.stats(), { misses: 1, coalesced: 999, upstreamCalls: 1 })
+  const hit = c.getTenant(id)
+  t.notOk(hit instanceof Promise, 'a cached tenant is answered synchronously')
+  t.equal((hit as { id: string }).id, id)
+  t.equal(c.stats().hits, 1)
+  t.equal(c.getTenant('Not A Valid Id'), null, 'an invalid id never reaches the registry')
+  t.equal(c.stats().upstreamCalls, 1)
+})
+
+t.test('negative caching, revalidation with If-None-Match, listing', async (t) => {
+  const r = await startTestRegistry(t)
+  const c = client(t, r, { follow: false, ttl: 100, negativeTtl: 300 })
+  const ghost = tid('ghost')
+  t.equal(await c.getTenant(ghost), null)
+  t.equal(c.getTenant(ghost), null, 'unknown is remembered')
+  t.match(c.stats(), { negativeHits: 1, upstreamCalls: 1 })
+  await create(r, ghost)
+  await sleep(350)
+  t.equal((await c.getTenant(ghost))?.id, ghost, 'after the negative TTL the registry is asked again')
+
+  await sleep(150)
+  const calls = c.stats().upstreamCalls
+  t.equal((await c.getTenant(ghost))?.id, ghost)
+  t.match(c.stats(), { revalidated: 1, upstreamCalls: calls + 1 }, 'an expired entry is revalidated: 304')
+
+  await create(r, tid('listed'), { tier: 'premium' })
+  const page = await c.listTenants({ tier: 'premium', q: suffix, limit: 10 })
+  t.same(page.items.map((x) => x.id), [tid('listed')])
+  t.match(page, { total: 1, limit: 10, offset: 0 })
+})
+
+t.test('registry down: cached tenants served until maxStale, unknown ones unavailable', async (t) => {
+  const r = await startTestRegistry(t)
+  const id = tid('cached')
+  await create(r, id)
+  const c = client(t, r, { follow: false, ttl: 50, maxStale: 1500, retries: 1, timeout: 500 })
+  const errors: unknown[] = []
+  c.on('error', (err) => errors.push(err))
+  t.equal((await c.getTenant(id))?.id, id)
+  await r.stop()
+  await sleep(80)
+  t.equal((await c.getTenant(id))?.id, id, 'served from cache while the registry is down')
+  t.ok(c.stats().staleServes >= 1)
+  t.ok(errors.length >= 1, 'the failure was reported')
+  await t.rejects(async () => await c.getTenant(tid('never-seen')), { code: 'TENANT_UNAVAILABLE', statusCode: 503 })
+  await sleep(1600)
+  await t.rejects(async () => await c.getTenant(id), { code: 'TENANT_UNAVAILABLE' }, 'past maxStale it is no longer served')
+  await r.start()
+  t.equal((await c.getTenant(id))?.id, id, 'and served again once the registry is back')
+})
+
+t.test('a bad token is a configuration error, not retried', async (t) => {
+  const r = await startTestRegistry(t)
+  const c = client(t, r, { follow: false, token: 'not-a-token', retries: 3 })
+  await t.rejects(async () => await c.getTenant(tid('x')), { code: 'TENANT_UNAVAILABLE', cause: { status: 401 } })
+  t.equal(c.stats().upstreamCalls, 1)
+})
+
+t.test('the change feed evicts at once: a suspension stops requests within a second, with a one-hour TTL', async (t) => {
+  const r = await startTestRegistry(t)
+  const id = tid('suspendme')
+  await create(r, id)
+  const c = client(t, r, { ttl: 3_600_000, followWait: 20 })
+  await c.following
+  const app = Fastify()
+  await app.register(multitenantPlugin, { provider: c })
+  app.get('/work', async (request) => ({ tenant: request.tenant?.id }))
+  t.teardown(() => app.close())
+  t.equal((await app.inject({ url: '/work', headers: { 'x-tenant-id': id } })).statusCode, 200)
+  t.equal((await app.inject({ url: '/work', headers: { 'x-tenant-id': id } })).statusCode, 200)
+  t.ok(c.stats().hits >= 1, 'the second request was a cache hit')
+
+  const suspendedAt = Date.now()
+  t.equal((await r.admin('POST', `/v1/tenants/${id}/suspend`)).status, 200)
+  let status = 200
+  while (status === 200 && Date.now() - suspendedAt < 3000) {
+    status = (await app.inject({ url: '/work', headers: { 'x-tenant-id': id } })).statusCode
+    if (status === 200) await sleep(10)
+  }
+  const elapsed = Date.now() - suspendedAt
+  t.equal(status, 403, 'TENANT_SUSPENDED')
+  t.ok(elapsed < 1000, `stopped within a second (${elapsed} ms)`)
+  t.ok(c.stats().feedEvictions >= 1)
+
+  // Hosts: a new custom domain replaces a remembered "unknown"; removing it evicts the host.
+  const host = `${id}.example.org`
+  t.equal(await c.getTenantByHost(host), null)
+  t.equal((await r.admin('POST', `/v1/tenants/${id}/domains`, { domain: host })).status, 201)
+  await waitFor(async () => (await c.getTenantByHost(host))?.id === id)
+  t.equal((await c.getTenantByHost(`${host.toUpperCase()}:443`))?.id, id, 'hosts are normalised')
+  t.equal((await r.admin('DELETE', `/v1/tenants/${id}/domains/${host}`)).status, 200)
+  await waitFor(async () => (await c.getTenantByHost(host)) === null)
+  t.equal(c.getTenantByHost('not a host'), null)
+})
+
+async function waitFor (check: () => Promise<boolean>, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!await check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await sleep(20)
+  }
+}
+
+t.test('the follower resumes after the registry restarts, and resets when the log is behind it', async (t) => {
+  const r = await startTestRegistry(t)
+  const id = tid('follow')
+  await create(r, id)
+  const c = client(t, r, { ttl: 3_600_000, followWait: 1 })
+  await c.following
+  t.equal((await c.getTenant(id))?.status, 'active')
+  await r.stop()
+  await sleep(300)
+  await r.start()
+  t.equal((await r.admin('POST', `/v1/tenants/${id}/suspend`)).status, 200)
+  await waitFor(async () => (await c.getTenant(id))?.status === 'suspended', 8000)
+  t.pass('the change made after the restart reached the cache')
+
+  // The registry's change log is replaced (restored database): the client cannot know what it
+  // missed and drops everything.
+  const sql = postgres(r.databaseUrl, { max: 1 })
+  t.teardown(() => sql.end())
+  t.equal((await c.getTenant(id))?.status, 'suspended')
+  await sql`update tenants set status = 'active' where id = ${id}` // a change the feed never shows
+  await sql`truncate tenant_changes`
+  await waitFor(async () => c.stats().feedResets === 1, 5000)
+  t.equal((await c.getTenant(id))?.status, 'active', 'fresh after the reset')
+})
