@@ -1,0 +1,156 @@
+import { readFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import postgres, { type Sql } from 'postgres'
+import { loadMigrations, migrateAll, type MigrateAllSummary } from '../migrations.ts'
+import { RegistryClient } from '../registry-client.ts'
+import { isValidTenantId } from '../tenant-id.ts'
+import type { Tenant } from '../types.ts'
+
+export interface MigrateCliIo {
+  env: NodeJS.ProcessEnv
+  cwd: string
+  out: (text: string) => void
+  err: (text: string) => void
+  /** Whether stderr is a terminal (a live progress bar) or not (a line every 10%). */
+  tty: boolean
+}
+
+const USAGE = `Usage: tenant-migrate --dir <folder> [--tenant <id>]… [--concurrency <n>] [--json]
+
+Applies the *.sql files in <folder> (name order) to every tenant's schema, as the tenant's role,
+recording them in the schema's ${'_tenant_migrations'} table. One tenant's failure does not stop the
+others; the exit status is 1 when any failed, and a re-run resumes.
+
+Tenants: every tenant of the registry that is not archived or provisioning, or the --tenant ids.
+Environment: REGISTRY_URL and SERVICE_TOKEN (tenants:read), DATABASE_URL (cluster "default"),
+DATABASE_URL_<NAME> for cluster <name> (e.g. DATABASE_URL_EU_1 for "eu-1"). Without them, a
+running dev stack's .data/dev.json is used.
+`
+
+class UsageError extends Error {}
+
+interface Dev { registryUrl?: string, databaseUrl?: string, tokens?: { service?: string } }
+
+async function devInfo (cwd: string): Promise<Dev> {
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    const text = await readFile(join(dir, '.data', 'dev.json'), 'utf8').catch(() => undefined)
+    if (text !== undefined) return JSON.parse(text) as Dev
+    if (dirname(dir) === dir) return {}
+  }
+}
+
+/** Every tenant that has a schema worth migrating, page by page. */
+async function * registryTenants (client: RegistryClient): AsyncGenerator<Tenant> {
+  for (let offset = 0; ; offset += 200) {
+    const page = await client.listTenants({ limit: 200, offset })
+    for (const tenant of page.items) if (tenant.status !== 'archived' && tenant.status !== 'provisioning') yield tenant
+    if (offset + page.items.length >= page.total || page.items.length === 0) return
+  }
+}
+
+function bar (done: number, total: number | undefined, failed: number, ms: number): string {
+  const width = 30
+  const filled = total === undefined || total === 0 ? 0 : Math.round(width * done / total)
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}${total === undefined ? '' : `/${total}`} tenants, ${failed} failed, ${(ms / 1000).toFixed(1)} s`
+}
+
+/** The `tenant-migrate` command; returns the exit status (0 all migrated, 1 failures, 2 usage). */
+export async function runMigrateCli (argv: string[], io: MigrateCliIo): Promise<number> {
+  let values
+  try {
+    values = parseArgs({
+      args: argv,
+      options: { dir: { type: 'string' }, tenant: { type: 'string', multiple: true }, concurrency: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      strict: true
+    }).values
+  } catch (err) {
+    io.err(`error: ${(err as Error).message}\n\n${USAGE}`)
+    return 2
+  }
+  if (values.help === true) {
+    io.out(USAGE)
+    return 0
+  }
+  const pools = new Map<string, Sql>()
+  let client: RegistryClient | undefined
+  try {
+    if (values.dir === undefined) throw new UsageError('--dir is required')
+    const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency)
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('--concurrency must be a whole number from 1 to 64')
+    for (const id of values.tenant ?? []) if (!isValidTenantId(id)) throw new UsageError(`--tenant ${id} is not a valid tenant id`)
+    const migrations = await loadMigrations(resolve(io.cwd, values.dir)).catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(`cannot read --dir ${values.dir}: ${err.code ?? err.message}`)
+    })
+    if (migrations.length === 0) throw new UsageError(`no .sql files in ${values.dir}`)
+
+    const dev = await devInfo(io.cwd)
+    const urlFor = (cluster: string): string => {
+      const name = cluster === 'default' ? 'DATABASE_URL' : `DATABASE_URL_${cluster.toUpperCase().replaceAll('-', '_')}`
+      const url = io.env[name] ?? (cluster === 'default' ? dev.databaseUrl : undefined)
+      if (url === undefined || url === '') throw new UsageError(`${name} is not set (the connection for cluster "${cluster}")`)
+      return url
+    }
+    urlFor('default')
+    const pool = (cluster: string): Sql => {
+      let sql = pools.get(cluster)
+      if (sql === undefined) {
+        sql = postgres(urlFor(cluster), { max: concurrency, connection: { application_name: 'tenant-migrate', client_min_messages: 'warning' } })
+        pools.set(cluster, sql)
+      }
+      return sql
+    }
+
+    let tenants: Iterable<string | Tenant> | AsyncIterable<string | Tenant>
+    let total: number | undefined
+    if (values.tenant !== undefined) {
+      tenants = values.tenant
+      total = values.tenant.length
+    } else {
+      const url = io.env.REGISTRY_URL ?? dev.registryUrl
+      const token = io.env.SERVICE_TOKEN ?? dev.tokens?.service
+      if (url === undefined || token === undefined) throw new UsageError('REGISTRY_URL and SERVICE_TOKEN are needed to list the tenants (or name them with --tenant)')
+      client = new RegistryClient({ url, token, follow: false, timeout: 10_000 })
+      total = 0
+      for (const status of ['active', 'trial', 'suspended'] as const) total += (await client.listTenants({ status, limit: 1 })).total
+      tenants = registryTenants(client)
+    }
+
+    const started = performance.now()
+    let failed = 0
+    let lastDecile = 0
+    const summary: MigrateAllSummary = await migrateAll({
+      migrations,
+      tenants,
+      pool,
+      concurrency,
+      onProgress: (done, _result, error) => {
+        if (error !== undefined) failed++
+        const ms = performance.now() - started
+        if (io.tty) io.err(`\r${bar(done, total, failed, ms)}`)
+        else if (total !== undefined && Math.floor(10 * done / total) > lastDecile) {
+          lastDecile = Math.floor(10 * done / total)
+          io.err(`${bar(done, total, failed, ms)}\n`)
+        }
+      }
+    })
+    if (io.tty) io.err('\n')
+    if (values.json === true) {
+      io.out(JSON.stringify({ migrations: migrations.map((m) => m.name), ...summary }, null, 2) + '\n')
+    } else {
+      io.out(`${summary.total} tenants: ${summary.migrated} migrated, ${summary.upToDate} already up to date, ${summary.failed.length} failed (${(summary.ms / 1000).toFixed(1)} s)\n`)
+      for (const f of summary.failed) io.out(`  ${f.tenant}: ${f.error}\n`)
+    }
+    return summary.failed.length === 0 ? 0 : 1
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`error: ${err.message}\n`)
+      return 2
+    }
+    io.err(`error: ${(err as Error).message}\n`)
+    return 1
+  } finally {
+    await client?.close()
+    await Promise.all([...pools.values()].map(async (sql) => await sql.end({ timeout: 5 })))
+  }
+}
