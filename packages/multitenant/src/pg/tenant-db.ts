@@ -51,10 +51,8 @@ export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDataba
   savepoint: <T>(fn: () => Promise<T>) => Promise<T>
 }
 
-// Everything a unit of work changes is transaction-local (the `true` argument): nothing can
+// Everything a unit of work changes is transaction-local (`set_config(…, true)`): nothing can
 // outlive the transaction on a pooled connection, behind PgBouncer in transaction mode too.
-const SCOPE_SQL = 'select set_config(\'search_path\', $1, true), set_config(\'role\', $2, true), set_config(\'statement_timeout\', $3, true)'
-const SYSTEM_SQL = 'select set_config(\'search_path\', $1, true), set_config(\'statement_timeout\', $2, true)'
 // Outside any unit of work, a connection resolves no tenant table at all (fail closed).
 const IDLE_SEARCH_PATH = 'pg_catalog'
 
@@ -176,20 +174,17 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     return { cluster, searchPath: `"${schema}"`, role: schema }
   }
 
-  /** Queues the scope statement (not awaited: it is pipelined with what follows). */
-  #scope (conn: ReservedSql, target: Target, timeout: number): Promise<unknown> {
-    if (this.#prepare) {
-      const params = target.role === null ? [target.searchPath, String(timeout)] : [target.searchPath, target.role, String(timeout)]
-      return conn.unsafe(target.role === null ? SYSTEM_SQL : SCOPE_SQL, params, { prepare: true }).execute()
-    }
-    // Unprepared, a statement with parameters waits for a round trip (parameter types) before it
-    // can be sent, which would break the pipeline. The values are the validated schema name, its
-    // role and an integer, so they are written as literals.
+  /**
+   * Queues `BEGIN` and the transaction-local settings as one simple-protocol message (not
+   * awaited: it is pipelined with what follows). The values are the validated schema name, its
+   * role and an integer, written as literals: parameters would cost a message of their own, and
+   * unprepared they wait a round trip for their types.
+   */
+  #open (conn: ReservedSql, target: Target, timeout: number): Promise<unknown> {
     const literal = (value: string): string => `'${value.replaceAll("'", "''")}'`
-    const text = target.role === null
-      ? `select set_config('search_path', ${literal(target.searchPath)}, true), set_config('statement_timeout', ${literal(String(timeout))}, true)`
-      : `select set_config('search_path', ${literal(target.searchPath)}, true), set_config('role', ${literal(target.role)}, true), set_config('statement_timeout', ${literal(String(timeout))}, true)`
-    return conn.unsafe(text, [], { prepare: false }).execute()
+    const role = target.role === null ? '' : `, set_config('role', ${literal(target.role)}, true)`
+    const text = `begin; select set_config('search_path', ${literal(target.searchPath)}, true)${role}, set_config('statement_timeout', '${Math.trunc(timeout)}', true)`
+    return conn.unsafe(text).simple().execute()
   }
 
   /** A postgres.js look-alike for drizzle: each statement becomes one pipelined unit of work. */
@@ -206,7 +201,8 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
             return pending
           },
           then<A, B> (resolve: (rows: unknown) => A, reject: (err: unknown) => B): Promise<A | B> {
-            return db.#pipelined(text, params, values).then(resolve, reject)
+            // The tenant is the one in context when the statement runs (is awaited).
+            return db.#pipelined(db.#target(undefined), text, params, values).then(resolve, reject)
           }
         }
         return pending
@@ -217,16 +213,14 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     }
   }
 
-  async #pipelined (text: string, params: unknown[], values: boolean): Promise<unknown> {
-    const target = this.#target(undefined)
+  async #pipelined (target: Target, text: string, params: unknown[], values: boolean): Promise<unknown> {
     const cluster = this.#cluster(target.cluster)
     const lane = await cluster.lane()
     lane.inflight++
     try {
       const { conn } = lane
       // Issued back to back on one connection: nothing else can come between them.
-      const begin = conn.unsafe('begin').execute()
-      const scope = this.#scope(conn, target, this.#timeout)
+      const open = this.#open(conn, target, this.#timeout)
       // drizzle asks for unprepared statements unless `.prepare(name)` was used (drizzle-orm
       // #6096); postgres.js then needs a round trip for parameter types before it can send the
       // statement, which breaks the pipeline. Named statements are cached per connection.
@@ -234,10 +228,10 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       if (values) statement = statement.values() as unknown as typeof statement
       statement.execute()
       const commit = conn.unsafe('commit').execute()
-      const results = await Promise.allSettled([begin, scope, statement, commit])
+      const results = await Promise.allSettled([open, statement, commit])
       const failure = firstFailure(results)
       if (failure !== undefined) throw failure
-      return (results[2] as PromiseFulfilledResult<unknown>).value
+      return (results[1] as PromiseFulfilledResult<unknown>).value
     } finally {
       lane.inflight--
     }
@@ -250,8 +244,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     const options = cluster.sql.options
     let savepoints = 0
     try {
-      const begin = conn.unsafe('begin').execute()
-      const scope = this.#scope(conn, target, timeout)
+      const open = this.#open(conn, target, timeout)
       // drizzle's statements go out as named prepared statements (see #pipelined).
       const prepare = this.#prepare
       const client = { options, unsafe: (text: string, params?: never[]) => conn.unsafe(text, params, { prepare }) }
@@ -273,10 +266,10 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       let result: T
       try {
         const work = (async () => await fn(tx))()
-        const settled = await Promise.allSettled([begin, scope, work])
+        const settled = await Promise.allSettled([open, work])
         const failure = firstFailure(settled)
         if (failure !== undefined) throw failure
-        result = (settled[2] as PromiseFulfilledResult<T>).value
+        result = (settled[1] as PromiseFulfilledResult<T>).value
       } catch (err) {
         await conn.unsafe('rollback').catch(() => {})
         throw err
@@ -288,6 +281,14 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     } finally {
       conn.release()
     }
+  }
+
+  /**
+   * One raw statement (postgres.js parameters `$1…`) as a unit of work for the tenant in context
+   * (or `options.tenant`): pipelined, one round trip.
+   */
+  async query<T extends Record<string, unknown> = Record<string, unknown>>(text: string, params: unknown[] = [], options: Pick<UnitOptions, 'tenant'> = {}): Promise<T[]> {
+    return await this.#pipelined(this.#target(options.tenant), text, params, false) as T[]
   }
 
   /** Runs `fn` as one transaction scoped to the tenant in context (or `options.tenant`). */
