@@ -7,7 +7,6 @@
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createTestDatabase } from '@platform/testkit'
-import { sql as dsql } from 'drizzle-orm'
 import postgres, { type Sql } from 'postgres'
 import { runAsTenant } from '../packages/multitenant/src/context.ts'
 import { TenantDb } from '../packages/multitenant/src/pg/index.ts'

@@ -64,19 +64,36 @@ interface Lane {
 class Cluster {
   readonly sql: Sql
   readonly #laneCount: number
+  /** Units per lane at most, so a lane never holds more statements than postgres.js pipelines. */
+  readonly #perLane: number
+  readonly #waiting: Array<(lane: Lane) => void> = []
   #lanes: Promise<Lane[]> | undefined
 
-  constructor (sql: Sql, lanes: number) {
+  constructor (sql: Sql, lanes: number, maxPipeline: number) {
     this.sql = sql
     this.#laneCount = lanes
+    // Each unit is three statements; past postgres.js's max_pipeline, queued statements go out
+    // one per round trip, which would cripple a lane.
+    this.#perLane = Math.max(1, Math.floor(maxPipeline / 3))
   }
 
-  async lane (): Promise<Lane> {
+  /** The least busy lane, counted as busy until `release`; waits when every lane is full. */
+  async acquire (): Promise<Lane> {
     this.#lanes ??= Promise.all(Array.from({ length: this.#laneCount }, async () => ({ conn: await this.sql.reserve(), inflight: 0 })))
     const lanes = await this.#lanes
     let best = lanes[0] as Lane
     for (const lane of lanes) if (lane.inflight < best.inflight) best = lane
-    return best
+    if (best.inflight < this.#perLane) {
+      best.inflight++
+      return best
+    }
+    return await new Promise((resolve) => this.#waiting.push(resolve))
+  }
+
+  release (lane: Lane): void {
+    const next = this.#waiting.shift()
+    if (next !== undefined) next(lane) // the unit slot passes straight to a waiter
+    else lane.inflight--
   }
 
   async close (): Promise<void> {
@@ -144,7 +161,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       // drizzle installs its type parsers and serializers on the client it wraps; do it on the
       // pool before its first connection, so every statement on it is read the way drizzle expects.
       this.#drizzle(sql)
-      cluster = new Cluster(sql, this.#lanes)
+      cluster = new Cluster(sql, this.#lanes, (this.#options.postgres as { max_pipeline?: number } | undefined)?.max_pipeline ?? 100)
       this.#clusters.set(name, cluster)
     }
     return cluster
@@ -215,8 +232,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
 
   async #pipelined (target: Target, text: string, params: unknown[], values: boolean): Promise<unknown> {
     const cluster = this.#cluster(target.cluster)
-    const lane = await cluster.lane()
-    lane.inflight++
+    const lane = await cluster.acquire()
     try {
       const { conn } = lane
       // Issued back to back on one connection: nothing else can come between them.
@@ -227,13 +243,13 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       let statement = conn.unsafe(text, params as never[], { prepare: this.#prepare })
       if (values) statement = statement.values() as unknown as typeof statement
       statement.execute()
-      const commit = conn.unsafe('commit').execute()
+      const commit = conn.unsafe('commit').simple().execute()
       const results = await Promise.allSettled([open, statement, commit])
       const failure = firstFailure(results)
       if (failure !== undefined) throw failure
       return (results[1] as PromiseFulfilledResult<unknown>).value
     } finally {
-      lane.inflight--
+      cluster.release(lane)
     }
   }
 

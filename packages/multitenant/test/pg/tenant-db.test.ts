@@ -148,3 +148,22 @@ t.test('clusters: a tenant\'s database picks its pool; unknown clusters are an e
   t.throws(() => new TenantDb({ url, max: 4, lanes: 4 }), { code: 'MT_INVALID_OPTION' })
   await t.rejects(runAsTenant(a, async () => await tdb.scoped.transaction(async () => {})), { code: 'MT_INVALID_OPTION' })
 })
+
+t.test('raw scoped statements, and more units in flight than one lane pipelines', async (t) => {
+  const a = tid('qa')
+  const b = tid('qb')
+  const { url } = await setup(t, [a, b])
+  const tdb = new TenantDb({ url, max: 2, lanes: 1, postgres: { max_pipeline: 6 } as never })
+  t.teardown(() => tdb.close())
+  await tdb.query('insert into notes (owner, body) values ($1, $2)', [a, 'raw'], { tenant: a })
+  t.same(await runAsTenant(a, async () => await tdb.query<{ owner: string }>('select owner from notes')), [{ owner: a }])
+  t.same(await tdb.query('select owner from notes', [], { tenant: b }), [])
+  await t.rejects(tdb.query('select 1'), { code: 'TENANT_REQUIRED' })
+  // 200 units on one lane that pipelines two at a time: they wait their turn, none is lost.
+  const owners = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+    const id = i % 2 === 0 ? a : b
+    const rows = await tdb.query<{ tenant: string }>('select current_setting(\'role\') as tenant', [], { tenant: id })
+    return rows[0]?.tenant === `tenant_${id.replaceAll('-', '_')}`
+  }))
+  t.ok(owners.every(Boolean), 'every unit ran as its own tenant')
+})
