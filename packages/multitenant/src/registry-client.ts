@@ -152,9 +152,9 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
     })
     this.on('error', () => {}) // failures are also counted; listeners are optional
     if (options.follow ?? true) {
-      let ready: () => void = () => {}
-      this.following = new Promise((resolve) => { ready = resolve })
-      this.#follow(options.followWait ?? 25, ready).catch(() => {})
+      const { promise, resolve } = Promise.withResolvers<void>()
+      this.following = promise
+      this.#follow(options.followWait ?? 25, resolve) // never rejects: it reports and retries
     } else {
       this.following = Promise.resolve()
     }
@@ -194,19 +194,17 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
     return this.#fetch(this.#hosts, key)
   }
 
-  async #fetch (cache: LRUCache<string, Entry>, key: string): Promise<Tenant | null> {
-    for (let attempt = 0; ; attempt++) {
-      const status: LRUCache.Status<string, Entry> = {}
-      try {
-        const entry = await cache.fetch(key, { status })
-        if (status.fetch === 'inflight') this.#stats.coalesced++
-        else this.#stats.misses++
-        return entry?.tenant ?? null
-      } catch (err) {
-        // The feed evicted this key while its look-up was under way: look again, fresh.
-        if (attempt < 2 && err instanceof Error && (err.message === 'deleted' || err.message === 'evicted')) continue
-        throw err
-      }
+  async #fetch (cache: LRUCache<string, Entry>, key: string, attempt = 0): Promise<Tenant | null> {
+    const status: LRUCache.Status<string, Entry> = {}
+    try {
+      const entry = await cache.fetch(key, { status })
+      if (status.fetch === 'inflight') this.#stats.coalesced++
+      else this.#stats.misses++
+      return (entry as Entry).tenant // the fetch method always answers with an entry
+    } catch (err) {
+      // The feed evicted this key while its look-up was under way: look again, fresh.
+      if (attempt < 2 && err instanceof Error && (err.message === 'deleted' || err.message === 'evicted')) return await this.#fetch(cache, key, attempt + 1)
+      throw err
     }
   }
 
@@ -322,8 +320,8 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
         })
         const text = await res.body.text()
         if (res.statusCode !== 200) throw new UpstreamError(res.statusCode, `change feed answered ${res.statusCode}`)
-        const page = JSON.parse(text) as { items: Change[], next: number, head?: number }
-        const head = page.head ?? page.next
+        const page = JSON.parse(text) as { items: Change[], next: number, head: number }
+        const head = page.head
         if (this.#seq === undefined) {
           // First contact: start at the head; nothing cached predates the feed.
           this.#seq = head
@@ -354,8 +352,4 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
     this.clear()
     await this.#pool.close()
   }
-}
-
-export function createRegistryClient (options: RegistryClientOptions): RegistryClient {
-  return new RegistryClient(options)
 }

@@ -110,4 +110,11 @@ t.test('migrations run as the tenant: another tenant\'s schema is out of reach',
   const summary = await migrateAll({ migrations: fine, tenants: source, pool: (cluster) => { clusters.push(cluster); return sql } })
   t.match(summary, { total: 2, migrated: 2 })
   t.same(clusters.sort(), ['default', 'other'], 'each tenant goes to its cluster\'s pool')
+
+  t.match(await migrateTenant(sql, { id: a }, fine), { tenant: a, applied: [], skipped: 1 }, 'a record works as well as an id')
+  const aborted = new AbortController()
+  aborted.abort()
+  t.match(await migrateAll({ migrations: fine, tenants: [a, b], pool: () => sql, signal: aborted.signal }), { total: 0 }, 'an aborted run stops before the next tenant')
+  const broken = await migrateAll({ migrations: fine, tenants: [a], pool: () => { throw new Error('no pool for you') } })
+  t.same(broken.failed, [{ tenant: a, error: 'no pool for you' }], 'a failure without a code is reported as is')
 })

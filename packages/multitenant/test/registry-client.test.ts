@@ -90,6 +90,27 @@ t.test('registry down: cached tenants served until maxStale, unknown ones unavai
   t.equal((await c.getTenant(id))?.id, id, 'and served again once the registry is back')
 })
 
+t.test('a look-up evicted while under way is made again; tokens can come from a function', async (t) => {
+  const r = await startTestRegistry(t)
+  const id = tid('evicted')
+  await create(r, id)
+  let asked = 0
+  const c = client(t, r, { follow: false, token: () => { asked++; return r.serviceToken } })
+  const pending = c.getTenant(id)
+  c.invalidate(id)
+  t.equal((await pending)?.id, id)
+  t.ok(asked >= 2, 'the token function is called per request')
+})
+
+t.test('a follower the registry refuses reports it and keeps trying', async (t) => {
+  const r = await startTestRegistry(t)
+  const c = client(t, r, { token: r.sign({ sub: 'u', tenant: 'acme', roles: ['owner'], scope: 'tenants:read' }) })
+  const errors: Error[] = []
+  c.on('error', (err: Error) => errors.push(err))
+  await waitFor(async () => errors.length >= 2, 3000)
+  t.match(errors[0], { status: 403, message: /change feed answered 403/ })
+})
+
 t.test('a bad token is a configuration error, not retried', async (t) => {
   const r = await startTestRegistry(t)
   const c = client(t, r, { follow: false, token: 'not-a-token', retries: 3 })
@@ -101,7 +122,7 @@ t.test('the change feed evicts at once: a suspension stops requests within a sec
   const r = await startTestRegistry(t)
   const id = tid('suspendme')
   await create(r, id)
-  const c = client(t, r, { ttl: 3_600_000, followWait: 20 })
+  const c = client(t, r, { ttl: 3_600_000 })
   await c.following
   const app = Fastify()
   await app.register(multitenantPlugin, { provider: c })

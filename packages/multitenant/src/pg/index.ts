@@ -1,2 +1,2 @@
-export { TenantDb, createTenantDb, type TenantDbOptions, type TenantTx, type UnitOptions } from './tenant-db.ts'
+export { TenantDb, type TenantDbOptions, type TenantTx, type UnitOptions } from './tenant-db.ts'
 export { UnknownClusterError } from './errors.ts'

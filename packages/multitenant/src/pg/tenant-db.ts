@@ -328,7 +328,3 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     await Promise.all(clusters.map(async (c) => await c.close()))
   }
 }
-
-export function createTenantDb<TSchema extends Record<string, unknown> = Record<string, never>> (options: TenantDbOptions<TSchema>): TenantDb<TSchema> {
-  return new TenantDb(options)
-}

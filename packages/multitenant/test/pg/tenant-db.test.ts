@@ -32,7 +32,7 @@ t.test('scoped statements, transactions and system work see only their own schem
   const a = tid('pa')
   const b = tid('pb')
   const { url, admin } = await setup(t, [a, b])
-  const tdb = new TenantDb({ url, max: 4, schema: { notes } })
+  const tdb = new TenantDb({ url, schema: { notes } })
   t.teardown(() => tdb.close())
 
   const inserted = await runAsTenant(a, async () => await tdb.scoped.insert(notes).values({ owner: a, body: 'hello from a' }).returning())
@@ -50,15 +50,23 @@ t.test('scoped statements, transactions and system work see only their own schem
       await tx.insert(notes).values({ owner: a, body: 'rolled back' })
       throw new Error('inner failure')
     }), /inner failure/)
+    t.equal(await tx.savepoint(async () => { await tx.insert(notes).values({ owner: a, body: 'kept' }); return 'ok' }), 'ok')
     const [{ n } = { n: -1 }] = await tx.sql<Array<{ n: number }>>`select count(*)::int as n from notes`
     return n
   }))
-  t.equal(count, 2, 'the savepoint rolled back only its own insert')
+  t.equal(count, 3, 'the failed savepoint rolled back only its own insert; the released one kept its')
   await t.rejects(runAsTenant(a, async () => await tdb.transaction(async (tx) => {
     await tx.insert(notes).values({ owner: a, body: 'lost' })
     throw new Error('whole unit fails')
   })), /whole unit fails/)
-  t.same((await admin.unsafe(`select body from "tenant_${a.replaceAll('-', '_')}".notes order by id`)).map((r) => r.body), ['hello from a', 'two'], 'a failed unit leaves nothing')
+  t.same((await admin.unsafe(`select body from "tenant_${a.replaceAll('-', '_')}".notes order by id`)).map((r) => r.body), ['hello from a', 'two', 'kept'], 'a failed unit leaves nothing')
+
+  // A statement error swallowed inside the unit: COMMIT turns into ROLLBACK, and the unit says so.
+  await t.rejects(runAsTenant(a, async () => await tdb.transaction(async (tx) => {
+    await tx.insert(notes).values({ owner: a, body: 'doomed' })
+    await tx.sql`select 1 / 0`.catch(() => {})
+    return 'looks fine'
+  })), /rolled back/)
 
   // Named tenant without context, and a record routed by its database.
   t.equal((await tdb.transaction(async (tx) => await tx.select().from(notes), { tenant: b })).length, 1)
