@@ -1,5 +1,5 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
-import postgres, { type Options, type ReservedSql, type Sql } from 'postgres'
+import postgres, { type Options, type Sql, type TransactionSql } from 'postgres'
 import { currentScope } from '../context.ts'
 import { InvalidOptionError, TenantRequiredError } from '../errors.ts'
 import { assertTenantId, schemaName } from '../tenant-id.ts'
@@ -46,9 +46,13 @@ export interface UnitOptions {
 /** A drizzle database bound to one scoped transaction, with savepoints and raw SQL. */
 export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDatabase<TSchema> & {
   /** The transaction's connection as a postgres.js tagged template (same transaction). */
-  readonly sql: ReservedSql
-  /** Runs `fn` under a savepoint: its failure rolls back only its own work, then rethrows. */
-  savepoint: <T>(fn: () => Promise<T>) => Promise<T>
+  readonly sql: TransactionSql
+  /**
+   * Runs `fn` under a savepoint: its failure rolls back only its own work, then rethrows. Issue the
+   * savepoint's statements through the `sp` it receives: a statement that fails through the outer
+   * transaction fails the whole unit, savepoint or not.
+   */
+  savepoint: <T>(fn: (sp: TenantTx<TSchema>) => Promise<T>) => Promise<T>
 }
 
 // Everything a unit of work changes is transaction-local (`set_config(…, true)`): nothing can
@@ -57,32 +61,32 @@ export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDataba
 const IDLE_SEARCH_PATH = 'pg_catalog'
 
 interface Lane {
-  conn: ReservedSql
+  /** A pool of exactly one connection: statements go out in the order they are issued, and a
+   * broken connection is replaced (a reserved connection is not, in postgres.js). */
+  sql: Sql
   inflight: number
 }
 
 class Cluster {
+  /** Connections for transactions, system work and `pool()`. */
   readonly sql: Sql
-  readonly #laneCount: number
+  readonly #lanes: Lane[]
   /** Units per lane at most, so a lane never holds more statements than postgres.js pipelines. */
   readonly #perLane: number
   readonly #waiting: Array<(lane: Lane) => void> = []
-  #lanes: Promise<Lane[]> | undefined
 
-  constructor (sql: Sql, lanes: number, maxPipeline: number) {
+  constructor (sql: Sql, lanes: Sql[], maxPipeline: number) {
     this.sql = sql
-    this.#laneCount = lanes
-    // Each unit is three statements; past postgres.js's max_pipeline, queued statements go out
+    this.#lanes = lanes.map((lane) => ({ sql: lane, inflight: 0 }))
+    // Each unit is four statements; past postgres.js's max_pipeline, queued statements go out
     // one per round trip, which would cripple a lane.
-    this.#perLane = Math.max(1, Math.floor(maxPipeline / 3))
+    this.#perLane = Math.max(1, Math.floor(maxPipeline / 4))
   }
 
   /** The least busy lane, counted as busy until `release`; waits when every lane is full. */
   async acquire (): Promise<Lane> {
-    this.#lanes ??= Promise.all(Array.from({ length: this.#laneCount }, async () => ({ conn: await this.sql.reserve(), inflight: 0 })))
-    const lanes = await this.#lanes
-    let best = lanes[0] as Lane
-    for (const lane of lanes) if (lane.inflight < best.inflight) best = lane
+    let best = this.#lanes[0] as Lane
+    for (const lane of this.#lanes) if (lane.inflight < best.inflight) best = lane
     if (best.inflight < this.#perLane) {
       best.inflight++
       return best
@@ -97,8 +101,7 @@ class Cluster {
   }
 
   async close (): Promise<void> {
-    if (this.#lanes !== undefined) for (const lane of await this.#lanes) lane.conn.release()
-    await this.sql.end({ timeout: 5 })
+    await Promise.all([this.sql, ...this.#lanes.map((l) => l.sql)].map(async (sql) => await sql.end({ timeout: 5 })))
   }
 }
 
@@ -152,16 +155,20 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     if (cluster === undefined) {
       const url = this.#urls[name]
       if (url === undefined) throw new UnknownClusterError(name)
-      const sql = postgres(url, {
-        ...this.#options.postgres,
-        max: this.#max,
-        prepare: this.#prepare,
-        connection: { ...this.#options.postgres?.connection, search_path: IDLE_SEARCH_PATH }
-      })
-      // drizzle installs its type parsers and serializers on the client it wraps; do it on the
-      // pool before its first connection, so every statement on it is read the way drizzle expects.
-      this.#drizzle(sql)
-      cluster = new Cluster(sql, this.#lanes, (this.#options.postgres as { max_pipeline?: number } | undefined)?.max_pipeline ?? 100)
+      const pool = (max: number): Sql => {
+        const sql = postgres(url, {
+          ...this.#options.postgres,
+          max,
+          prepare: this.#prepare,
+          connection: { ...this.#options.postgres?.connection, search_path: IDLE_SEARCH_PATH }
+        })
+        // drizzle installs its type parsers and serializers on the client it wraps; do it before
+        // the first connection, so every statement is read the way drizzle expects.
+        this.#drizzle(sql)
+        return sql
+      }
+      const lanes = Array.from({ length: this.#lanes }, () => pool(1))
+      cluster = new Cluster(pool(this.#max - this.#lanes), lanes, (this.#options.postgres as { max_pipeline?: number } | undefined)?.max_pipeline ?? 100)
       this.#clusters.set(name, cluster)
     }
     return cluster
@@ -192,16 +199,18 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
   }
 
   /**
-   * Queues `BEGIN` and the transaction-local settings as one simple-protocol message (not
-   * awaited: it is pipelined with what follows). The values are the validated schema name, its
-   * role and an integer, written as literals: parameters would cost a message of their own, and
-   * unprepared they wait a round trip for their types.
+   * Queues the transaction-local settings (not awaited: they are pipelined with what follows). The
+   * values are the validated schema name, its role and an integer, written as literals: with
+   * parameters an unprepared statement waits a round trip for their types. Sent unprepared, so
+   * the per-tenant text does not fill the connection's statement cache.
+   * (Extended protocol only: mixing simple-protocol queries into a pipeline confused postgres.js's
+   * result matching after a reconnect in our tests.)
    */
-  #open (conn: ReservedSql, target: Target, timeout: number): Promise<unknown> {
+  #open (conn: Sql | TransactionSql, target: Target, timeout: number): Promise<unknown> {
     const literal = (value: string): string => `'${value.replaceAll("'", "''")}'`
     const role = target.role === null ? '' : `, set_config('role', ${literal(target.role)}, true)`
-    const text = `begin; select set_config('search_path', ${literal(target.searchPath)}, true)${role}, set_config('statement_timeout', '${Math.trunc(timeout)}', true)`
-    return conn.unsafe(text).simple().execute()
+    const text = `select set_config('search_path', ${literal(target.searchPath)}, true)${role}, set_config('statement_timeout', '${Math.trunc(timeout)}', true)`
+    return conn.unsafe(text, [], { prepare: false }).execute()
   }
 
   /** A postgres.js look-alike for drizzle: each statement becomes one pipelined unit of work. */
@@ -234,8 +243,9 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     const cluster = this.#cluster(target.cluster)
     const lane = await cluster.acquire()
     try {
-      const { conn } = lane
-      // Issued back to back on one connection: nothing else can come between them.
+      const conn = lane.sql
+      // Issued back to back on a one-connection pool: nothing else can come between them.
+      const begin = conn.unsafe('begin').execute()
       const open = this.#open(conn, target, this.#timeout)
       // drizzle asks for unprepared statements unless `.prepare(name)` was used (drizzle-orm
       // #6096); postgres.js then needs a round trip for parameter types before it can send the
@@ -243,60 +253,43 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       let statement = conn.unsafe(text, params as never[], { prepare: this.#prepare })
       if (values) statement = statement.values() as unknown as typeof statement
       statement.execute()
-      const commit = conn.unsafe('commit').simple().execute()
-      const results = await Promise.allSettled([open, statement, commit])
+      const commit = conn.unsafe('commit').execute()
+      const results = await Promise.allSettled([begin, open, statement, commit])
       const failure = firstFailure(results)
       if (failure !== undefined) throw failure
-      return (results[1] as PromiseFulfilledResult<unknown>).value
+      return (results[2] as PromiseFulfilledResult<unknown>).value
     } finally {
       cluster.release(lane)
     }
   }
 
+  /** drizzle (and raw SQL) on one transaction; a savepoint gets its own, bound to the savepoint. */
+  #tx (conn: TransactionSql, options: Sql['options']): TenantTx<TSchema> {
+    const prepare = this.#prepare
+    // drizzle's statements go out as named prepared statements (see #pipelined).
+    const client = { options, unsafe: (text: string, params?: never[]) => conn.unsafe(text, params, { prepare }) }
+    return Object.assign(this.#drizzle(client), {
+      sql: conn,
+      savepoint: async <R>(inner: (sp: TenantTx<TSchema>) => Promise<R>): Promise<R> =>
+        await conn.savepoint(async (sp) => await inner(this.#tx(sp, options))) as R
+    }) as TenantTx<TSchema>
+  }
+
   async #unit<T>(target: Target, timeout: number, fn: (tx: TenantTx<TSchema>) => Promise<T>): Promise<T> {
     const cluster = this.#cluster(target.cluster)
-    const conn = await cluster.sql.reserve()
-    // A reserved connection shares its pool's parsers; drizzle looks for them on `options`.
+    // The transaction's connection shares its pool's parsers; drizzle looks for them on `options`.
     const options = cluster.sql.options
-    let savepoints = 0
-    try {
+    // postgres.js's begin() owns BEGIN/COMMIT/ROLLBACK: it fails the unit when a statement failed
+    // even if the caller swallowed the error, and survives a connection lost mid-transaction.
+    return await cluster.sql.begin(async (conn) => {
+      // Not awaited: the settings go out together with the first statement.
       const open = this.#open(conn, target, timeout)
-      // drizzle's statements go out as named prepared statements (see #pipelined).
-      const prepare = this.#prepare
-      const client = { options, unsafe: (text: string, params?: never[]) => conn.unsafe(text, params, { prepare }) }
-      const tx = Object.assign(this.#drizzle(client), {
-        sql: conn,
-        savepoint: async <R>(inner: () => Promise<R>): Promise<R> => {
-          const name = `sp_${++savepoints}`
-          await conn.unsafe(`savepoint ${name}`)
-          try {
-            const result = await inner()
-            await conn.unsafe(`release savepoint ${name}`)
-            return result
-          } catch (err) {
-            await conn.unsafe(`rollback to savepoint ${name}`)
-            throw err
-          }
-        }
-      }) as TenantTx<TSchema>
-      let result: T
-      try {
-        const work = (async () => await fn(tx))()
-        const settled = await Promise.allSettled([open, work])
-        const failure = firstFailure(settled)
-        if (failure !== undefined) throw failure
-        result = (settled[1] as PromiseFulfilledResult<T>).value
-      } catch (err) {
-        await conn.unsafe('rollback').catch(() => {})
-        throw err
-      }
-      const committed = await conn.unsafe('commit')
-      // COMMIT of a transaction that hit an error (swallowed by the caller) reports ROLLBACK.
-      if (committed.command === 'ROLLBACK') throw new Error('the transaction was rolled back: a statement in it failed')
-      return result
-    } finally {
-      conn.release()
-    }
+      const tx = this.#tx(conn, options)
+      const settled = await Promise.allSettled([open, (async () => await fn(tx))()])
+      const failure = firstFailure(settled)
+      if (failure !== undefined) throw failure
+      return (settled[1] as PromiseFulfilledResult<T>).value
+    }) as T
   }
 
   /**

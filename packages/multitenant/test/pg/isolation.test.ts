@@ -73,9 +73,9 @@ async function hammer (tdb: TenantDb<{ items: typeof items }>, ids: string[], se
               const mine = await tx.insert(items).values({ owner: tenant, n: -next }).returning({ owner: items.owner })
               check(tenant, mine.map((r) => r.owner))
               added++
-              await tx.savepoint(async () => {
-                await tx.insert(items).values({ owner: tenant, n: 0 })
-                await tx.execute(dsql`select 1 / 0`)
+              await tx.savepoint(async (sp) => {
+                await sp.insert(items).values({ owner: tenant, n: 0 })
+                await sp.execute(dsql`select 1 / 0`)
               }).catch(() => { out.injected++ })
               await sleep(delay)
               if (abort) throw new Error('rollback')

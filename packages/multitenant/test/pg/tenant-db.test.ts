@@ -46,11 +46,15 @@ t.test('scoped statements, transactions and system work see only their own schem
   // A transaction: several statements, one scope, savepoints.
   const count = await runAsTenant(a, async () => await tdb.transaction(async (tx) => {
     await tx.insert(notes).values({ owner: a, body: 'two' })
-    await t.rejects(tx.savepoint(async () => {
-      await tx.insert(notes).values({ owner: a, body: 'rolled back' })
+    await t.rejects(tx.savepoint(async (sp) => {
+      await sp.insert(notes).values({ owner: a, body: 'rolled back' })
       throw new Error('inner failure')
     }), /inner failure/)
-    t.equal(await tx.savepoint(async () => { await tx.insert(notes).values({ owner: a, body: 'kept' }); return 'ok' }), 'ok')
+    await t.rejects(tx.savepoint(async (sp) => {
+      await sp.insert(notes).values({ owner: a, body: 'rolled back too' })
+      await sp.sql`select 1 / 0`
+    }), { code: '22012' }, 'a failed statement inside a savepoint is rolled back with it')
+    t.equal(await tx.savepoint(async (sp) => { await sp.insert(notes).values({ owner: a, body: 'kept' }); return 'ok' }), 'ok')
     const [{ n } = { n: -1 }] = await tx.sql<Array<{ n: number }>>`select count(*)::int as n from notes`
     return n
   }))
@@ -66,7 +70,7 @@ t.test('scoped statements, transactions and system work see only their own schem
     await tx.insert(notes).values({ owner: a, body: 'doomed' })
     await tx.sql`select 1 / 0`.catch(() => {})
     return 'looks fine'
-  })), /rolled back/)
+  })), { code: '22012' }, 'the swallowed error fails the unit, which rolls back')
 
   // Named tenant without context, and a record routed by its database.
   t.equal((await tdb.transaction(async (tx) => await tx.select().from(notes), { tenant: b })).length, 1)
@@ -174,4 +178,27 @@ t.test('raw scoped statements, and more units in flight than one lane pipelines'
     return rows[0]?.tenant === `tenant_${id.replaceAll('-', '_')}`
   }))
   t.ok(owners.every(Boolean), 'every unit ran as its own tenant')
+})
+
+t.test('connections the server drops are replaced: later units work, nothing crashes', async (t) => {
+  const a = tid('la')
+  const { url, admin } = await setup(t, [a])
+  const tdb = new TenantDb({ url, max: 3, lanes: 2 })
+  t.teardown(() => tdb.close())
+  const pids = async (): Promise<number[]> => (await admin<Array<{ pid: number }>>`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`).map((r) => r.pid)
+  for (let i = 0; i < 4; i++) await tdb.query('select 1', [], { tenant: a })
+  await tdb.transaction(async (tx) => await tx.sql`select 1`, { tenant: a })
+  // The server drops every connection the adapter holds (a restart, a failover, an idle timeout).
+  for (const pid of await pids()) await admin`select pg_terminate_backend(${pid})`
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  // A unit that meets a dead connection fails (like any client's); the pool then reconnects.
+  const outcomes: boolean[] = []
+  for (let i = 0; i < 10; i++) outcomes.push(await tdb.query<{ n: number }>('select 3 as n', [], { tenant: a }).then((rows) => rows[0]?.n === 3, () => false))
+  t.ok(outcomes.filter((ok) => !ok).length <= 2, `at most one failure per lane (${outcomes.join(' ')})`)
+  t.same(outcomes.slice(-6), [true, true, true, true, true, true], 'lanes reconnected')
+  let answer: unknown
+  for (let attempt = 0; attempt < 5 && answer === undefined; attempt++) {
+    answer = await tdb.transaction(async (tx) => await tx.sql`select 4 as n`, { tenant: a }).catch(() => undefined)
+  }
+  t.same(answer, [{ n: 4 }], 'transactions too')
 })
