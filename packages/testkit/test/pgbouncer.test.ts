@@ -16,4 +16,3 @@ t.test('PgBouncer in transaction mode in front of a test database', { skip: find
   await bouncer.stop() // idempotent
   await t.rejects(postgres(bouncer.url, { max: 1, connect_timeout: 2 })`select 1`, 'stopped')
 })
-
