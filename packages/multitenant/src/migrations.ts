@@ -121,19 +121,12 @@ export interface MigrateAllOptions {
 export async function migrateAll (options: MigrateAllOptions): Promise<MigrateAllSummary> {
   const started = performance.now()
   const summary: MigrateAllSummary = { total: 0, migrated: 0, upToDate: 0, failed: [], ms: 0 }
-  const iterator = (Symbol.asyncIterator in options.tenants ? options.tenants[Symbol.asyncIterator]() : (options.tenants as Iterable<string | Tenant>)[Symbol.iterator]()) as AsyncIterator<string | Tenant> | Iterator<string | Tenant>
-  let exhausted = false
-  const next = async (): Promise<string | Tenant | undefined> => {
-    if (exhausted) return undefined
-    const item = await iterator.next()
-    if (item.done === true) {
-      exhausted = true
-      return undefined
-    }
-    return item.value
-  }
+  // One async iterator shared by the workers (an async generator queues concurrent next() calls).
+  const source = options.tenants
+  const tenants = (async function * () { yield * source })()
   const worker = async (): Promise<void> => {
-    for (let tenant = await next(); tenant !== undefined; tenant = await next()) {
+    for (let item = await tenants.next(); item.done !== true; item = await tenants.next()) {
+      const tenant = item.value
       if (options.signal?.aborted === true) return
       summary.total++
       const id = typeof tenant === 'string' ? tenant : tenant.id

@@ -165,14 +165,18 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
     return { ...this.#stats }
   }
 
+  /** A cached answer that may still be served (counted), or undefined. */
+  #cached (entry: Entry | undefined): Entry | undefined {
+    if (entry === undefined || Date.now() - entry.confirmedAt > this.#maxStale) return undefined
+    if (entry.tenant === null) this.#stats.negativeHits++
+    else this.#stats.hits++
+    return entry
+  }
+
   getTenant (id: string): Tenant | null | Promise<Tenant | null> {
-    const entry = this.#ids.get(id)
     // The hot path answers synchronously.
-    if (entry !== undefined && Date.now() - entry.confirmedAt <= this.#maxStale) {
-      if (entry.tenant === null) this.#stats.negativeHits++
-      else this.#stats.hits++
-      return entry.tenant
-    }
+    const hit = this.#cached(this.#ids.get(id))
+    if (hit !== undefined) return hit.tenant
     if (!isValidTenantId(id)) return null
     return this.#fetch(this.#ids, id)
   }
@@ -185,12 +189,8 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
       key = null // not a host name: no tenant, and nothing to ask the registry
     }
     if (key === null) return null
-    const entry = this.#hosts.get(key)
-    if (entry !== undefined && Date.now() - entry.confirmedAt <= this.#maxStale) {
-      if (entry.tenant === null) this.#stats.negativeHits++
-      else this.#stats.hits++
-      return entry.tenant
-    }
+    const hit = this.#cached(this.#hosts.get(key))
+    if (hit !== undefined) return hit.tenant
     return this.#fetch(this.#hosts, key)
   }
 

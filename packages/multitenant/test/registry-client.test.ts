@@ -147,6 +147,7 @@ t.test('the change feed evicts at once: a suspension stops requests within a sec
   // Hosts: a new custom domain replaces a remembered "unknown"; removing it evicts the host.
   const host = `${id}.example.org`
   t.equal(await c.getTenantByHost(host), null)
+  t.equal(c.getTenantByHost(host), null, 'an unknown host is remembered')
   t.equal((await r.admin('POST', `/v1/tenants/${id}/domains`, { domain: host })).status, 201)
   await waitFor(async () => (await c.getTenantByHost(host))?.id === id)
   t.equal((await c.getTenantByHost(`${host.toUpperCase()}:443`))?.id, id, 'hosts are normalised')

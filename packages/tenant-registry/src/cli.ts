@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { Tenant, TenantStatus, TenantTier } from '@platform/multitenant'
+import { isValidTenantId, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
 import { DrizzleQueryError } from 'drizzle-orm'
 import postgres, { type Sql } from 'postgres'
 import { checkDatabaseUrl, ConfigError, loadConfig } from './config.ts'
@@ -228,7 +228,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
         for (const role of roles) {
           if (!allowed.includes(role)) throw new UsageError(`--role ${role} is not allowed on a ${o.tenant === undefined ? 'platform' : 'tenant'} token (one of ${allowed.join(', ')})`)
         }
-        if (o.tenant !== undefined && !/^[a-z0-9](?:[a-z0-9-]{0,54}[a-z0-9])?$/.test(o.tenant)) throw new UsageError('--tenant must be a tenant id')
+        if (o.tenant !== undefined && !isValidTenantId(o.tenant)) throw new UsageError('--tenant must be a tenant id')
         const scope = (o.scope ?? '').split(/\s+/).filter(Boolean)
         if (scope.some((s) => !/^[a-z]+:[a-z]+$/.test(s))) throw new UsageError('--scope is a space-separated list such as "tenants:read messages:send"')
         const expires = int('expires', o.expires, 3600, 366 * 24 * 3600)

@@ -4,6 +4,7 @@
 // writes them to .data/dev.json for scripts. Ctrl-C stops everything.
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
 import postgres from 'postgres'
@@ -36,7 +37,6 @@ async function devSecret (dataDir: string): Promise<string> {
 }
 
 async function portFree (port: number): Promise<boolean> {
-  const { createServer } = await import('node:net')
   return await new Promise((resolve) => {
     const server = createServer()
     server.once('error', () => resolve(false))

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto'
-import { readdir, readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
+import { loadMigrations } from '@platform/multitenant/migrations'
 import type { Sql } from 'postgres'
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url))
@@ -18,7 +17,7 @@ export interface MigrationResult {
  * refused rather than silently skipped.
  */
 export async function migrateRegistry (sql: Sql, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.sql')).sort()
+  const migrations = await loadMigrations(dir)
   const result: MigrationResult = { applied: [], skipped: [] }
   await sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${LOCK_KEY})`
@@ -26,18 +25,16 @@ export async function migrateRegistry (sql: Sql, dir = MIGRATIONS_DIR): Promise<
       name text primary key, checksum text not null, applied_at timestamptz not null default now())`
     const done = new Map((await tx<Array<{ name: string, checksum: string }>>`select name, checksum from public.registry_migrations`)
       .map((r) => [r.name, r.checksum]))
-    for (const file of files) {
-      const text = await readFile(dir + file, 'utf8')
-      const checksum = createHash('sha256').update(text).digest('hex')
-      const previous = done.get(file)
+    for (const { name, checksum, sql: text } of migrations) {
+      const previous = done.get(name)
       if (previous !== undefined) {
-        if (previous !== checksum) throw new Error(`migration ${file} was changed after it was applied`)
-        result.skipped.push(file)
+        if (previous !== checksum) throw new Error(`migration ${name} was changed after it was applied`)
+        result.skipped.push(name)
         continue
       }
       await tx.unsafe(text)
-      await tx`insert into public.registry_migrations (name, checksum) values (${file}, ${checksum})`
-      result.applied.push(file)
+      await tx`insert into public.registry_migrations (name, checksum) values (${name}, ${checksum})`
+      result.applied.push(name)
     }
   })
   return result

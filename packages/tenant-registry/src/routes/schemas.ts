@@ -1,4 +1,6 @@
-export const TENANT_ID = { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{0,54}[a-z0-9])?$', maxLength: 56 } as const
+import { TENANT_ID_PATTERN } from '@platform/multitenant'
+
+export const TENANT_ID = { type: 'string', pattern: TENANT_ID_PATTERN.source, maxLength: 56 } as const
 export const DOMAIN = { type: 'string', minLength: 4, maxLength: 253, pattern: '^[A-Za-z0-9.:-]+$' } as const
 const JSON_OBJECT = { type: 'object', additionalProperties: true, maxProperties: 100 } as const
 const TIER = { type: 'string', enum: ['free', 'standard', 'premium'] } as const
