@@ -69,7 +69,11 @@ switch (command) {
       say('installed and built; the registry service arrives in its own issue')
     }
     break
+  case 'run':
+    // A TypeScript entry point (the registry or migration CLI) on the project's Node.
+    run('node', rest, env)
+    break
   default:
-    say('usage: node scripts/dev.mjs setup|test|start')
+    say('usage: node scripts/dev.mjs setup|test|start|run <file> [args…]')
     process.exit(2)
 }

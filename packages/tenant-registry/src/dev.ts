@@ -163,7 +163,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     curl -s ${u}/v1/tenants/acme -H "authorization: Bearer $TOKEN"
     curl -s "${u}/v1/resolve?host=acme.${baseDomain}" -H "authorization: Bearer $TOKEN"
     curl -s -X POST ${u}/v1/tenants -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"id":"hooli","name":"Hooli"}'
-    pnpm registry list
+    npm run registry -- list
 
   Ctrl-C stops the registry${pg === undefined ? '' : ' and the database (the data stays in .data/pg)'}.
 `)
