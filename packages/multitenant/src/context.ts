@@ -43,19 +43,35 @@ export function tenantScope (tenant: string | Tenant): TenantScope {
   return scope
 }
 
+/** What running `fn` in a scope returns: a thenable is adopted as a promise settled inside the scope. */
+export type InScope<R> = R extends PromiseLike<infer U> ? Promise<U> : R
+
+/**
+ * Runs `fn` in `scope`. A lazy thenable it returns (a drizzle query builder, which only runs when
+ * awaited) is adopted here, inside the scope: awaited later by the caller it would run in the
+ * caller's scope instead.
+ */
+function runIn<R> (scope: TenantScope | undefined, fn: () => R): InScope<R> {
+  return storage.run(scope as TenantScope, () => {
+    const result = fn()
+    if (result instanceof Promise || typeof (result as { then?: unknown } | null)?.then !== 'function') return result as InScope<R>
+    return new Promise((resolve, reject) => { (result as PromiseLike<unknown>).then(resolve, reject) }) as InScope<R>
+  })
+}
+
 /** Runs `fn` as `tenant` (an id or a registry record). Nested scopes: the inner one wins. */
-export function runAsTenant<R> (tenant: string | Tenant, fn: () => R): R {
-  return storage.run(tenantScope(tenant), fn)
+export function runAsTenant<R> (tenant: string | Tenant, fn: () => R): InScope<R> {
+  return runIn(tenantScope(tenant), fn)
 }
 
 /** Runs `fn` in the explicit system scope, for cross-tenant administrative work. */
-export function runAsSystem<R> (fn: () => R): R {
-  return storage.run(SYSTEM_SCOPE, fn)
+export function runAsSystem<R> (fn: () => R): InScope<R> {
+  return runIn(SYSTEM_SCOPE, fn)
 }
 
 /** Runs `fn` in a prepared scope (or none). For integrations that built the scope themselves. */
-export function runInScope<R> (scope: TenantScope | undefined, fn: () => R): R {
-  return storage.run(scope as TenantScope, fn)
+export function runInScope<R> (scope: TenantScope | undefined, fn: () => R): InScope<R> {
+  return runIn(scope, fn)
 }
 
 /**
@@ -103,10 +119,10 @@ export function isSystemScope (): boolean {
  * EventEmitter listeners and timers registered at start-up otherwise run in the scope of
  * whoever triggers them (DESIGN.md, known hazards).
  */
-export function bindToScope<A extends unknown[], R> (fn: (...args: A) => R): (...args: A) => R {
+export function bindToScope<A extends unknown[], R> (fn: (...args: A) => R): (...args: A) => InScope<R> {
   const scope = storage.getStore()
-  return function bound (this: unknown, ...args: A): R {
-    return storage.run(scope as TenantScope, () => fn.apply(this, args))
+  return function bound (this: unknown, ...args: A): InScope<R> {
+    return runIn(scope, () => fn.apply(this, args))
   }
 }
 
@@ -122,8 +138,8 @@ export function captureScope (): CapturedScope | null {
  * Runs `fn` in a scope captured by `captureScope`. The value may have travelled through a queue,
  * so it is validated again: anything but a valid tenant id or the system marker is `TENANT_INVALID`.
  */
-export function runInCapturedScope<R> (captured: CapturedScope | null, fn: () => R): R {
-  if (captured === null) return storage.run(undefined as unknown as TenantScope, fn)
+export function runInCapturedScope<R> (captured: CapturedScope | null, fn: () => R): InScope<R> {
+  if (captured === null) return runIn(undefined, fn)
   if (typeof captured !== 'object') throw new TenantInvalidError('')
   if ('system' in captured && captured.system === true) return runAsSystem(fn)
   return runAsTenant(assertTenantId((captured as { tenantId?: unknown }).tenantId), fn)
@@ -150,7 +166,7 @@ export const DEFAULT_TENANT_CONCURRENCY = 4
  */
 export async function forEachTenant<R> (
   tenants: Iterable<string | Tenant>,
-  fn: (tenantId: string) => R | Promise<R>,
+  fn: (tenantId: string) => R | PromiseLike<R>,
   options: ForEachTenantOptions = {}
 ): Promise<Array<TenantRunResult<R>>> {
   const concurrency = options.concurrency ?? DEFAULT_TENANT_CONCURRENCY
@@ -168,7 +184,7 @@ export async function forEachTenant<R> (
       const tenantId = scope.tenantId as string
       let result: TenantRunResult<R>
       try {
-        result = { tenantId, ok: true, value: await storage.run(scope, () => fn(tenantId)) }
+        result = { tenantId, ok: true, value: await runIn(scope, () => fn(tenantId)) as R }
       } catch (error) {
         result = { tenantId, ok: false, error }
       }

@@ -1,7 +1,7 @@
 export {
   runAsTenant, runAsSystem, runInScope, enterScope, currentScope, currentTenantId, currentTenant,
   requireTenantId, requireTenant, isSystemScope, bindToScope, captureScope, runInCapturedScope,
-  forEachTenant, tenantScope, DEFAULT_TENANT_CONCURRENCY,
+  forEachTenant, tenantScope, DEFAULT_TENANT_CONCURRENCY, type InScope,
   type TenantScope, type CapturedScope, type ForEachTenantOptions, type TenantRunResult
 } from './context.ts'
 export {

@@ -4,14 +4,14 @@ import { currentScope } from '../context.ts'
 import { InvalidOptionError, TenantRequiredError } from '../errors.ts'
 import { assertTenantId, schemaName } from '../tenant-id.ts'
 import type { Tenant } from '../types.ts'
-import { UnknownClusterError } from './errors.ts'
+import { DatabaseUnavailableError, UnknownClusterError } from './errors.ts'
 
 /** Where and as whom a unit of work runs: the transaction-local settings. */
 interface Target {
   cluster: string
   searchPath: string
-  /** The tenant's role (`SET LOCAL ROLE`), or null for system work. */
-  role: string | null
+  /** The tenant's role (`SET LOCAL ROLE`), or `none` (the login itself) for system work. */
+  role: string
 }
 
 export interface TenantDbOptions<TSchema extends Record<string, unknown>> {
@@ -22,12 +22,18 @@ export interface TenantDbOptions<TSchema extends Record<string, unknown>> {
   /** Connections per cluster (default 10). */
   max?: number
   /**
-   * Of those, how many carry pipelined one-statement units (`db.scoped`); the rest serve
-   * `transaction()`. Default: half, at least one each.
+   * Of those, how many carry pipelined one-statement units (`db.scoped`, `db.query`); the rest
+   * serve `transaction()` and `system()`, one unit each at a time. Default: half, at least one each.
    */
   lanes?: number
-  /** Statement timeout inside tenant units of work, in ms (default 5000; 0 for none). */
+  /** Statement timeout inside units of work, in ms (default 5000; 0 for none). */
   statementTimeout?: number
+  /**
+   * How long a connection with statements outstanding may go without answering any of them before
+   * it is given up (its units fail with `SERVICE_UNAVAILABLE` and a fresh connection takes its
+   * place), in ms. Default: the statement timeout plus one second (30 s when it is 0).
+   */
+  watchdog?: number
   /** Named prepared statements (default true). Set false behind PgBouncer before 1.21. */
   prepare?: boolean
   /** drizzle schema, for typed relational queries. */
@@ -45,7 +51,10 @@ export interface UnitOptions {
 
 /** A drizzle database bound to one scoped transaction, with savepoints and raw SQL. */
 export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDatabase<TSchema> & {
-  /** The transaction's connection as a postgres.js tagged template (same transaction). */
+  /**
+   * The transaction's connection as a postgres.js tagged template (same transaction). Its
+   * `unsafe()` uses the extended protocol too: one statement per call.
+   */
   readonly sql: TransactionSql
   /**
    * Runs `fn` under a savepoint: its failure rolls back only its own work, then rethrows. Issue the
@@ -57,51 +66,168 @@ export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDataba
 
 // Everything a unit of work changes is transaction-local (`set_config(…, true)`): nothing can
 // outlive the transaction on a pooled connection, behind PgBouncer in transaction mode too.
-// Outside any unit of work, a connection resolves no tenant table at all (fail closed).
-const IDLE_SEARCH_PATH = 'pg_catalog'
+// Outside any unit of work, a connection resolves no tenant table at all (fail closed), and every
+// search path names pg_temp last, so a temporary table can never shadow a tenant table.
+const IDLE_SEARCH_PATH = 'pg_catalog, pg_temp'
+// Extended protocol for every statement: one statement per message, so injected text cannot
+// stack a second statement (or a COMMIT) behind the first.
+// (postgres.js takes `simple` but does not declare it.)
+const EXTENDED = { simple: false } as postgres.UnsafeQueryOptions
+// Command tags of statements that cannot change the session: anything else retires the connection.
+const SESSION_SAFE = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'VALUES'])
+// The end of every transaction unit: whatever it changed for the session (a session-level SET or
+// SET ROLE, a held cursor, a session advisory lock, LISTEN) is undone before the connection is
+// reused. Pipelined with COMMIT: no extra round trip.
+const RESET_SESSION = ['reset role', 'reset all', 'close all', 'unlisten *', 'select pg_catalog.pg_advisory_unlock_all()']
 
-interface Lane {
-  /** A pool of exactly one connection: statements go out in the order they are issued, and a
-   * broken connection is replaced (a reserved connection is not, in postgres.js). */
-  sql: Sql
-  inflight: number
+const CONNECTION_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+
+/** A lost or unusable connection (rather than a statement that failed on a healthy one). */
+function isConnectionError (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code !== 'string') return false
+  return code.startsWith('CONNECT') || code === 'SERVICE_UNAVAILABLE' || CONNECTION_CODES.has(code) ||
+    code.startsWith('08') || code.startsWith('57P')
 }
 
-class Cluster {
-  /** Connections for transactions, system work and `pool()`. */
-  readonly sql: Sql
-  readonly #lanes: Lane[]
-  /** Units per lane at most, so a lane never holds more statements than postgres.js pipelines. */
-  readonly #perLane: number
-  readonly #waiting: Array<(lane: Lane) => void> = []
+function unavailable (err: unknown): Error {
+  if ((err as { code?: unknown }).code === 'SERVICE_UNAVAILABLE') return err as Error
+  const reason = (err as { code?: unknown }).code
+  return Object.assign(new DatabaseUnavailableError(typeof reason === 'string' ? `connection lost: ${reason}` : 'connection lost'), { cause: err })
+}
 
-  constructor (sql: Sql, lanes: Sql[], maxPipeline: number) {
+/**
+ * One connection (a postgres.js pool of exactly one: statements go out in the order they are
+ * issued) and the units of work on it. A lane whose connection fails or stalls is retired as a
+ * whole and replaced: postgres.js 3.4.9 can hand a dead connection's error to the next statement,
+ * and leaves statements pipelined behind it unsettled (see the README).
+ */
+class Lane {
+  readonly sql: Sql
+  inflight = 0
+  /** Statements sent and not yet answered, and when the connection last answered one. */
+  pending = 0
+  lastAnswer = 0
+  retired = false
+  /** Rejects the units running on this lane (when it is retired with an error). */
+  readonly aborts = new Set<(err: Error) => void>()
+
+  constructor (sql: Sql) {
     this.sql = sql
-    this.#lanes = lanes.map((lane) => ({ sql: lane, inflight: 0 }))
-    // Each unit is four statements; past postgres.js's max_pipeline, queued statements go out
-    // one per round trip, which would cripple a lane.
-    this.#perLane = Math.max(1, Math.floor(maxPipeline / 4))
   }
 
-  /** The least busy lane, counted as busy until `release`; waits when every lane is full. */
+  /** Counts a statement until it settles, for the watchdog. */
+  track<P extends Promise<unknown>>(promise: P): P {
+    if (this.pending++ === 0) this.lastAnswer = performance.now()
+    const answered = (): void => {
+      this.pending--
+      this.lastAnswer = performance.now()
+    }
+    promise.then(answered, answered)
+    return promise
+  }
+}
+
+/** A fixed number of lanes, each taking up to `capacity` units at once. */
+class LanePool {
+  readonly #lanes: Lane[]
+  readonly #capacity: number
+  readonly #make: () => Sql
+  readonly #waiting: Array<(lane: Lane) => void> = []
+
+  constructor (count: number, capacity: number, make: () => Sql) {
+    this.#make = make
+    this.#capacity = capacity
+    this.#lanes = Array.from({ length: count }, () => new Lane(make()))
+  }
+
+  get lanes (): readonly Lane[] {
+    return this.#lanes
+  }
+
+  #free (): Lane | undefined {
+    let best: Lane | undefined
+    for (const lane of this.#lanes) if (best === undefined || lane.inflight < best.inflight) best = lane
+    return best !== undefined && best.inflight < this.#capacity ? best : undefined
+  }
+
+  /** The least busy lane, counted as busy until `release`; waits while every lane is full. */
   async acquire (): Promise<Lane> {
-    let best = this.#lanes[0] as Lane
-    for (const lane of this.#lanes) if (lane.inflight < best.inflight) best = lane
-    if (best.inflight < this.#perLane) {
-      best.inflight++
-      return best
+    const lane = this.#free()
+    if (lane !== undefined) {
+      lane.inflight++
+      return lane
     }
     return await new Promise((resolve) => this.#waiting.push(resolve))
   }
 
   release (lane: Lane): void {
-    const next = this.#waiting.shift()
-    if (next !== undefined) next(lane) // the unit slot passes straight to a waiter
-    else lane.inflight--
+    lane.inflight--
+    this.#pump()
+  }
+
+  #pump (): void {
+    while (this.#waiting.length > 0) {
+      const lane = this.#free()
+      if (lane === undefined) return
+      lane.inflight++;
+      (this.#waiting.shift() as (lane: Lane) => void)(lane)
+    }
+  }
+
+  /**
+   * Takes a lane out of service and puts a fresh connection in its place. With an error, the units
+   * still on it fail now with that error; without one (its session state is not to be trusted),
+   * they finish and the connection closes after them.
+   */
+  retire (lane: Lane, err?: Error): void {
+    if (lane.retired) return
+    lane.retired = true
+    const index = this.#lanes.indexOf(lane)
+    if (index !== -1) this.#lanes[index] = new Lane(this.#make())
+    if (err !== undefined) for (const abort of lane.aborts) abort(err)
+    lane.sql.end({ timeout: err === undefined ? 5 : 0 }).catch(() => {})
+    this.#pump()
   }
 
   async close (): Promise<void> {
-    await Promise.all([this.sql, ...this.#lanes.map((l) => l.sql)].map(async (sql) => await sql.end({ timeout: 5 })))
+    await Promise.all(this.#lanes.map(async (l) => await l.sql.end({ timeout: 5 })))
+  }
+}
+
+class Cluster {
+  /** The raw pool (`db.pool()`): migrations and work outside units. */
+  readonly sql: Sql
+  /** Pipelined one-statement units, many per connection. */
+  readonly shared: LanePool
+  /** Transactions and system units, one per connection at a time. */
+  readonly exclusive: LanePool
+  readonly #timer: NodeJS.Timeout
+
+  constructor (make: (max: number) => Sql, lanes: number, exclusive: number, maxPipeline: number, watchdog: number) {
+    this.sql = make(exclusive)
+    // Each unit is four statements; past postgres.js's max_pipeline, queued statements go out
+    // one per round trip, which would cripple a lane.
+    this.shared = new LanePool(lanes, Math.max(1, Math.floor(maxPipeline / 4)), () => make(1))
+    this.exclusive = new LanePool(exclusive, 1, () => make(1))
+    // The watchdog: a connection that has left statements unanswered for longer than any
+    // statement may run is given up (statement_timeout bounds every statement of a unit).
+    this.#timer = setInterval(() => {
+      const now = performance.now()
+      for (const pool of [this.shared, this.exclusive]) {
+        for (const lane of pool.lanes) {
+          if (lane.pending > 0 && now - lane.lastAnswer > watchdog) {
+            pool.retire(lane, new DatabaseUnavailableError(`no answer for ${watchdog} ms`))
+          }
+        }
+      }
+    }, Math.min(250, Math.max(10, watchdog / 4)))
+    this.#timer.unref()
+  }
+
+  async close (): Promise<void> {
+    clearInterval(this.#timer)
+    await Promise.all([this.sql.end({ timeout: 5 }), this.shared.close(), this.exclusive.close()])
   }
 }
 
@@ -111,19 +237,23 @@ function firstFailure (results: Array<PromiseSettledResult<unknown>>): unknown {
   return undefined
 }
 
+const noop = (): void => {}
+
 /**
- * Tenant-scoped PostgreSQL on shared pools (postgres.js + drizzle). Every unit of work is one
- * transaction whose search_path, role and statement timeout are transaction-local:
+ * Tenant-scoped PostgreSQL on shared connections (postgres.js + drizzle). Every unit of work is
+ * one transaction whose search_path, role and statement timeout are transaction-local:
  *
  * - `db.scoped` is a drizzle database whose every statement runs as its own unit of work for the
  *   tenant in context, pipelined as `BEGIN; set_config(…); <statement>; COMMIT` on a shared
  *   connection: one round trip, and several units in flight per connection.
  * - `db.transaction(fn)` runs many statements in one scoped transaction on a connection of its
  *   own (the scope is pipelined with the first statement), with savepoints.
- * - `db.system(fn)` is the same for `public` (no tenant role).
+ * - `db.system(fn)` is the same as the login itself (no tenant role) on `public`.
  *
  * With no tenant in context a unit of work is refused before anything is sent, and a connection
- * outside a unit resolves no tenant table (its search_path is `pg_catalog`).
+ * outside a unit resolves no tenant table (its search_path is `pg_catalog, pg_temp`). Every unit
+ * settles: a connection that fails or stalls fails its units with `SERVICE_UNAVAILABLE` and is
+ * replaced, and one whose session state a unit changed is not reused as it is.
  */
 export class TenantDb<TSchema extends Record<string, unknown> = Record<string, never>> {
   readonly #clusters = new Map<string, Cluster>()
@@ -131,6 +261,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
   readonly #options: TenantDbOptions<TSchema>
   readonly #prepare: boolean
   readonly #timeout: number
+  readonly #watchdog: number
   readonly #max: number
   readonly #lanes: number
   /** Statements through this run as single-statement units of work for the tenant in context. */
@@ -143,6 +274,9 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     this.#options = options
     this.#prepare = options.prepare ?? true
     this.#timeout = options.statementTimeout ?? 5000
+    if (!Number.isInteger(this.#timeout) || this.#timeout < 0) throw new InvalidOptionError('statementTimeout must be a whole number of ms, 0 or more')
+    this.#watchdog = options.watchdog ?? (this.#timeout === 0 ? 30_000 : this.#timeout + 1000)
+    if (!Number.isInteger(this.#watchdog) || this.#watchdog <= this.#timeout) throw new InvalidOptionError('watchdog must be a whole number of ms greater than statementTimeout')
     this.#max = options.max ?? 10
     if (!Number.isInteger(this.#max) || this.#max < 2) throw new InvalidOptionError('max must be an integer of at least 2')
     this.#lanes = options.lanes ?? Math.floor(this.#max / 2)
@@ -167,8 +301,8 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
         this.#drizzle(sql)
         return sql
       }
-      const lanes = Array.from({ length: this.#lanes }, () => pool(1))
-      cluster = new Cluster(pool(this.#max - this.#lanes), lanes, (this.#options.postgres as { max_pipeline?: number } | undefined)?.max_pipeline ?? 100)
+      const maxPipeline = (this.#options.postgres as { max_pipeline?: number } | undefined)?.max_pipeline ?? 100
+      cluster = new Cluster(pool, this.#lanes, this.#max - this.#lanes, maxPipeline, this.#watchdog)
       this.#clusters.set(name, cluster)
     }
     return cluster
@@ -195,22 +329,21 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       cluster = tenant.database
     }
     const schema = schemaName(id)
-    return { cluster, searchPath: `"${schema}"`, role: schema }
+    return { cluster, searchPath: `"${schema}", pg_temp`, role: schema }
   }
 
   /**
    * Queues the transaction-local settings (not awaited: they are pipelined with what follows). The
    * values are the validated schema name, its role and an integer, written as literals: with
-   * parameters an unprepared statement waits a round trip for their types. Sent unprepared, so
-   * the per-tenant text does not fill the connection's statement cache.
-   * (Extended protocol only: mixing simple-protocol queries into a pipeline confused postgres.js's
-   * result matching after a reconnect in our tests.)
+   * parameters an unprepared statement waits a round trip for their types. Sent unnamed, so the
+   * per-tenant text does not fill the connection's statement cache. The functions' EXECUTE
+   * privilege is checked as the login, before the role changes; inside the unit the tenant's role
+   * has none (README, "Database roles").
    */
   #open (conn: Sql | TransactionSql, target: Target, timeout: number): Promise<unknown> {
     const literal = (value: string): string => `'${value.replaceAll("'", "''")}'`
-    const role = target.role === null ? '' : `, set_config('role', ${literal(target.role)}, true)`
-    const text = `select set_config('search_path', ${literal(target.searchPath)}, true)${role}, set_config('statement_timeout', '${Math.trunc(timeout)}', true)`
-    return conn.unsafe(text, [], { prepare: false }).execute()
+    const text = `select pg_catalog.set_config('search_path', ${literal(target.searchPath)}, true), pg_catalog.set_config('role', ${literal(target.role)}, true), pg_catalog.set_config('statement_timeout', '${Math.trunc(timeout)}', true)`
+    return conn.unsafe(text, [], { prepare: false, ...EXTENDED }).execute()
   }
 
   /** A postgres.js look-alike for drizzle: each statement becomes one pipelined unit of work. */
@@ -239,39 +372,85 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     }
   }
 
-  async #pipelined (target: Target, text: string, params: unknown[], values: boolean): Promise<unknown> {
-    const cluster = this.#cluster(target.cluster)
-    const lane = await cluster.acquire()
+  /** Runs `work` on a lane of `pool`: settles when the lane is retired under it, frees it after. */
+  async #onLane<T>(pool: LanePool, work: (lane: Lane) => Promise<T>): Promise<T> {
+    const lane = await pool.acquire()
+    let abort: (err: Error) => void = noop
+    const aborted = new Promise<never>((_resolve, reject) => { abort = reject })
+    lane.aborts.add(abort)
+    const running = work(lane)
     try {
-      const conn = lane.sql
-      // Issued back to back on a one-connection pool: nothing else can come between them.
-      const begin = conn.unsafe('begin').execute()
-      const open = this.#open(conn, target, this.#timeout)
-      // drizzle asks for unprepared statements unless `.prepare(name)` was used (drizzle-orm
-      // #6096); postgres.js then needs a round trip for parameter types before it can send the
-      // statement, which breaks the pipeline. Named statements are cached per connection.
-      let statement = conn.unsafe(text, params as never[], { prepare: this.#prepare })
-      if (values) statement = statement.values() as unknown as typeof statement
-      statement.execute()
-      const commit = conn.unsafe('commit').execute()
-      const results = await Promise.allSettled([begin, open, statement, commit])
-      const failure = firstFailure(results)
-      if (failure !== undefined) throw failure
-      return (results[2] as PromiseFulfilledResult<unknown>).value
+      return await Promise.race([running, aborted])
+    } catch (err) {
+      if (!isConnectionError(err)) throw err
+      pool.retire(lane, unavailable(err))
+      throw unavailable(err)
     } finally {
-      cluster.release(lane)
+      lane.aborts.delete(abort)
+      // A unit abandoned with its lane may still settle later; nobody waits for it any more.
+      running.catch(noop)
+      pool.release(lane)
     }
   }
 
+  async #pipelined (target: Target, text: string, params: unknown[], values: boolean, retried = false): Promise<unknown> {
+    const cluster = this.#cluster(target.cluster)
+    const outcome = await this.#onLane(cluster.shared, async (lane) => {
+      const conn = lane.sql
+      const prepare = { prepare: this.#prepare, ...EXTENDED }
+      // Issued back to back on a one-connection pool: nothing else can come between them.
+      const begin = lane.track(conn.unsafe('begin', [], prepare).execute())
+      const open = lane.track(this.#open(conn, target, this.#timeout))
+      // drizzle asks for unprepared statements unless `.prepare(name)` was used (drizzle-orm
+      // #6096); postgres.js then needs a round trip for parameter types before it can send the
+      // statement, which breaks the pipeline. Named statements are cached per connection.
+      let statement = conn.unsafe(text, params as never[], prepare)
+      if (values) statement = statement.values() as unknown as typeof statement
+      lane.track(statement.execute())
+      const commit = lane.track(conn.unsafe('commit', [], prepare).execute())
+      const results = await Promise.allSettled([begin, open, statement, commit])
+      const failure = firstFailure(results)
+      if (failure !== undefined) {
+        if (isConnectionError(failure)) throw failure
+        if (results[0].status === 'rejected' || results[1].status === 'rejected') {
+          // The unit could not take its settings, so its statement never ran: the connection's
+          // session was changed under it (a role or setting left behind by an earlier statement).
+          cluster.shared.retire(lane)
+          return { retry: failure }
+        }
+        throw failure
+      }
+      const rows = (results[2] as PromiseFulfilledResult<{ command?: string }>).value
+      // A statement that may have changed the session (SET, SET ROLE, DECLARE … WITH HOLD,
+      // LISTEN, PREPARE, DDL…) leaves its connection to no one else.
+      if (!SESSION_SAFE.has(rows.command ?? '')) cluster.shared.retire(lane)
+      return { rows }
+    })
+    if ('retry' in outcome) {
+      if (retried) throw outcome.retry
+      return await this.#pipelined(target, text, params, values, true)
+    }
+    return outcome.rows
+  }
+
   /** drizzle (and raw SQL) on one transaction; a savepoint gets its own, bound to the savepoint. */
-  #tx (conn: TransactionSql, options: Sql['options']): TenantTx<TSchema> {
+  #tx (conn: TransactionSql, options: Sql['options'], lane: Lane): TenantTx<TSchema> {
     const prepare = this.#prepare
     // drizzle's statements go out as named prepared statements (see #pipelined).
-    const client = { options, unsafe: (text: string, params?: never[]) => conn.unsafe(text, params, { prepare }) }
+    const client = { options, unsafe: (text: string, params?: never[]) => lane.track(conn.unsafe(text, params, { prepare, ...EXTENDED })) }
+    // Raw `unsafe()` on the transaction also sends one statement on the extended protocol.
+    const sql = new Proxy(conn, {
+      get (target, property, receiver) {
+        if (property === 'unsafe') {
+          return (text: string, params?: never[], opts?: Record<string, unknown>) => target.unsafe(text, params, { ...opts, ...EXTENDED })
+        }
+        return Reflect.get(target, property, receiver) as unknown
+      }
+    })
     return Object.assign(this.#drizzle(client), {
-      sql: conn,
+      sql,
       savepoint: async <R>(inner: (sp: TenantTx<TSchema>) => Promise<R>): Promise<R> =>
-        await conn.savepoint(async (sp) => await inner(this.#tx(sp, options))) as R
+        await conn.savepoint(async (sp) => await inner(this.#tx(sp, options, lane))) as R
     }) as TenantTx<TSchema>
   }
 
@@ -279,22 +458,34 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     const cluster = this.#cluster(target.cluster)
     // The transaction's connection shares its pool's parsers; drizzle looks for them on `options`.
     const options = cluster.sql.options
-    // postgres.js's begin() owns BEGIN/COMMIT/ROLLBACK: it fails the unit when a statement failed
-    // even if the caller swallowed the error, and survives a connection lost mid-transaction.
-    return await cluster.sql.begin(async (conn) => {
-      // Not awaited: the settings go out together with the first statement.
-      const open = this.#open(conn, target, timeout)
-      const tx = this.#tx(conn, options)
-      const settled = await Promise.allSettled([open, (async () => await fn(tx))()])
-      const failure = firstFailure(settled)
-      if (failure !== undefined) throw failure
-      return (settled[1] as PromiseFulfilledResult<T>).value
-    }) as T
+    return await this.#onLane(cluster.exclusive, async (lane) => {
+      let reset: Array<Promise<unknown>> = []
+      // postgres.js's begin() owns BEGIN/COMMIT/ROLLBACK: it fails the unit when a statement failed
+      // even if the caller swallowed the error, and survives a connection lost mid-transaction.
+      const value = await lane.sql.begin(async (conn) => {
+        // Not awaited: the settings go out together with the first statement.
+        const open = lane.track(this.#open(conn, target, timeout))
+        const tx = this.#tx(conn, options, lane)
+        const settled = await Promise.allSettled([open, (async () => await fn(tx))()])
+        const failure = firstFailure(settled)
+        if (failure !== undefined) throw failure
+        // Not awaited either: pipelined with the COMMIT that begin() sends next.
+        reset = RESET_SESSION.map((text) => lane.track(conn.unsafe(text, [], { prepare: this.#prepare, ...EXTENDED }).execute()))
+        return (settled[1] as PromiseFulfilledResult<T>).value
+      }) as T
+      const failure = firstFailure(await Promise.allSettled(reset))
+      if (failure !== undefined) {
+        // The reset failed, so COMMIT rolled back: the unit did not happen, and the session is suspect.
+        cluster.exclusive.retire(lane)
+        throw failure
+      }
+      return value
+    })
   }
 
   /**
    * One raw statement (postgres.js parameters `$1…`) as a unit of work for the tenant in context
-   * (or `options.tenant`): pipelined, one round trip.
+   * (or `options.tenant`): pipelined, one round trip. Exactly one statement (extended protocol).
    */
   async query<T extends Record<string, unknown> = Record<string, unknown>>(text: string, params: unknown[] = [], options: Pick<UnitOptions, 'tenant'> = {}): Promise<T[]> {
     return await this.#pipelined(this.#target(options.tenant), text, params, false) as T[]
@@ -305,12 +496,16 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     return await this.#unit(this.#target(options.tenant), options.statementTimeout ?? this.#timeout, fn)
   }
 
-  /** Runs `fn` as one transaction on `public` (no tenant role), for cross-tenant work. */
+  /** Runs `fn` as one transaction on `public` as the login itself (no tenant role), for cross-tenant work. */
   async system<T>(fn: (tx: TenantTx<TSchema>) => Promise<T>, options: { cluster?: string, statementTimeout?: number } = {}): Promise<T> {
-    return await this.#unit({ cluster: options.cluster ?? 'default', searchPath: 'public', role: null }, options.statementTimeout ?? this.#timeout, fn)
+    return await this.#unit({ cluster: options.cluster ?? 'default', searchPath: 'public, pg_temp', role: 'none' }, options.statementTimeout ?? this.#timeout, fn)
   }
 
-  /** The pool of a cluster, for work outside units (migrations take their own locks and scopes). */
+  /**
+   * The raw pool of a cluster, for work outside units (migrations take their own locks and
+   * scopes). Its connections start on the idle search_path and the login's own role; whatever
+   * session state you change on them is yours to reset.
+   */
   pool (cluster = 'default'): Sql {
     return this.#cluster(cluster).sql
   }

@@ -1,18 +1,58 @@
 import { randomBytes } from 'node:crypto'
-import type { Sql } from 'postgres'
+import { createTestDatabase, type Teardownable, type TestDatabase } from '@platform/testkit'
+import postgres, { type Sql } from 'postgres'
+import { setupDatabase, tenantRoleStatements } from '../../src/pg/roles.ts'
 import { schemaName } from '../../src/tenant-id.ts'
 
 /** Roles are cluster-wide and test files share one server: ids get a per-file suffix. */
 export const suffix = randomBytes(3).toString('hex')
 export const tid = (name: string): string => `${name}-${suffix}`
 
-/** What the registry does for a new tenant: a NOLOGIN role owning its schema, SET ROLE-able by us. */
+export interface PlatformDatabase extends TestDatabase {
+  /** The registry's login (NOSUPERUSER CREATEROLE, owner of the database). */
+  registryUrl: string
+  /** A service's login (NOSUPERUSER, a member of the group role). */
+  serviceUrl: string
+  registryUser: string
+  serviceUser: string
+}
+
+function withLogin (url: string, user: string, password: string): string {
+  const u = new URL(url)
+  u.username = user
+  u.password = password
+  return u.toString()
+}
+
+/**
+ * A fresh database with the platform's role model: the one-time superuser setup, then a registry
+ * login and a service login. Tests run as those logins, never as the superuser.
+ */
+export async function createPlatformDatabase (t: Teardownable): Promise<PlatformDatabase> {
+  const db = await createTestDatabase(t)
+  const tag = randomBytes(4).toString('hex')
+  const registry = { user: `reg_${tag}`, password: `reg-${randomBytes(12).toString('hex')}` }
+  const service = { user: `svc_${tag}`, password: `svc-${randomBytes(12).toString('hex')}` }
+  const admin = postgres(db.url, { max: 1, onnotice: () => {} })
+  try {
+    await setupDatabase(admin, { registry, services: [service] })
+  } finally {
+    await admin.end()
+  }
+  return {
+    ...db,
+    registryUrl: withLogin(db.url, registry.user, registry.password),
+    serviceUrl: withLogin(db.url, service.user, service.password),
+    registryUser: registry.user,
+    serviceUser: service.user
+  }
+}
+
+/** What the registry does for a new tenant (run as the registry login), plus its tables. */
 export async function provision (sql: Sql, id: string, ddl?: string): Promise<void> {
   const schema = schemaName(id)
   await sql.begin(async (tx) => {
-    await tx.unsafe(`create role "${schema}" nologin`)
-    await tx.unsafe(`grant "${schema}" to current_user`)
-    await tx.unsafe(`create schema "${schema}" authorization "${schema}"`)
+    for (const statement of tenantRoleStatements(id)) await tx.unsafe(statement)
     if (ddl !== undefined) {
       await tx.unsafe(`set local role "${schema}"`)
       await tx.unsafe(`set local search_path = "${schema}"`)
@@ -21,12 +61,18 @@ export async function provision (sql: Sql, id: string, ddl?: string): Promise<vo
   })
 }
 
-/** Drops what `provision` made (roles outlive the test database). */
+/** Drops what `provision` made (roles outlive the test database), as the registry does on purge. */
 export async function unprovision (sql: Sql, ids: string[]): Promise<void> {
   for (const id of ids) {
     const schema = schemaName(id)
-    await sql.unsafe(`drop schema if exists "${schema}" cascade`)
-    await sql.unsafe(`drop owned by "${schema}"`).catch(() => {})
-    await sql.unsafe(`drop role if exists "${schema}"`)
+    await sql.begin(async (tx) => {
+      const role = await tx.unsafe('select 1 from pg_roles where rolname = $1', [schema])
+      if (role.length === 0) return
+      await tx.unsafe(`set local role "${schema}"`)
+      await tx.unsafe(`drop schema if exists "${schema}" cascade`)
+      await tx.unsafe(`drop owned by "${schema}"`)
+      await tx.unsafe('reset role')
+      await tx.unsafe(`drop role "${schema}"`)
+    }).catch(() => {})
   }
 }

@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { runAsSystem, runAsTenant } from '../../src/context.ts'
 import { TenantDb } from '../../src/pg/index.ts'
 import type { Tenant } from '../../src/types.ts'
-import { provision, tid, unprovision } from './fixtures.ts'
+import { createPlatformDatabase, provision, tid, unprovision } from './fixtures.ts'
 
 const notes = pgTable('notes', {
   id: serial('id').primaryKey(),
@@ -18,20 +18,23 @@ const notes = pgTable('notes', {
 const DDL = 'create table notes (id serial primary key, owner text not null, body text not null, n int not null default 0, at timestamptz not null default now())'
 
 async function setup (t: Test, ids: string[]) {
-  const db = await createTestDatabase(t)
-  const admin = postgres(db.url, { max: 2, connection: { client_min_messages: 'warning' } })
+  const db = await createPlatformDatabase(t)
+  const admin = postgres(db.registryUrl, { max: 2, connection: { client_min_messages: 'warning' } })
   for (const id of ids) await provision(admin, id, DDL)
   t.teardown(async () => {
     await unprovision(admin, ids)
     await admin.end()
   })
-  return { url: db.url, admin }
+  // The superuser only inspects what the units did (the logins cannot read tenant tables).
+  const root = postgres(db.url, { max: 2, connection: { client_min_messages: 'warning' } })
+  t.teardown(() => root.end())
+  return { url: db.serviceUrl, admin, root, db }
 }
 
 t.test('scoped statements, transactions and system work see only their own schema', async (t) => {
   const a = tid('pa')
   const b = tid('pb')
-  const { url, admin } = await setup(t, [a, b])
+  const { url, admin, root } = await setup(t, [a, b])
   const tdb = new TenantDb({ url, schema: { notes } })
   t.teardown(() => tdb.close())
 
@@ -63,7 +66,7 @@ t.test('scoped statements, transactions and system work see only their own schem
     await tx.insert(notes).values({ owner: a, body: 'lost' })
     throw new Error('whole unit fails')
   })), /whole unit fails/)
-  t.same((await admin.unsafe(`select body from "tenant_${a.replaceAll('-', '_')}".notes order by id`)).map((r) => r.body), ['hello from a', 'two', 'kept'], 'a failed unit leaves nothing')
+  t.same((await root.unsafe(`select body from "tenant_${a.replaceAll('-', '_')}".notes order by id`)).map((r) => r.body), ['hello from a', 'two', 'kept'], 'a failed unit leaves nothing')
 
   // A statement error swallowed inside the unit: COMMIT turns into ROLLBACK, and the unit says so.
   await t.rejects(runAsTenant(a, async () => await tdb.transaction(async (tx) => {
@@ -79,11 +82,12 @@ t.test('scoped statements, transactions and system work see only their own schem
 
   // Updates through drizzle are scoped too.
   await runAsTenant(b, async () => await tdb.scoped.update(notes).set({ n: 5 }).where(eq(notes.owner, b)))
-  t.same(await admin.unsafe(`select n from "tenant_${b.replaceAll('-', '_')}".notes`), [{ n: 5 }])
+  t.same(await root.unsafe(`select n from "tenant_${b.replaceAll('-', '_')}".notes`), [{ n: 5 }])
 
   // System work sees public, and no tenant table unqualified.
   await admin`create table if not exists public.catalog (k text)`
   await admin`insert into public.catalog values ('shared')`
+  await admin`grant select on public.catalog to platform_services`
   t.same(await tdb.system(async (tx) => await tx.sql`select k from catalog`), [{ k: 'shared' }])
   await t.rejects(tdb.system(async (tx) => await tx.sql`select * from notes`), { code: '42P01' })
 })
@@ -91,7 +95,7 @@ t.test('scoped statements, transactions and system work see only their own schem
 t.test('fail closed: no scope, another tenant\'s table, and nothing left on the connection', async (t) => {
   const a = tid('fa')
   const b = tid('fb')
-  const { url } = await setup(t, [a, b])
+  const { url, db } = await setup(t, [a, b])
   const tdb = new TenantDb({ url, max: 2, lanes: 1 })
   t.teardown(() => tdb.close())
 
@@ -110,7 +114,7 @@ t.test('fail closed: no scope, another tenant\'s table, and nothing left on the 
   await t.rejects(pool`select * from notes`, { code: '42P01' })
   for (let i = 0; i < 4; i++) {
     await runAsTenant(a, async () => await tdb.scoped.select().from(notes))
-    t.match((await pool`select current_setting('search_path') as sp, current_user as usr, current_setting('statement_timeout') as st`)[0], { sp: 'pg_catalog', usr: 'postgres', st: '0' })
+    t.match((await pool`select current_setting('search_path') as sp, current_user as usr, current_setting('statement_timeout') as st`)[0], { sp: 'pg_catalog, pg_temp', usr: db.serviceUser, st: '0' })
   }
 
   // Statement timeout is transaction-local too.
@@ -182,9 +186,10 @@ t.test('raw scoped statements, and more units in flight than one lane pipelines'
 
 t.test('connections the server drops are replaced: later units work, nothing crashes', async (t) => {
   const a = tid('la')
-  const { url, admin } = await setup(t, [a])
+  const { url, root } = await setup(t, [a])
   const tdb = new TenantDb({ url, max: 3, lanes: 2 })
   t.teardown(() => tdb.close())
+  const admin = root
   const pids = async (): Promise<number[]> => (await admin<Array<{ pid: number }>>`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`).map((r) => r.pid)
   for (let i = 0; i < 4; i++) await tdb.query('select 1', [], { tenant: a })
   await tdb.transaction(async (tx) => await tx.sql`select 1`, { tenant: a })
