@@ -16,3 +16,4 @@ export {
 } from './tenant-config.ts'
 export * from './errors.ts'
 export type * from './types.ts'
+export { assertClaims, hasScope, hasRole, UnauthorizedError, type PlatformClaims } from './claims.ts'

@@ -80,6 +80,7 @@ export class TenantResolver {
   readonly #header: string
   readonly #queryParam: string
   readonly #pathPrefix: string
+  readonly #pathPrefixLower: string
   readonly #baseSuffix: string | null
   readonly #baseDomain: string | null
   readonly #tokenClaim: string
@@ -105,6 +106,7 @@ export class TenantResolver {
     this.#header = (options.header ?? DEFAULT_HEADER).toLowerCase()
     this.#queryParam = options.queryParam ?? DEFAULT_QUERY_PARAM
     this.#pathPrefix = options.pathPrefix ?? DEFAULT_PATH_PREFIX
+    this.#pathPrefixLower = this.#pathPrefix.toLowerCase()
     this.#tokenClaim = options.tokenClaim ?? DEFAULT_TOKEN_CLAIM
     if (!this.#pathPrefix.startsWith('/') || !this.#pathPrefix.endsWith('/')) {
       throw new InvalidOptionError('pathPrefix must start and end with "/"')
@@ -195,7 +197,8 @@ export class TenantResolver {
 
   #fromPath (input: ResolveInput): string | undefined {
     const path = input.path
-    if (path === undefined || !path.startsWith(this.#pathPrefix)) return undefined
+    // Any case: a router set to ignore case matches /TENANTS/… too, and the agreement check must see it.
+    if (path === undefined || path.slice(0, this.#pathPrefix.length).toLowerCase() !== this.#pathPrefixLower) return undefined
     const start = this.#pathPrefix.length
     let end = path.indexOf('/', start)
     if (end === -1) end = path.length

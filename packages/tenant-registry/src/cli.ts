@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { isValidTenantId, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
+import { createServiceLogin, setupDatabase } from '@platform/multitenant/pg'
 import { DrizzleQueryError } from 'drizzle-orm'
 import postgres, { type Sql } from 'postgres'
 import { checkDatabaseUrl, ConfigError, loadConfig } from './config.ts'
@@ -33,6 +34,12 @@ Tenants
 Operations
   token --sub <subject> [--tenant <id>] [--role <role>]… [--scope "<s> <s>"] [--expires <seconds>]
   migrate                           apply the registry's migrations to DATABASE_URL
+  service-login <user>              create a service's database login (NOSUPERUSER, in the
+              [--password <p>]      services' group): its password from --password or SERVICE_DB_PASSWORD
+  setup-database --registry-user <user> [--password <p>]
+                                    the one-time setup, run with a superuser's DATABASE_URL: the
+                                    registry's login (password from --password or REGISTRY_DB_PASSWORD),
+                                    the group role, revokes from PUBLIC
   serve                             run the registry (PORT, HOST, BASE_DOMAIN, LOG_LEVEL)
 
 Options
@@ -63,7 +70,9 @@ const OPTIONS = {
   tenant: { type: 'string' },
   role: { type: 'string', multiple: true },
   scope: { type: 'string' },
-  expires: { type: 'string' }
+  expires: { type: 'string' },
+  password: { type: 'string' },
+  'registry-user': { type: 'string' }
 } as const
 
 class UsageError extends Error {}
@@ -245,6 +254,26 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
         sql = postgres(await databaseUrl(io), { max: 1, connection: { client_min_messages: 'warning' } })
         const result = await migrateRegistry(sql)
         print(result, result.applied.length === 0 ? `up to date (${result.skipped.length} applied before)\n` : `applied ${result.applied.join(', ')}\n`)
+        return 0
+      }
+      case 'service-login': {
+        const [user] = need(1, 'service-login <user> [--password <password>]')
+        const password = o.password ?? io.env.SERVICE_DB_PASSWORD
+        if (password === undefined || password.length < 12) throw new UsageError('a password of at least 12 characters is required (--password or SERVICE_DB_PASSWORD)')
+        sql = postgres(await databaseUrl(io), { max: 1, connection: { client_min_messages: 'warning' } })
+        await createServiceLogin(sql, { user: user as string, password })
+        print({ user }, `service login ${String(user)} is ready: it reaches a tenant's tables only inside that tenant's units of work\n`)
+        return 0
+      }
+      case 'setup-database': {
+        need(0, 'setup-database --registry-user <user> [--password <password>]')
+        const user = o['registry-user']
+        const password = o.password ?? io.env.REGISTRY_DB_PASSWORD
+        if (user === undefined) throw new UsageError('--registry-user is required')
+        if (password === undefined || password.length < 12) throw new UsageError('a password of at least 12 characters is required (--password or REGISTRY_DB_PASSWORD)')
+        sql = postgres(await databaseUrl(io), { max: 1, connection: { client_min_messages: 'warning' } })
+        await setupDatabase(sql, { registry: { user, password } })
+        print({ user }, `the database is set up; run the registry as ${user}\n`)
         return 0
       }
       case 'serve': {

@@ -12,6 +12,8 @@ export interface RegistryEnvConfig {
   port: number
   host: string
   logLevel: string
+  /** REGISTRY_ALLOW_SUPERUSER=true: run even when DATABASE_URL is a superuser's login. */
+  allowSuperuser?: boolean
 }
 
 /** A configuration error names the variable it is about. */
@@ -98,5 +100,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, options: LoadC
   const logLevel = nonEmpty(env, 'LOG_LEVEL') ?? 'info'
   if (!LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LEVELS.join(', ')}`)
 
-  return { databaseUrl, jwt, baseDomain, port, host, logLevel }
+  const rawAllow = nonEmpty(env, 'REGISTRY_ALLOW_SUPERUSER')
+  if (rawAllow !== undefined && rawAllow !== 'true' && rawAllow !== 'false') throw new ConfigError('REGISTRY_ALLOW_SUPERUSER', 'must be true or false')
+
+  return { databaseUrl, jwt, baseDomain, port, host, logLevel, allowSuperuser: rawAllow === 'true' }
 }

@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
+import { setupDatabase } from '@platform/multitenant/pg'
 import postgres from 'postgres'
 import { ConfigError, loadConfig } from './config.ts'
 import { closeOnSignals, createLogger, startRegistryServer, type RunningRegistry } from './server.ts'
@@ -15,12 +16,22 @@ import { tokenIssuer } from './tokens.ts'
 
 const DEV_PG_PORT = 54329
 const DEV_DB = 'platform'
+const DEV_REGISTRY_LOGIN = 'platform_registry'
+const DEV_SERVICE_LOGIN = 'platform_service'
 
 export interface DevInfo {
   registryUrl: string
+  /** The registry's login (the registry CLI uses it). */
   databaseUrl: string
+  /** A service's login: what services and `tenant-migrate` connect as. */
+  serviceDatabaseUrl: string
   baseDomain: string
   tokens: { platformAdmin: string, service: string, acmeOwner: string }
+}
+
+const nonEmptyEnv = (env: NodeJS.ProcessEnv, name: string): string | undefined => {
+  const value = env[name]?.trim()
+  return value === undefined || value === '' ? undefined : value
 }
 
 const say = (line: string): void => { process.stderr.write(`[dev] ${line}\n`) }
@@ -44,8 +55,31 @@ async function portFree (port: number): Promise<boolean> {
   })
 }
 
-/** Starts (or reuses) the embedded cluster under .data/pg and makes sure the platform database exists. */
-async function embeddedDatabase (dataDir: string): Promise<{ pg: RunningPostgres, url: string }> {
+/** A password kept under .data/ (created on first use), for a development login. */
+async function devPassword (dataDir: string, name: string): Promise<string> {
+  const file = join(dataDir, `${name}-password`)
+  try {
+    return (await readFile(file, 'utf8')).trim()
+  } catch {
+    const password = randomBytes(18).toString('base64url')
+    await writeFile(file, password + '\n', { mode: 0o600 })
+    return password
+  }
+}
+
+const withLogin = (url: string, user: string, password: string): string => {
+  const u = new URL(url)
+  u.username = user
+  u.password = password
+  return u.toString()
+}
+
+/**
+ * Starts (or reuses) the embedded cluster under .data/pg, makes sure the platform database exists,
+ * and runs the one-time setup as the superuser: the registry's login and a service login, which
+ * is all that ever runs afterwards (README, "Database roles").
+ */
+async function embeddedDatabase (dataDir: string): Promise<{ pg: RunningPostgres, url: string, serviceUrl: string }> {
   const pgDir = join(dataDir, 'pg')
   const port = await portFree(DEV_PG_PORT) ? DEV_PG_PORT : await freePort()
   say(`starting the embedded PostgreSQL in ${pgDir} (port ${port}; first start initialises it)`)
@@ -63,7 +97,16 @@ async function embeddedDatabase (dataDir: string): Promise<{ pg: RunningPostgres
   } finally {
     await admin.end()
   }
-  return { pg, url: pg.url.replace(/\/postgres$/, `/${DEV_DB}`) }
+  const superUrl = pg.url.replace(/\/postgres$/, `/${DEV_DB}`)
+  const registry = { user: DEV_REGISTRY_LOGIN, password: await devPassword(dataDir, 'registry-db') }
+  const service = { user: DEV_SERVICE_LOGIN, password: await devPassword(dataDir, 'service-db') }
+  const setup = postgres(superUrl, { max: 1, onnotice: () => {} })
+  try {
+    await setupDatabase(setup, { registry, services: [service] })
+  } finally {
+    await setup.end()
+  }
+  return { pg, url: withLogin(superUrl, registry.user, registry.password), serviceUrl: withLogin(superUrl, service.user, service.password) }
 }
 
 async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise<string[]> {
@@ -106,10 +149,12 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
 
   let pg: RunningPostgres | undefined
   let databaseUrl = config.databaseUrl
+  let serviceDatabaseUrl = nonEmptyEnv(env, 'SERVICE_DATABASE_URL') ?? databaseUrl
   if (databaseUrl === undefined) {
     const embedded = await embeddedDatabase(dataDir)
     pg = embedded.pg
     databaseUrl = embedded.url
+    serviceDatabaseUrl = embedded.serviceUrl
   } else {
     say('using DATABASE_URL')
   }
@@ -141,6 +186,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   const info: DevInfo = {
     registryUrl: registry.url,
     databaseUrl,
+    serviceDatabaseUrl: serviceDatabaseUrl ?? databaseUrl,
     baseDomain,
     tokens: {
       platformAdmin: issue({ sub: 'dev-admin', roles: ['platform-admin'], scope: 'tenants:read tenants:write' }, month),

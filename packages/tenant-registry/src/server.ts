@@ -2,7 +2,8 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { pino } from 'pino'
 import postgres, { type Sql } from 'postgres'
 import { buildApp } from './app.ts'
-import type { RegistryEnvConfig } from './config.ts'
+import { checkHardening } from '@platform/multitenant/pg'
+import { ConfigError, type RegistryEnvConfig } from './config.ts'
 import { migrateRegistry } from './db/migrate.ts'
 
 /** pino: pretty on a terminal, JSON lines otherwise (for log shippers). */
@@ -26,6 +27,8 @@ export interface StartOptions {
   logger: FastifyBaseLogger
   /** Connections in the registry's pool (default 10). */
   poolSize?: number
+  /** Run as a database superuser (refused otherwise: README, "Database roles"). */
+  allowSuperuser?: boolean
 }
 
 /** Connects, applies the registry's migrations, and listens. `close()` drains and disconnects. */
@@ -35,6 +38,11 @@ export async function startRegistryServer (options: StartOptions): Promise<Runni
   const sql = postgres(config.databaseUrl, { max: poolSize, connection: { application_name: 'tenant-registry', client_min_messages: 'warning' } })
   let app: FastifyInstance | undefined
   try {
+    const hardening = await checkHardening(sql)
+    if (hardening.superuser && options.allowSuperuser !== true && config.allowSuperuser !== true) {
+      throw new ConfigError('DATABASE_URL', 'connects as a superuser; the registry runs as a NOSUPERUSER CREATEROLE login (run `tenant-registry setup-database` once), or set REGISTRY_ALLOW_SUPERUSER=true to run as one anyway')
+    }
+    for (const weaker of hardening.weaker) logger.warn({ guarantee: 'weaker' }, weaker)
     const migrations = await migrateRegistry(sql)
     if (migrations.applied.length > 0) logger.info({ applied: migrations.applied }, 'registry migrations applied')
     app = await buildApp({ config: { jwt: config.jwt, baseDomain: config.baseDomain }, sql, logger })

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { assertTenantId, isValidTenantId, schemaName, TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
 import { and, count, eq, getTableColumns, gt, ilike, max, ne, or, sql, type SQL } from 'drizzle-orm'
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
+import { tenantRoleStatements } from '@platform/multitenant/pg'
 import type { Sql } from 'postgres'
 import { domains as domainsTable, tenantChanges as changesTable, tenants as tenantsTable } from './db/schema.ts'
 import { ConflictError, DomainNotFoundError, PreconditionFailedError, ValidationError } from './errors.ts'
@@ -99,6 +100,8 @@ export function normalizeDomain (raw: string): string {
 
 export interface TenantStoreOptions {
   baseDomain?: string | undefined
+  /** The group role services log in through (default `platform_services`). */
+  group?: string | undefined
   /** Test hook: runs inside the provisioning transaction, after the DDL, before activation. */
   beforeActivate?: (id: string) => void | Promise<void>
 }
@@ -194,9 +197,9 @@ export class TenantStore {
         if (domains.length > 0) {
           await tx.insert(domainsTable).values(domains.map((domain, i) => ({ domain, tenantId: id, isPrimary: i === 0 })))
         }
-        await tx.execute(sql`create role ${q(schema)} nologin`)
-        await tx.execute(sql`grant ${q(schema)} to current_user`)
-        await tx.execute(sql`create schema ${q(schema)} authorization ${q(schema)}`)
+        // The role, the registry's SET (not INHERIT) on it, the services' group's SET on it, and
+        // the schema it owns (README, "Database roles").
+        for (const statement of tenantRoleStatements(id, this.#options.group)) await tx.execute(sql.raw(statement))
         await this.#options.beforeActivate?.(id)
         await tx.update(tenantsTable).set({ status: input.status ?? 'active', version: sql`${tenantsTable.version} + 1`, updatedAt: sql`now()` }).where(eq(tenantsTable.id, id))
         await this.#record(tx, id, 'tenant.created')
@@ -245,11 +248,16 @@ export class TenantStore {
     await this.#db.transaction(async (tx) => {
       const rows = await tx.delete(tenantsTable).where(eq(tenantsTable.id, id)).returning({ id: tenantsTable.id })
       if (rows.length === 0) throw new TenantNotFoundError()
-      await tx.execute(sql`drop schema if exists ${q(schema)} cascade`)
       const role = await tx.execute(sql`select 1 from pg_roles where rolname = ${schema}`)
       if (role.length > 0) {
+        // The registry inherits nothing from tenant roles: it drops their objects as the role.
+        await tx.execute(sql`set local role ${q(schema)}`)
+        await tx.execute(sql`drop schema if exists ${q(schema)} cascade`)
         await tx.execute(sql`drop owned by ${q(schema)} cascade`)
+        await tx.execute(sql`reset role`)
         await tx.execute(sql`drop role ${q(schema)}`)
+      } else {
+        await tx.execute(sql`drop schema if exists ${q(schema)} cascade`)
       }
       await this.#record(tx, id, 'tenant.purged')
     })

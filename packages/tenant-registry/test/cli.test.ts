@@ -3,10 +3,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createTestDatabase } from '@platform/testkit'
 import t from 'tap'
 import { runCli } from '../src/cli.ts'
-import { bearer, SECRET, startRegistry, suffix, tid } from './fixtures/registry.ts'
+import { createRegistryDatabase, bearer, SECRET, startRegistry, suffix, tid } from './fixtures/registry.ts'
 
 interface Run { code: number, out: string, err: string }
 
@@ -66,7 +65,7 @@ t.test('every command against a real database, human and --json output', async (
 
   t.match(await run('show', tid('cli-trial')), { code: 0, out: /domains {5}-\ncontact {5}-\n/ })
   t.match(await run('migrate'), { code: 0, out: 'up to date (1 applied before)\n' })
-  const fresh = await createTestDatabase(t)
+  const fresh = await createRegistryDatabase(t)
   t.match(await cli({ DATABASE_URL: fresh.url })('migrate'), { code: 0, out: 'applied 0001_registry.sql\n' })
   t.same(JSON.parse((await run('migrate', '--json')).out), { applied: [], skipped: ['0001_registry.sql'] })
 })

@@ -1,10 +1,10 @@
 import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createTestDatabase } from '@platform/testkit'
 import t from 'tap'
 import { request } from 'undici'
 import { startDevStack, type DevInfo } from '../src/dev.ts'
+import { createRegistryDatabase } from './fixtures/registry.ts'
 
 async function call (info: DevInfo, path: string, token: string, method: 'GET' | 'POST' | 'DELETE' = 'GET', body?: unknown): Promise<{ status: number, json: any }> {
   const res = await request(info.registryUrl + path, {
@@ -17,7 +17,7 @@ async function call (info: DevInfo, path: string, token: string, method: 'GET' |
 }
 
 t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', async (t) => {
-  const db = await createTestDatabase(t)
+  const db = await createRegistryDatabase(t)
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
   const env = { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: '' }
@@ -54,7 +54,7 @@ t.test('bad configuration is refused before anything starts', async (t) => {
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
   await t.rejects(startDevStack({ env: { PORT: 'x' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT' })
   await t.rejects(startDevStack({ env: { DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none', PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { code: 'ECONNREFUSED' })
-  const db = await createTestDatabase(t)
+  const db = await createRegistryDatabase(t)
   const running = await startDevStack({ env: { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
   t.teardown(running.close)
   const port = new URL(running.info.registryUrl).port

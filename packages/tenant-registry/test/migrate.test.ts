@@ -1,15 +1,15 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createTestDatabase } from '@platform/testkit'
 import { getTableConfig } from 'drizzle-orm/pg-core'
 import postgres from 'postgres'
 import t from 'tap'
 import { migrateRegistry } from '../src/db/migrate.ts'
 import { domains, tenantChanges, tenants } from '../src/db/schema.ts'
+import { createRegistryDatabase } from './fixtures/registry.ts'
 
 t.test('the drizzle schema matches what the SQL migrations create', async (t) => {
-  const db = await createTestDatabase(t)
+  const db = await createRegistryDatabase(t)
   const sql = postgres(db.url, { max: 1, onnotice: () => {} })
   t.teardown(() => sql.end())
   t.same(await migrateRegistry(sql), { applied: ['0001_registry.sql'], skipped: [] })
@@ -29,7 +29,7 @@ t.test('the drizzle schema matches what the SQL migrations create', async (t) =>
 })
 
 t.test('an applied migration that was edited is refused; concurrent runs apply once', async (t) => {
-  const db = await createTestDatabase(t)
+  const db = await createRegistryDatabase(t)
   const dir = await mkdtemp(join(tmpdir(), 'registry-migrations-'))
   t.teardown(() => rm(dir, { recursive: true }))
   const sql = postgres(db.url, { max: 4, onnotice: () => {} })

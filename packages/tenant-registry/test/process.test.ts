@@ -4,10 +4,10 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createTestDatabase, freePort } from '@platform/testkit'
+import { freePort } from '@platform/testkit'
 import t from 'tap'
 import { request } from 'undici'
-import { SECRET } from './fixtures/registry.ts'
+import { createRegistryDatabase, SECRET } from './fixtures/registry.ts'
 
 const src = (file: string): string => fileURLToPath(new URL(`../src/${file}`, import.meta.url))
 
@@ -40,7 +40,7 @@ const healthy = (url: string) => async (): Promise<boolean> => {
 }
 
 t.test('pnpm start (src/dev.ts): prints the stack, serves, and stops cleanly on Ctrl-C', async (t) => {
-  const db = await createTestDatabase(t)
+  const db = await createRegistryDatabase(t)
   const cwd = await mkdtemp(join(tmpdir(), 'dev-proc-'))
   await chmod(cwd, 0o755)
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
@@ -68,7 +68,7 @@ t.test('pnpm start with a bad variable exits 1 naming it', async (t) => {
 })
 
 t.test('tenant-registry serve: runs until SIGTERM, then drains and exits 0', async (t) => {
-  const db = await createTestDatabase(t)
+  const db = await createRegistryDatabase(t)
   const port = await freePort()
   const proc = start([src('bin.ts'), 'serve'], { DATABASE_URL: db.url, JWT_SECRET: SECRET, PORT: String(port), LOG_LEVEL: 'silent' }, tmpdir())
   t.teardown(() => proc.child.kill('SIGKILL'))

@@ -1,5 +1,4 @@
 import { generateKeyPairSync } from 'node:crypto'
-import { createTestDatabase } from '@platform/testkit'
 import postgres from 'postgres'
 import t from 'tap'
 import { request } from 'undici'
@@ -7,10 +6,10 @@ import { buildApp } from '../src/app.ts'
 import { migrateRegistry } from '../src/db/migrate.ts'
 import { createLogger, startRegistryServer } from '../src/server.ts'
 import { tokenIssuer } from '../src/tokens.ts'
-import { bearer, SECRET, startRegistry, tid } from './fixtures/registry.ts'
+import { createRegistryDatabase, bearer, SECRET, startRegistry, tid } from './fixtures/registry.ts'
 
 t.test('a listening server: health, ready, docs, metrics, graceful close with a waiting long poll', async (t) => {
-  const db = await createTestDatabase(t)
+  const db = await createRegistryDatabase(t)
   const server = await startRegistryServer({
     config: { databaseUrl: db.url, jwt: { secret: SECRET }, baseDomain: 'example.com', port: 0, host: '127.0.0.1', logLevel: 'silent' },
     logger: createLogger('silent', false),
@@ -95,7 +94,7 @@ t.test('tokens signed with a key pair (ES256)', async (t) => {
   t.throws(() => tokenIssuer({ publicKey }), /JWT_PRIVATE_KEY/)
 
   // A service that only verifies gets the public key alone.
-  const db = await createTestDatabase(t)
+  const db = await createRegistryDatabase(t)
   const sql = postgres(db.url, { max: 2, onnotice: () => {} })
   t.teardown(() => sql.end())
   await migrateRegistry(sql)

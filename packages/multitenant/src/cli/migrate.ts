@@ -30,7 +30,7 @@ running dev stack's .data/dev.json is used.
 
 class UsageError extends Error {}
 
-interface Dev { registryUrl?: string, databaseUrl?: string, tokens?: { service?: string } }
+interface Dev { registryUrl?: string, databaseUrl?: string, serviceDatabaseUrl?: string, tokens?: { service?: string } }
 
 async function devInfo (cwd: string): Promise<Dev> {
   for (let dir = resolve(cwd); ; dir = dirname(dir)) {
@@ -89,7 +89,7 @@ export async function runMigrateCli (argv: string[], io: MigrateCliIo): Promise<
     const dev = await devInfo(io.cwd)
     const urlFor = (cluster: string): string => {
       const name = cluster === 'default' ? 'DATABASE_URL' : `DATABASE_URL_${cluster.toUpperCase().replaceAll('-', '_')}`
-      const url = io.env[name] ?? (cluster === 'default' ? dev.databaseUrl : undefined)
+      const url = io.env[name] ?? (cluster === 'default' ? dev.serviceDatabaseUrl ?? dev.databaseUrl : undefined)
       if (url === undefined || url === '') throw new UsageError(`${name} is not set (the connection for cluster "${cluster}")`)
       return url
     }

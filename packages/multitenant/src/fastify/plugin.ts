@@ -3,7 +3,8 @@ import type {
   HookHandlerDoneFunction, onRequestHookHandler, RouteOptions
 } from 'fastify'
 import fp from 'fastify-plugin'
-import { enterScope, tenantScope, type TenantScope } from '../context.ts'
+import { runInScope, tenantScope, type TenantScope } from '../context.ts'
+import { UnauthorizedError } from '../claims.ts'
 import {
   InvalidOptionError, RateLimitedError, TenantNotFoundError, TenantProvisioningError,
   TenantRequiredError, TenantSuspendedError, TenantUnavailableError
@@ -111,7 +112,7 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
     return {
       headers: reads.headers ? request.headers : undefined,
       host: reads.host ? request.host : undefined,
-      path: reads.path ? pathOf(request.url) : undefined,
+      path: reads.path ? routedPath(request.url) : undefined,
       query: reads.query ? request.query as Record<string, unknown> : undefined,
       claims: reads.claims ? claimsOf(request) : undefined
     }
@@ -142,8 +143,9 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
     request.tenant = tenant
     request.tenantScope = scope
     request.log = request.log.child({ tenant: tenant.id }) as FastifyBaseLogger
-    enterScope(scope)
-    done()
+    // `run`, not `enterWith`: the rest of the request continues inside, and nothing stays behind
+    // in the connection's context for the next pipelined request's hooks.
+    runInScope(scope, done)
   }
 
   function lookupFailed (request: FastifyRequest, err: unknown, done: HookHandlerDoneFunction): void {
@@ -201,11 +203,13 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
   }
 
   function resolveTenant (request: FastifyRequest, reply: FastifyReply, optional: boolean, done: HookHandlerDoneFunction): void {
-    // Always replace the scope: pipelined requests share one synchronous parser run.
-    enterScope(undefined)
     let resolution: Resolution
     try {
-      resolution = resolver.resolve(inputOf(request))
+      const input = inputOf(request)
+      // A token that no hook has verified yet (authentication registered on the route, after
+      // this plugin) must not let the request fall back to another source: fail closed.
+      if (reads.claims && input.claims == null && request.headers.authorization !== undefined) throw new UnauthorizedError(': the token was not verified before the tenant was resolved')
+      resolution = resolver.resolve(input)
     } catch (err) {
       done(err as Error)
       return
@@ -223,15 +227,13 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
     resolveTenant(request, reply, true, done)
   }
   const onRequestNone: onRequestHookHandler = function (request, reply, done) {
-    enterScope(undefined)
-    done()
+    runInScope(undefined, done)
   }
   // Body parsing resumes in the socket's context, not the request's: re-enter before validation
   // (as @fastify/request-context does). Instance-level, so that every preValidation hook
   // registered after this plugin sees the tenant too.
   fastify.addHook('preValidation', function reenter (request, reply, done) {
-    enterScope(request.tenantScope)
-    done()
+    runInScope(request.tenantScope, done)
   })
 
   // Resolution is a route-level hook: it runs after the instance's onRequest hooks (such as the
@@ -255,9 +257,21 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
   }
 }
 
-function pathOf (url: string): string {
+/**
+ * The path as the router reads it, so the path strategy sees what the route matched: the origin
+ * of an absolute-form target (`GET http://host/tenants/b/x`) dropped, duplicate slashes folded
+ * (`ignoreDuplicateSlashes`). Case is left alone: the resolver matches its prefix in any case
+ * and an upper-case id is not a valid one.
+ */
+export function routedPath (url: string): string {
   const q = url.indexOf('?')
-  return q === -1 ? url : url.slice(0, q)
+  let path = q === -1 ? url : url.slice(0, q)
+  if (!path.startsWith('/')) {
+    const scheme = path.indexOf('://')
+    const slash = scheme === -1 ? -1 : path.indexOf('/', scheme + 3)
+    path = slash === -1 ? '/' : path.slice(slash)
+  }
+  return path.replace(/\/{2,}/g, '/')
 }
 
 async function registerRateLimit (fastify: FastifyInstance, options: TenantRateLimitOptions): Promise<void> {

@@ -80,6 +80,8 @@ const SESSION_SAFE = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', '
 // reused. Pipelined with COMMIT: no extra round trip.
 const RESET_SESSION = ['reset role', 'reset all', 'close all', 'unlisten *', 'select pg_catalog.pg_advisory_unlock_all()']
 
+const noop = (): void => {}
+
 const CONNECTION_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
 
 /** A lost or unusable connection (rather than a statement that failed on a healthy one). */
@@ -116,15 +118,31 @@ class Lane {
     this.sql = sql
   }
 
+  /** Statements not yet settled (postgres.js queries). */
+  readonly #statements = new Set<Promise<unknown>>()
+
   /** Counts a statement until it settles, for the watchdog. */
   track<P extends Promise<unknown>>(promise: P): P {
     if (this.pending++ === 0) this.lastAnswer = performance.now()
+    this.#statements.add(promise)
     const answered = (): void => {
       this.pending--
       this.lastAnswer = performance.now()
+      this.#statements.delete(promise)
     }
     promise.then(answered, answered)
     return promise
+  }
+
+  /**
+   * Drops the statements still queued in the pool (never sent). postgres.js's end() can leave
+   * them queued, and then reconnects for them forever.
+   */
+  dropQueued (): void {
+    for (const statement of this.#statements) {
+      const query = statement as Promise<unknown> & { state?: unknown, cancel?: () => Promise<unknown> }
+      if (query.state === undefined && typeof query.cancel === 'function') query.cancel().catch(noop)
+    }
   }
 }
 
@@ -185,13 +203,19 @@ class LanePool {
     lane.retired = true
     const index = this.#lanes.indexOf(lane)
     if (index !== -1) this.#lanes[index] = new Lane(this.#make())
-    if (err !== undefined) for (const abort of lane.aborts) abort(err)
-    lane.sql.end({ timeout: err === undefined ? 5 : 0 }).catch(() => {})
+    if (err !== undefined) {
+      for (const abort of lane.aborts) abort(err)
+      lane.dropQueued()
+    }
+    lane.sql.end({ timeout: err === undefined ? 5 : 0 }).catch(noop)
     this.#pump()
   }
 
   async close (): Promise<void> {
-    await Promise.all(this.#lanes.map(async (l) => await l.sql.end({ timeout: 5 })))
+    await Promise.all(this.#lanes.map(async (lane) => {
+      await lane.sql.end({ timeout: 5 })
+      lane.dropQueued()
+    }))
   }
 }
 
@@ -236,8 +260,6 @@ function firstFailure (results: Array<PromiseSettledResult<unknown>>): unknown {
   for (const r of results) if (r.status === 'rejected') return r.reason
   return undefined
 }
-
-const noop = (): void => {}
 
 /**
  * Tenant-scoped PostgreSQL on shared connections (postgres.js + drizzle). Every unit of work is
@@ -291,6 +313,9 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       if (url === undefined) throw new UnknownClusterError(name)
       const pool = (max: number): Sql => {
         const sql = postgres(url, {
+          // postgres.js backs off up to 20 s between reconnects and keeps that timer after end():
+          // a lane comes back at most a second after its server does.
+          backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
           ...this.#options.postgres,
           max,
           prepare: this.#prepare,

@@ -2,7 +2,7 @@
 // with random delays, injected statement errors, rollbacks and savepoints. Zero rows may be read
 // or written in the wrong tenant. Runs directly against PostgreSQL and through PgBouncer in
 // transaction pooling mode.
-import { createTestDatabase, findPgBouncer, startPgBouncer } from '@platform/testkit'
+import { findPgBouncer, startPgBouncer } from '@platform/testkit'
 import { sql as dsql } from 'drizzle-orm'
 import { integer, pgTable, serial, text } from 'drizzle-orm/pg-core'
 import postgres from 'postgres'
@@ -10,7 +10,7 @@ import t, { type Test } from 'tap'
 import { runAsTenant } from '../../src/context.ts'
 import { TenantDb } from '../../src/pg/index.ts'
 import { schemaName } from '../../src/tenant-id.ts'
-import { provision, tid, unprovision } from './fixtures.ts'
+import { createPlatformDatabase, provision, tid, unprovision } from './fixtures.ts'
 
 const TENANTS = Number(process.env.ISOLATION_TENANTS ?? 100)
 const OPS = Number(process.env.ISOLATION_OPS ?? 100_000)
@@ -121,22 +121,26 @@ async function suite (t: Test, url: string, admin: postgres.Sql, ids: string[], 
 }
 
 t.test('isolation under concurrency', { timeout: 900_000 }, async (t) => {
-  const db = await createTestDatabase(t)
+  // The service runs on its own non-superuser login; the registry's login provisions; the
+  // superuser only counts rows afterwards.
+  const db = await createPlatformDatabase(t)
+  const registry = postgres(db.registryUrl, { max: 4, connection: { client_min_messages: 'warning' } })
   const admin = postgres(db.url, { max: 4, connection: { client_min_messages: 'warning' } })
   const ids = Array.from({ length: TENANTS }, (_, i) => tid(`iso${i}`))
   t.teardown(async () => {
-    await unprovision(admin, ids)
+    await unprovision(registry, ids)
+    await registry.end()
     await admin.end()
   })
-  for (const id of ids) await provision(admin, id, 'create table items (id serial primary key, owner text not null, n int not null)')
+  for (const id of ids) await provision(registry, id, 'create table items (id serial primary key, owner text not null, n int not null)')
 
   await t.test(`direct: ${TENANTS} tenants, ${OPS} operations, pool of 4`, async (t) => {
-    await suite(t, db.url, admin, ids, true)
+    await suite(t, db.serviceUrl, admin, ids, true)
   })
 
   await t.test('through PgBouncer in transaction pooling mode', { skip: findPgBouncer() === null && 'pgbouncer is not installed (apt-get install pgbouncer)' }, async (t) => {
     for (const id of ids) await admin.unsafe(`truncate "${schemaName(id)}".items`)
-    const bouncer = await startPgBouncer(db.url, { poolSize: 4 })
+    const bouncer = await startPgBouncer(db.serviceUrl, { poolSize: 4 })
     t.teardown(() => bouncer.stop())
     t.comment(`PgBouncer ${bouncer.version}`)
     // PgBouncer before 1.21 cannot pool prepared statements.

@@ -1,7 +1,7 @@
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { TenantMismatchError } from '@platform/multitenant'
+import { assertClaims, hasRole, hasScope as claimsHaveScope, TenantMismatchError } from '@platform/multitenant'
 import type { JwtKeys } from '../config.ts'
 import { ForbiddenError, UnauthorizedError } from '../errors.ts'
 
@@ -34,7 +34,7 @@ export interface AuthOptions {
 }
 
 export function hasScope (claims: Claims, scope: string): boolean {
-  return typeof claims.scope === 'string' && claims.scope.split(' ').includes(scope)
+  return typeof claims.scope === 'string' && claimsHaveScope({ scope: claims.scope }, scope)
 }
 
 /** A tenant token may act on its own tenant only. */
@@ -49,7 +49,7 @@ async function auth (fastify: FastifyInstance, options: AuthOptions): Promise<vo
     sign: { iss: options.issuer, aud: options.audience, expiresIn: '1h' },
     // Verified tokens are cached (LRU, bounded by each token's own expiry): services send the
     // same token on every call, and checking a signature costs more than the look-up it guards.
-    verify: { allowedIss: options.issuer, allowedAud: options.audience, cache: 10_000, cacheTTL: 60_000 }
+    verify: { allowedIss: options.issuer, allowedAud: options.audience, requiredClaims: ['iss', 'aud', 'exp', 'sub'], cache: 10_000, cacheTTL: 60_000 }
   })
   fastify.addHook('onRequest', async (request) => {
     const rule = request.routeOptions.config.auth
@@ -59,9 +59,15 @@ async function auth (fastify: FastifyInstance, options: AuthOptions): Promise<vo
     } catch {
       throw new UnauthorizedError()
     }
-    const claims = request.user
-    if (!hasScope(claims, rule.scope)) throw new ForbiddenError(`the token lacks the ${rule.scope} scope`)
-    if (rule.admin === true && (claims.tenant !== undefined || !(claims.roles ?? []).includes('platform-admin'))) {
+    // Shape, not just signature: roles an array of strings, scope a string, tenant a valid id.
+    let claims
+    try {
+      claims = assertClaims(request.user)
+    } catch {
+      throw new UnauthorizedError()
+    }
+    if (!claimsHaveScope(claims, rule.scope)) throw new ForbiddenError(`the token lacks the ${rule.scope} scope`)
+    if (rule.admin === true && (claims.tenant !== undefined || !hasRole(claims, 'platform-admin'))) {
       throw new ForbiddenError('platform-admin only')
     }
   })
