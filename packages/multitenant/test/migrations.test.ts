@@ -1,12 +1,11 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createTestDatabase } from '@platform/testkit'
 import postgres, { type Sql } from 'postgres'
 import t, { type Test } from 'tap'
 import { LEDGER_TABLE, loadMigrations, migrateAll, migrateTenant } from '../src/migrations.ts'
 import { schemaName } from '../src/tenant-id.ts'
-import { provision, tid, unprovision } from './pg/fixtures.ts'
+import { createPlatformDatabase, provision, tid, unprovision } from './pg/fixtures.ts'
 
 async function folder (t: Test, files: Record<string, string>): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'migrations-'))
@@ -16,13 +15,17 @@ async function folder (t: Test, files: Record<string, string>): Promise<string> 
 }
 
 async function tenants (t: Test, count: number, prefix: string): Promise<{ sql: Sql, ids: string[] }> {
-  const db = await createTestDatabase(t)
+  // Provisioned by the registry's login; migrations run as a service's login.
+  const db = await createPlatformDatabase(t)
+  const registry = postgres(db.registryUrl, { max: 10, connection: { client_min_messages: 'warning' } })
+  // The superuser inspects and drives the runner here; test/pg covers the service login's limits.
   const sql = postgres(db.url, { max: 10, connection: { client_min_messages: 'warning' } })
   const ids = Array.from({ length: count }, (_, i) => tid(`${prefix}${i}`))
   // Provisioned in batches (what the registry does, one tenant at a time, is slower).
-  for (let i = 0; i < ids.length; i += 50) await Promise.all(ids.slice(i, i + 50).map(async (id) => await provision(sql, id)))
+  for (let i = 0; i < ids.length; i += 50) await Promise.all(ids.slice(i, i + 50).map(async (id) => await provision(registry, id)))
   t.teardown(async () => {
-    await unprovision(sql, ids)
+    await unprovision(registry, ids)
+    await registry.end()
     await sql.end()
   })
   return { sql, ids }

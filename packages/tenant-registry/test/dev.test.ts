@@ -69,7 +69,8 @@ t.test('without DATABASE_URL: an embedded PostgreSQL under .data/pg that survive
   let banner = ''
   const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
   t.teardown(first.close)
-  t.match(first.info.databaseUrl, /^postgres:\/\/postgres:postgres@127\.0\.0\.1:\d+\/platform$/)
+  t.match(first.info.databaseUrl, /^postgres:\/\/platform_registry:[^@]+@127\.0\.0\.1:\d+\/platform$/, 'the registry runs as its own login, not the superuser')
+  t.match(first.info.serviceDatabaseUrl, /^postgres:\/\/platform_service:[^@]+@127\.0\.0\.1:\d+\/platform$/)
   t.match(banner, /the data stays in \.data\/pg/)
   await t.rejects(startDevStack({ env, cwd, print: () => {} }), /Is another `pnpm start` running\?/, 'a second stack on the same data is refused')
   t.ok((await stat(join(cwd, '.data', 'pg', 'PG_VERSION'))).isFile())

@@ -103,6 +103,9 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
   const claimsOf = options.claims ?? defaultClaims
   const retryAfter = String(options.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS)
   const reads = resolver.reads
+  // The router's own reading of duplicate slashes (Fastify's `ignoreDuplicateSlashes`).
+  const router = fastify.initialConfig as { ignoreDuplicateSlashes?: boolean, routerOptions?: { ignoreDuplicateSlashes?: boolean } }
+  const foldSlashes = router.routerOptions?.ignoreDuplicateSlashes ?? router.ignoreDuplicateSlashes ?? false
   const rateLimited = options.rateLimit !== undefined && options.rateLimit !== false
 
   fastify.decorateRequest('tenant', null)
@@ -112,7 +115,7 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
     return {
       headers: reads.headers ? request.headers : undefined,
       host: reads.host ? request.host : undefined,
-      path: reads.path ? routedPath(request.url) : undefined,
+      path: reads.path ? routedPath(request.url, foldSlashes) : undefined,
       query: reads.query ? request.query as Record<string, unknown> : undefined,
       claims: reads.claims ? claimsOf(request) : undefined
     }
@@ -260,10 +263,10 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
 /**
  * The path as the router reads it, so the path strategy sees what the route matched: the origin
  * of an absolute-form target (`GET http://host/tenants/b/x`) dropped, duplicate slashes folded
- * (`ignoreDuplicateSlashes`). Case is left alone: the resolver matches its prefix in any case
+ * when the router folds them (`ignoreDuplicateSlashes`). Case is left alone: the resolver matches its prefix in any case
  * and an upper-case id is not a valid one.
  */
-export function routedPath (url: string): string {
+export function routedPath (url: string, foldSlashes = false): string {
   const q = url.indexOf('?')
   let path = q === -1 ? url : url.slice(0, q)
   if (!path.startsWith('/')) {
@@ -271,7 +274,7 @@ export function routedPath (url: string): string {
     const slash = scheme === -1 ? -1 : path.indexOf('/', scheme + 3)
     path = slash === -1 ? '/' : path.slice(slash)
   }
-  return path.replace(/\/{2,}/g, '/')
+  return foldSlashes ? path.replace(/\/{2,}/g, '/') : path
 }
 
 async function registerRateLimit (fastify: FastifyInstance, options: TenantRateLimitOptions): Promise<void> {

@@ -90,17 +90,17 @@ t.test('units settle when connections die or the server restarts', async (t) => 
   // The server stops and starts while units keep coming.
   await admin.end()
   const restart = tally()
-  let stop = false
+  const stop = { now: false }
   const load = (async () => {
     let i = 0
-    while (!stop) await Promise.all(Array.from({ length: 50 }, async () => await unit(i++, restart)))
+    while (!stop.now) await Promise.all(Array.from({ length: 50 }, async () => await unit(i++, restart)))
   })()
   await sleep(100)
   await pg.stop()
   await sleep(300)
   pg = await startEmbeddedPostgres({ dataDir: join(parent, 'data'), port })
   await sleep(300)
-  stop = true
+  stop.now = true
   await load
   let recovered = tally()
   for (let attempt = 0; attempt < 50 && recovered.ok < 20; attempt++) {
