@@ -5,7 +5,9 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyErro
 import type { Sql } from 'postgres'
 import type { JwtKeys } from './config.ts'
 import { authPlugin } from './plugins/auth.ts'
+import { opsGuard, strictValidation } from './plugins/guard.ts'
 import { metricsPlugin } from './plugins/metrics.ts'
+import { ChangeFeed } from './feed.ts'
 import { tenantRoutes } from './routes/tenants.ts'
 import { TenantStore, type TenantStoreOptions } from './tenants.ts'
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER } from './tokens.ts'
@@ -15,6 +17,14 @@ export interface RegistryConfig {
   baseDomain?: string | undefined
   issuer?: string
   audience?: string
+  /** Cluster names a tenant's `database` may name (default `['default']`; DATABASE_URL_<NAME> adds more). */
+  clusters?: string[]
+  /** When set, `/metrics` and `/docs` need `Authorization: Bearer <OPS_TOKEN>`. */
+  opsToken?: string | undefined
+  /** Serve `/docs` (default true; DOCS=off). */
+  docs?: boolean
+  /** Change-feed long polls waiting at once, at most (default 10,000). */
+  maxFeedWaiters?: number
 }
 
 export interface BuildOptions {
@@ -30,6 +40,7 @@ export interface BuildOptions {
 declare module 'fastify' {
   interface FastifyInstance {
     tenants: TenantStore
+    feed: ChangeFeed
   }
 }
 
@@ -37,18 +48,21 @@ declare module 'fastify' {
 export async function buildApp (options: BuildOptions): Promise<FastifyInstance> {
   const { config, sql } = options
   const app = Fastify({
-    ...(typeof options.logger === 'object' ? { loggerInstance: options.logger } : { logger: options.logger ?? false }),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } }
+    ...(typeof options.logger === 'object' ? { loggerInstance: options.logger } : { logger: options.logger ?? false })
   })
-  const store = new TenantStore(sql, { baseDomain: config.baseDomain, ...options.store })
+  strictValidation(app)
+  const store = new TenantStore(sql, { baseDomain: config.baseDomain, clusters: config.clusters, ...options.store })
   app.decorate('tenants', store)
   await store.listen()
+  const feed = new ChangeFeed(store, { maxWaiters: config.maxFeedWaiters, onWaiters: (delta) => app.metrics?.waiters.inc(delta) })
+  await feed.start()
+  app.decorate('feed', feed)
   // Closing wakes every long poll so it answers now, and answers sent while closing end their
   // keep-alive connection, so nothing holds the shutdown.
   let closing = false
   app.addHook('preClose', async () => {
     closing = true
-    store.changes.emit('change', Number.MAX_SAFE_INTEGER)
+    feed.close()
   })
   app.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close')
@@ -58,9 +72,16 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     if (error.validation !== undefined) {
       return reply.code(400).send({ statusCode: 400, code: 'VALIDATION_FAILED', error: 'Bad Request', message: error.message })
     }
+    const database = databaseError(error)
+    // A value PostgreSQL refuses (data exception, class 22) is the caller's input, not our failure.
+    if (database?.code?.startsWith('22') === true) {
+      return reply.code(400).send({ statusCode: 400, code: 'VALIDATION_FAILED', error: 'Bad Request', message: 'A value is out of range or not valid' })
+    }
     const status = error.statusCode ?? 500
     if (status >= 500 && error.code !== 'TENANT_UNAVAILABLE') {
-      request.log.error({ err: error }, 'request failed')
+      // The driver's code and message only: drizzle's error carries the SQL and its parameters
+      // (tenant configuration, contact emails), which must not reach the logs.
+      request.log.error({ err: database ?? { type: error.name, message: error.message, code: error.code } }, 'request failed')
       return reply.code(500).send({ statusCode: 500, code: 'INTERNAL', error: 'Internal Server Error', message: 'Internal error' })
     }
     const code = error.code?.startsWith('FST_') === true ? (status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'VALIDATION_FAILED') : error.code
@@ -74,8 +95,11 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } }
     }
   })
-  await app.register(swaggerUi, { routePrefix: '/docs' })
-  await app.register(metricsPlugin, { store, processMetrics: options.processMetrics ?? true })
+  const guard = opsGuard(config.opsToken)
+  if (config.docs !== false) {
+    await app.register(swaggerUi, { routePrefix: '/docs', uiHooks: { onRequest: guard } })
+  }
+  await app.register(metricsPlugin, { store, processMetrics: options.processMetrics ?? true, onRequest: guard })
   await app.register(authPlugin, {
     keys: config.jwt,
     issuer: config.issuer ?? DEFAULT_ISSUER,
@@ -94,4 +118,15 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   })
   await app.register(tenantRoutes, { prefix: '/v1' })
   return app
+}
+
+/** The PostgreSQL error behind a (drizzle-wrapped) failure: its code and message, nothing else. */
+function databaseError (err: unknown): { code: string, message: string, severity?: string } | undefined {
+  for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
+    const { code, message, severity } = e as { code?: unknown, message?: unknown, severity?: unknown }
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+      return { code, message: String(message), ...(typeof severity === 'string' ? { severity } : {}) }
+    }
+  }
+  return undefined
 }

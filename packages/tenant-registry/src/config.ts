@@ -14,6 +14,12 @@ export interface RegistryEnvConfig {
   logLevel: string
   /** REGISTRY_ALLOW_SUPERUSER=true: run even when DATABASE_URL is a superuser's login. */
   allowSuperuser?: boolean
+  /** `default` and every DATABASE_URL_<NAME> (lower-cased): what a tenant's `database` may name. */
+  clusters?: string[]
+  /** OPS_TOKEN: `/metrics` and `/docs` need it as a bearer token. */
+  opsToken?: string | undefined
+  /** DOCS=off hides `/docs`. */
+  docs?: boolean
 }
 
 /** A configuration error names the variable it is about. */
@@ -43,13 +49,13 @@ function nonEmpty (env: NodeJS.ProcessEnv, name: string): string | undefined {
   return value === undefined || value === '' ? undefined : value
 }
 
-export function checkDatabaseUrl (value: string): string {
+export function checkDatabaseUrl (value: string, variable = 'DATABASE_URL'): string {
   let url: URL | undefined
   try {
     url = new URL(value)
   } catch {}
   if (url === undefined || !['postgres:', 'postgresql:'].includes(url.protocol)) {
-    throw new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// URL')
+    throw new ConfigError(variable, 'must be a postgres:// or postgresql:// URL')
   }
   return value
 }
@@ -103,5 +109,18 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, options: LoadC
   const rawAllow = nonEmpty(env, 'REGISTRY_ALLOW_SUPERUSER')
   if (rawAllow !== undefined && rawAllow !== 'true' && rawAllow !== 'false') throw new ConfigError('REGISTRY_ALLOW_SUPERUSER', 'must be true or false')
 
-  return { databaseUrl, jwt, baseDomain, port, host, logLevel, allowSuperuser: rawAllow === 'true' }
+  const clusters = ['default']
+  for (const [name, value] of Object.entries(env)) {
+    const match = /^DATABASE_URL_([A-Z0-9_]{1,63})$/.exec(name)
+    if (match === null || value === undefined || value.trim() === '') continue
+    checkDatabaseUrl(value.trim(), name)
+    clusters.push((match[1] as string).toLowerCase())
+  }
+
+  const opsToken = nonEmpty(env, 'OPS_TOKEN')
+  if (opsToken !== undefined && opsToken.length < 16) throw new ConfigError('OPS_TOKEN', 'must be at least 16 characters')
+  const rawDocs = nonEmpty(env, 'DOCS') ?? 'on'
+  if (rawDocs !== 'on' && rawDocs !== 'off') throw new ConfigError('DOCS', 'must be on or off')
+
+  return { databaseUrl, jwt, baseDomain, port, host, logLevel, allowSuperuser: rawAllow === 'true', clusters, opsToken, docs: rawDocs === 'on' }
 }

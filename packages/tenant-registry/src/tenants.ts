@@ -100,6 +100,8 @@ export function normalizeDomain (raw: string): string {
 
 export interface TenantStoreOptions {
   baseDomain?: string | undefined
+  /** Cluster names a tenant's `database` may name (default `['default']`). */
+  clusters?: string[] | undefined
   /** The group role services log in through (default `platform_services`). */
   group?: string | undefined
   /** Test hook: runs inside the provisioning transaction, after the DDL, before activation. */
@@ -145,6 +147,23 @@ export class TenantStore {
     await tx.execute(sql`select pg_notify(${CHANGES_CHANNEL}, ${String(row?.seq)})`)
   }
 
+  /** A custom domain: a host name, and not the base domain or under it (those are tenant subdomains). */
+  #customDomain (raw: string): string {
+    const domain = normalizeDomain(raw)
+    const base = this.#options.baseDomain
+    if (base !== undefined && (domain === base || domain.endsWith('.' + base))) {
+      throw new ValidationError(`a custom domain must not be ${base} or under it: tenants get <id>.${base} already`)
+    }
+    return domain
+  }
+
+  #cluster (name: string | undefined): string {
+    const cluster = name ?? 'default'
+    const known = this.#options.clusters ?? ['default']
+    if (!known.includes(cluster)) throw new ValidationError(`database must name a configured cluster (${known.join(', ')})`)
+    return cluster
+  }
+
   async get (id: string): Promise<Tenant | null> {
     const [row] = await this.#byId.execute({ id })
     return row === undefined ? null : toTenant(row)
@@ -178,7 +197,8 @@ export class TenantStore {
   async create (input: CreateTenantInput): Promise<Tenant> {
     const id = assertTenantId(input.id)
     const schema = schemaName(id)
-    const domains = (input.domains ?? []).map(normalizeDomain)
+    const domains = (input.domains ?? []).map((d) => this.#customDomain(d))
+    const database = this.#cluster(input.database)
     if (new Set(domains).size !== domains.length) throw new ValidationError('domains must not repeat')
     try {
       await this.#db.transaction(async (tx) => {
@@ -188,7 +208,7 @@ export class TenantStore {
           status: 'provisioning',
           tier: input.tier ?? 'standard',
           schemaName: schema,
-          database: input.database ?? 'default',
+          database,
           config: input.config ?? {},
           limits: input.limits ?? {},
           metadata: input.metadata ?? {},
@@ -211,6 +231,7 @@ export class TenantStore {
   }
 
   async update (id: string, patch: UpdateTenantInput, ifMatch?: number): Promise<Tenant> {
+    if (patch.database !== undefined) this.#cluster(patch.database)
     await this.#db.transaction(async (tx) => {
       const [row] = await tx.select().from(tenantsTable).where(eq(tenantsTable.id, id)).for('update')
       if (row === undefined) throw new TenantNotFoundError()
@@ -265,7 +286,7 @@ export class TenantStore {
   }
 
   async addDomain (id: string, raw: string, primary: boolean): Promise<Tenant> {
-    const domain = normalizeDomain(raw)
+    const domain = this.#customDomain(raw)
     try {
       await this.#db.transaction(async (tx) => {
         const exists = await tx.select({ id: tenantsTable.id }).from(tenantsTable).where(eq(tenantsTable.id, id)).for('update')
@@ -296,14 +317,14 @@ export class TenantStore {
   /** The tenant a host belongs to: a custom domain, or a subdomain of the base domain. */
   async resolveHost (raw: string): Promise<Tenant | null> {
     const host = normalizeDomain(raw)
-    const [row] = await this.#byDomain.execute({ domain: host })
-    if (row !== undefined) return toTenant(row)
     const base = this.#options.baseDomain
-    if (base !== undefined && host.endsWith('.' + base)) {
+    // Under the base domain only the subdomain counts: no custom domain can claim a tenant's host.
+    if (base !== undefined && (host === base || host.endsWith('.' + base))) {
       const label = host.slice(0, -(base.length + 1))
-      if (isValidTenantId(label)) return await this.get(label)
+      return isValidTenantId(label) ? await this.get(label) : null
     }
-    return null
+    const [row] = await this.#byDomain.execute({ domain: host })
+    return row === undefined ? null : toTenant(row)
   }
 
   async changesAfter (after: number, limit: number): Promise<Change[]> {

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { TenantStore } from '../tenants.ts'
@@ -20,6 +20,8 @@ export interface MetricsOptions {
   store: TenantStore
   /** Node process metrics (heap, event loop lag, …); default true. */
   processMetrics?: boolean
+  /** Runs before `/metrics` answers (the OPS_TOKEN check). */
+  onRequest?: (request: FastifyRequest) => Promise<void>
 }
 
 /**
@@ -68,7 +70,7 @@ async function metrics (app: FastifyInstance, options: MetricsOptions): Promise<
     if (route === '/metrics') return
     requests.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000)
   })
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { schema: { hide: true }, ...(options.onRequest === undefined ? {} : { onRequest: options.onRequest }) }, async (_request, reply) => {
     const body = await registry.metrics()
     return reply.type(registry.contentType).send(body)
   })

@@ -134,7 +134,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     config: READ,
     schema: {
       summary: 'Change feed (long poll): changes after a sequence number, waiting up to `wait` seconds',
-      querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: 0, default: 0 }, wait: { type: 'integer', minimum: 0, maximum: 60, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 500 } } },
+      querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }, wait: { type: 'integer', minimum: 0, maximum: 60, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 500 } } },
       response: {
         200: { type: 'object', properties: { items: { type: 'array', items: { type: 'object', properties: { seq: { type: 'integer' }, tenantId: { type: 'string' }, type: { type: 'string' }, at: { type: 'string' } } } }, next: { type: 'integer' }, head: { type: 'integer' } } },
         ...errors
@@ -143,27 +143,18 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
   }, async (request) => {
     if (request.user.tenant !== undefined) throw new ForbiddenError('the change feed is for services')
     const { after, wait, limit } = request.query as { after: number, wait: number, limit: number }
-    let items = await store.changesAfter(after, limit)
+    let items = await app.feed.read(after, limit)
     if (items.length === 0 && wait > 0) {
-      // Long poll: woken by LISTEN/NOTIFY from any registry instance on this database.
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(timer)
-          store.changes.off('change', onChange)
-          request.raw.off('close', done)
-          app.metrics.waiters.dec()
-          resolve()
-        }
-        const onChange = (seq: number): void => { if (seq > after) done() }
-        const timer = setTimeout(done, wait * 1000)
-        app.metrics.waiters.inc()
-        store.changes.on('change', onChange)
-        request.raw.on('close', done)
-      })
-      items = await store.changesAfter(after, limit)
+      // Long poll: one query per change for all waiters (see ChangeFeed), then from memory.
+      const gone = new AbortController()
+      const onClose = (): void => { gone.abort() }
+      request.raw.once('close', onClose)
+      await app.feed.wait(after, wait * 1000, gone.signal)
+      request.raw.off('close', onClose)
+      items = await app.feed.read(after, limit)
     }
     // `head` is the newest sequence number: a follower starts there, and a head behind its own
     // position tells it the log was reset and its cache cannot be trusted.
-    return { items, next: items.at(-1)?.seq ?? after, head: await store.lastSeq() }
+    return { items, next: items.at(-1)?.seq ?? after, head: app.feed.head() }
   })
 }
