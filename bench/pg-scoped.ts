@@ -6,10 +6,10 @@
 // The client runs on core 0, the proxy on core 1; PostgreSQL is not pinned.
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { createTestDatabase } from '@platform/testkit'
 import postgres, { type Sql } from 'postgres'
 import { runAsTenant } from '../packages/multitenant/src/context.ts'
-import { TenantDb } from '../packages/multitenant/src/pg/index.ts'
+import { TenantDb, tenantRoleStatements } from '../packages/multitenant/src/pg/index.ts'
+import { platformDatabase } from './lib/platform.ts'
 import { fmt, median, percentile, progress, startServer } from './lib/harness.ts'
 
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 5)
@@ -19,13 +19,20 @@ const DELAY_MS = Number(process.env.BENCH_DELAY_MS ?? 1.4)
 const POOL = Number(process.env.BENCH_POOL ?? 8)
 spawnSync('taskset', ['-cp', '0', String(process.pid)], { stdio: 'ignore' })
 
-const db = await createTestDatabase()
+// The scoped side runs as a service login (NOSUPERUSER, tenant roles through the group); the
+// plain side reads the same table fully qualified as the superuser (a login that needs no role).
+const { db, registryUrl, serviceUrl } = await platformDatabase()
 const admin = postgres(db.url, { max: 1, connection: { client_min_messages: 'warning' } })
+const registry = postgres(registryUrl, { max: 1, connection: { client_min_messages: 'warning' } })
 const TENANT = 'bench-scoped'
 await admin.unsafe('drop schema if exists tenant_bench_scoped cascade; drop role if exists tenant_bench_scoped')
-await admin.unsafe(`create role tenant_bench_scoped nologin; grant tenant_bench_scoped to current_user; create schema tenant_bench_scoped authorization tenant_bench_scoped;
-  set role tenant_bench_scoped; create table tenant_bench_scoped.items (id int primary key, body text not null);
-  insert into tenant_bench_scoped.items select g, 'item ' || g from generate_series(1, 1000) g; reset role`)
+await registry.begin(async (tx) => {
+  for (const statement of tenantRoleStatements(TENANT)) await tx.unsafe(statement)
+  await tx.unsafe('set local role tenant_bench_scoped')
+  await tx.unsafe('create table tenant_bench_scoped.items (id int primary key, body text not null)')
+  await tx.unsafe('insert into tenant_bench_scoped.items select g, \'item \' || g from generate_series(1, 1000) g')
+})
+await registry.end()
 
 type Op = (k: number) => Promise<unknown>
 
@@ -52,8 +59,9 @@ async function throughput (op: Op): Promise<number> {
 }
 
 async function measure (name: string, url: string): Promise<void> {
-  const tdb = new TenantDb({ url, max: POOL })
-  const pool: Sql = tdb.pool()
+  const login = (user: string): string => { const u = new URL(url); const from = new URL(user); u.username = from.username; u.password = from.password; return u.toString() }
+  const tdb = new TenantDb({ url: login(serviceUrl), max: POOL })
+  const pool: Sql = postgres(login(db.url), { max: POOL })
   const plain: Op = async (k) => await pool.unsafe('select id, body from tenant_bench_scoped.items where id = $1', [k], { prepare: true })
   const scoped: Op = async (k) => await runAsTenant(TENANT, async () => await tdb.query('select id, body from items where id = $1', [k]))
   // Warm up both (connections, prepared statements, JIT).
@@ -74,6 +82,7 @@ async function measure (name: string, url: string): Promise<void> {
   if (name === 'pg-scoped') console.log(`pg-scoped latency_ratio=${fmt(median(lat))} rps_ratio=${fmt(median(rps))} (${detail} delay_ms=${DELAY_MS} each way node=${process.versions.node})`)
   else console.log(`pg-scoped-local rps_ratio=${fmt(median(rps))} latency_ratio=${fmt(median(lat))} (${detail})`)
   await tdb.close()
+  await pool.end()
 }
 
 const proxy = await startServer(fileURLToPath(new URL('./lib/delay-proxy.ts', import.meta.url)), [String(new URL(db.url).port), String(DELAY_MS)], 1)

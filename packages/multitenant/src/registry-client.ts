@@ -113,6 +113,11 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
   readonly #retries: number
   readonly #ids: LRUCache<string, Entry>
   readonly #hosts: LRUCache<string, Entry>
+  /**
+   * Hosts the registry did not know, apart from the known ones: a flood of made-up Host values
+   * cannot evict a real tenant's host, and a repeated one costs no registry call.
+   */
+  readonly #unknownHosts: LRUCache<string, Entry>
   /** host keys resolved to each tenant, to evict them with the tenant. */
   readonly #hostsOf = new Map<string, Set<string>>()
   readonly #stats: RegistryClientStats = { hits: 0, misses: 0, coalesced: 0, staleServes: 0, negativeHits: 0, upstreamCalls: 0, revalidated: 0, upstreamErrors: 0, feedEvictions: 0, feedResets: 0 }
@@ -138,11 +143,17 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
       ...cacheOptions,
       fetchMethod: async (id, stale, { signal, options: set }) => await this.#load(`/v1/tenants/${id}`, stale, signal, set)
     })
-    this.#hosts = new LRUCache<string, Entry>({
+    this.#unknownHosts = new LRUCache<string, Entry>({ max: options.max ?? 10_000, ttl: this.#negativeTtl })
+    this.#hosts = new LRUCache<string, Entry, unknown>({
       ...cacheOptions,
       fetchMethod: async (host, stale, { signal, options: set }) => {
         const entry = await this.#load(`/v1/resolve?host=${encodeURIComponent(host)}`, stale, signal, set)
-        if (entry.tenant !== null) {
+        if (entry.tenant === null) {
+          // Remembered apart, and not stored among the known hosts (lru-cache stores nothing for
+          // an undefined answer).
+          this.#unknownHosts.set(host, entry)
+          return undefined
+        } else {
           let hosts = this.#hostsOf.get(entry.tenant.id)
           if (hosts === undefined) this.#hostsOf.set(entry.tenant.id, hosts = new Set())
           hosts.add(host)
@@ -189,7 +200,7 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
       key = null // not a host name: no tenant, and nothing to ask the registry
     }
     if (key === null) return null
-    const hit = this.#cached(this.#hosts.get(key))
+    const hit = this.#cached(this.#hosts.get(key) ?? this.#unknownHosts.get(key))
     if (hit !== undefined) return hit.tenant
     return this.#fetch(this.#hosts, key)
   }
@@ -200,7 +211,8 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
       const entry = await cache.fetch(key, { status })
       if (status.fetch === 'inflight') this.#stats.coalesced++
       else this.#stats.misses++
-      return (entry as Entry).tenant // the fetch method always answers with an entry
+      // An unknown host answers undefined (it is kept in the negative cache instead).
+      return entry === undefined ? null : entry.tenant
     } catch (err) {
       // The feed evicted this key while its look-up was under way: look again, fresh.
       if (attempt < 2 && err instanceof Error && (err.message === 'deleted' || err.message === 'evicted')) return await this.#fetch(cache, key, attempt + 1)
@@ -292,6 +304,7 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
   clear (): void {
     this.#ids.clear()
     this.#hosts.clear()
+    this.#unknownHosts.clear()
     this.#hostsOf.clear()
   }
 
@@ -300,7 +313,7 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
     this.#stats.feedEvictions++
     // A new tenant or domain can answer a host that was remembered as unknown.
     if (change.type === 'tenant.created' || change.type.startsWith('domain.')) {
-      for (const [host, entry] of this.#hosts.entries()) if (entry.tenant === null) this.#hosts.delete(host)
+      this.#unknownHosts.clear()
     }
   }
 

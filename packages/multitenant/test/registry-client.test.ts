@@ -188,3 +188,18 @@ t.test('the follower resumes after the registry restarts, and resets when the lo
   await waitFor(async () => c.stats().feedResets === 1, 5000)
   t.equal((await c.getTenant(id))?.status, 'active', 'fresh after the reset')
 })
+
+t.test('made-up Host values neither evict known hosts nor cost a call each time', async (t) => {
+  const r = await startTestRegistry(t)
+  const id = tid('hosty')
+  const host = `mail.${id}.test`
+  await create(r, id, { domains: [host] })
+  const c = client(t, r, { follow: false, max: 50, negativeTtl: 60_000 })
+  t.equal((await c.getTenantByHost(host))?.id, id)
+  // Far more unknown hosts than the cache holds.
+  for (let i = 0; i < 200; i++) await c.getTenantByHost(`junk-${i}.attacker.test`)
+  const before = await registryCalls(r, '/v1/resolve')
+  t.equal((c.getTenantByHost(host) as { id: string } | null)?.id, id, 'the known host is still a synchronous hit')
+  t.equal(c.getTenantByHost('junk-199.attacker.test'), null, 'a repeated unknown host is answered from memory')
+  t.equal(await registryCalls(r, '/v1/resolve'), before, 'with no registry call')
+})

@@ -52,6 +52,35 @@ export class ChangeFeed {
     return this.#head
   }
 
+  #checkedAt = -Infinity
+  #checking: Promise<void> | null = null
+
+  /**
+   * The newest sequence number, confirmed against the database at most once a second (one query
+   * shared by every answer in between): a change log that went backwards (a restored database)
+   * resets the feed, and its followers see a head behind their position.
+   */
+  async confirmedHead (): Promise<number> {
+    if (performance.now() - this.#checkedAt > 1000) {
+      this.#checking ??= (async () => {
+        try {
+          const last = await this.#store.lastSeq()
+          this.#checkedAt = performance.now()
+          if (last < this.#head) {
+            this.#head = this.#from = last
+            this.#recent = []
+          } else if (last > this.#head) {
+            await this.refresh()
+          }
+        } finally {
+          this.#checking = null
+        }
+      })()
+      await this.#checking
+    }
+    return this.#head
+  }
+
   get waiting (): number {
     return this.#waiters.size
   }

@@ -157,10 +157,12 @@ export class TenantStore {
     return domain
   }
 
+  /** A cluster is configured when DATABASE_URL_<NAME> is: `eu-1` and `eu_1` both read DATABASE_URL_EU_1. */
   #cluster (name: string | undefined): string {
     const cluster = name ?? 'default'
     const known = this.#options.clusters ?? ['default']
-    if (!known.includes(cluster)) throw new ValidationError(`database must name a configured cluster (${known.join(', ')})`)
+    const form = (n: string): string => n.toUpperCase().replaceAll('-', '_')
+    if (!known.some((k) => form(k) === form(cluster))) throw new ValidationError(`database must name a configured cluster (${known.join(', ')})`)
     return cluster
   }
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { mergePatch } from '../src/tenants.ts'
-import { bearer, startRegistry, tid } from './fixtures/registry.ts'
+import { bearer, SECRET, startRegistry, tid } from './fixtures/registry.ts'
 
 t.test('merge patch (RFC 7396)', async (t) => {
   t.same(mergePatch({ a: 1, b: { c: 2, d: 3 } }, { b: { c: null, e: 4 }, f: [1] }), { a: 1, b: { d: 3, e: 4 }, f: [1] })
@@ -10,7 +10,7 @@ t.test('merge patch (RFC 7396)', async (t) => {
 })
 
 t.test('PATCH: fields, JSON merge, If-Match forms, unknown tenant', async (t) => {
-  const r = await startRegistry(t)
+  const r = await startRegistry(t, { config: { jwt: { secret: SECRET }, baseDomain: 'example.com', clusters: ['default', 'eu-2'] } })
   const id = tid('patchy')
   const created = await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id, name: 'Patchy', contactEmail: 'a@patchy.test', config: { comm: { emailFrom: 'a@p.test', smsSenderId: 'P' } }, metadata: { plan: 'x' }, limits: { messagesPerMinute: 10 } } })
   t.equal(created.statusCode, 201)

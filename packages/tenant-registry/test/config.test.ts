@@ -9,7 +9,7 @@ const SECRET = 's'.repeat(32)
 
 t.test('defaults', async (t) => {
   t.same(loadConfig({ JWT_SECRET: SECRET }), {
-    databaseUrl: undefined, jwt: { secret: SECRET }, baseDomain: undefined, port: 4000, host: '127.0.0.1', logLevel: 'info', allowSuperuser: false
+    databaseUrl: undefined, jwt: { secret: SECRET }, baseDomain: undefined, port: 4000, host: '127.0.0.1', logLevel: 'info', allowSuperuser: false, clusters: ['default'], opsToken: undefined, docs: true
   })
   const full = loadConfig({ JWT_SECRET: SECRET, DATABASE_URL: 'postgres://u:p@db:5432/x', BASE_DOMAIN: 'Example.COM', PORT: '0', HOST: '0.0.0.0', LOG_LEVEL: 'debug' })
   t.match(full, { databaseUrl: 'postgres://u:p@db:5432/x', baseDomain: 'example.com', port: 0, host: '0.0.0.0', logLevel: 'debug' })

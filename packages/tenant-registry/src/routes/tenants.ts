@@ -155,6 +155,6 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     }
     // `head` is the newest sequence number: a follower starts there, and a head behind its own
     // position tells it the log was reset and its cache cannot be trusted.
-    return { items, next: items.at(-1)?.seq ?? after, head: app.feed.head() }
+    return { items, next: items.at(-1)?.seq ?? after, head: await app.feed.confirmedHead() }
   })
 }
