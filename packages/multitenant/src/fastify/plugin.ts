@@ -105,7 +105,7 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
   const reads = resolver.reads
   // The router's own reading of duplicate slashes (Fastify's `ignoreDuplicateSlashes`).
   const router = fastify.initialConfig as { ignoreDuplicateSlashes?: boolean, routerOptions?: { ignoreDuplicateSlashes?: boolean } }
-  const foldSlashes = router.routerOptions?.ignoreDuplicateSlashes ?? router.ignoreDuplicateSlashes ?? false
+  const foldSlashes = router.routerOptions?.ignoreDuplicateSlashes === true || router.ignoreDuplicateSlashes === true
   const rateLimited = options.rateLimit !== undefined && options.rateLimit !== false
 
   fastify.decorateRequest('tenant', null)

@@ -119,7 +119,11 @@ export async function createServiceLogin (sql: Sql, options: ServiceLoginOptions
   if (options.password.length < 12) throw new InvalidOptionError('a service login\'s password must be at least 12 characters')
   await sql.begin(async (tx) => {
     const found = await tx.unsafe('select 1 from pg_catalog.pg_roles where rolname = $1', [user])
-    await tx.unsafe(`${found.length > 0 ? 'alter' : 'create'} role ${ident(user)} login nosuperuser nocreaterole nocreatedb inherit password ${literal(options.password)}`)
+    // PostgreSQL's defaults are NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT; a CREATEROLE login may
+    // not even name an attribute it lacks itself, so an existing login only gets a new password.
+    await tx.unsafe(`${found.length > 0 ? 'alter' : 'create'} role ${ident(user)} login password ${literal(options.password)}`)
+    const [role] = await tx.unsafe<Array<{ super: boolean }>>('select rolsuper as super from pg_catalog.pg_roles where rolname = $1', [user])
+    if (role?.super === true) throw new InvalidOptionError(`${user} is a superuser: a service login must not be one`)
     await tx.unsafe(`grant ${ident(group)} to ${ident(user)} with inherit true, set true`)
   })
 }
@@ -154,6 +158,7 @@ export async function checkHardening (sql: Sql, group = DEFAULT_GROUP_ROLE): Pro
       exists (select 1 from pg_catalog.pg_roles where rolname = $1) as group`, [group])
   const weaker: string[] = []
   const r = row as { superuser: boolean, version: number, temp: boolean, group: boolean }
+  /* c8 ignore next: the test servers are PostgreSQL 17 */
   if (r.version < 160000) weaker.push('PostgreSQL 16 or later is needed for INHERIT FALSE grants: service logins inherit every tenant role and can read any tenant table outside a unit of work')
   if (!r.group) weaker.push(`the group role "${group}" does not exist: run the database setup (tenant-registry setup-database)`)
   const open = await sql.unsafe<Array<{ name: string }>>(`select distinct f.name from (${GUARDED_FUNCTIONS}) f

@@ -485,9 +485,15 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     const options = cluster.sql.options
     return await this.#onLane(cluster.exclusive, async (lane) => {
       let reset: Array<Promise<unknown>> = []
+      // The watchdog sees the waits on the server that begin() makes itself (its BEGIN, and its
+      // COMMIT after `fn`), not the application's own time in between.
+      const began = Promise.withResolvers<void>()
+      const ended = Promise.withResolvers<void>()
+      lane.track(began.promise)
       // postgres.js's begin() owns BEGIN/COMMIT/ROLLBACK: it fails the unit when a statement failed
       // even if the caller swallowed the error, and survives a connection lost mid-transaction.
       const value = await lane.sql.begin(async (conn) => {
+        began.resolve()
         // Not awaited: the settings go out together with the first statement.
         const open = lane.track(this.#open(conn, target, timeout))
         const tx = this.#tx(conn, options, lane)
@@ -496,7 +502,11 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
         if (failure !== undefined) throw failure
         // Not awaited either: pipelined with the COMMIT that begin() sends next.
         reset = RESET_SESSION.map((text) => lane.track(conn.unsafe(text, [], { prepare: this.#prepare, ...EXTENDED }).execute()))
+        lane.track(ended.promise)
         return (settled[1] as PromiseFulfilledResult<T>).value
+      }).finally(() => {
+        began.resolve()
+        ended.resolve()
       }) as T
       const failure = firstFailure(await Promise.allSettled(reset))
       if (failure !== undefined) {

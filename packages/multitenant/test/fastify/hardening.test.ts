@@ -16,6 +16,7 @@ t.test('claims of the wrong shape are refused, never half-read', async (t) => {
   const base = { sub: 'u', iss: 'tenant-registry', aud: 'platform', exp: 2_000_000_000 }
   t.match(assertClaims({ ...base, roles: ['platform-admin'], scope: 'a b' }), { roles: ['platform-admin'], scope: 'a b' })
   t.same(assertClaims(base).roles, [], 'no roles: an empty list')
+  t.same(assertClaims({ ...base, aud: ['platform', 'other'] }).aud, ['platform', 'other'], 'an audience list')
   const bad: Array<[string, unknown]> = [
     ['roles as a string', { ...base, roles: 'not-platform-admin' }],
     ['roles with a non-string', { ...base, roles: ['owner', 1] }],
@@ -29,6 +30,8 @@ t.test('claims of the wrong shape are refused, never half-read', async (t) => {
     ['no iss', { ...base, iss: undefined }],
     ['no aud', { ...base, aud: undefined }],
     ['aud as a number', { ...base, aud: 7 }],
+    ['aud an empty list', { ...base, aud: [] }],
+    ['aud a list with a number', { ...base, aud: ['platform', 7] }],
     ['no exp', { ...base, exp: undefined }],
     ['exp as a string', { ...base, exp: '2000000000' }],
     ['not an object', 'claims'],
@@ -43,6 +46,7 @@ t.test('claims of the wrong shape are refused, never half-read', async (t) => {
 t.test('the path strategy reads the path the way the router matched it', async (t) => {
   t.equal(routedPath('http://evil.example/tenants/globex/x?y=1'), '/tenants/globex/x')
   t.equal(routedPath('https://h:8443'), '/')
+  t.equal(routedPath('*'), '/', 'an asterisk-form target names no path')
   t.equal(routedPath('//tenants//globex/x', true), '/tenants/globex/x')
   t.equal(routedPath('/tenants//globex/x'), '/tenants//globex/x', 'folded only when the router folds')
   t.equal(routedPath('/tenants/acme?q=/tenants/globex'), '/tenants/acme')

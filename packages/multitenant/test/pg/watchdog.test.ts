@@ -1,0 +1,89 @@
+// A connection that stops answering (a network partition, a hung proxy) fails its units within
+// the watchdog and is replaced; a transaction whose end-of-unit reset fails is reported, not
+// silently rolled back.
+import { createServer, connect, type Socket } from 'node:net'
+import postgres from 'postgres'
+import t from 'tap'
+import { runAsTenant } from '../../src/context.ts'
+import { TenantDb } from '../../src/pg/index.ts'
+import { createPlatformDatabase, provision, tid } from './fixtures.ts'
+
+/** A TCP proxy that can freeze: frozen connections stop passing bytes both ways. */
+async function freezingProxy (target: URL): Promise<{ port: number, freeze: () => void, close: () => Promise<void> }> {
+  const pairs = new Set<[Socket, Socket]>()
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname)
+    sockets.add(client).add(upstream)
+    const pair: [Socket, Socket] = [client, upstream]
+    pairs.add(pair)
+    client.pipe(upstream)
+    upstream.pipe(client)
+    const end = (): void => { client.destroy(); upstream.destroy(); pairs.delete(pair) }
+    client.on('error', end).on('close', end)
+    upstream.on('error', end).on('close', end)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as { port: number }).port,
+    freeze () {
+      for (const [client, upstream] of pairs) { client.unpipe(upstream); upstream.unpipe(client); client.pause(); upstream.pause() }
+      pairs.clear()
+    },
+    async close () {
+      for (const socket of sockets) socket.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  }
+}
+
+t.test('a connection that stops answering fails its units within the watchdog; a fresh one follows', async (t) => {
+  const db = await createPlatformDatabase(t)
+  const registry = postgres(db.registryUrl, { max: 1, onnotice: () => {} })
+  t.teardown(() => registry.end())
+  const a = tid('wd')
+  await provision(registry, a, 'create table notes (body text); insert into notes values (\'a\')')
+  const proxy = await freezingProxy(new URL(db.serviceUrl))
+  t.teardown(() => proxy.close())
+  const url = new URL(db.serviceUrl)
+  url.port = String(proxy.port)
+  const tdb = new TenantDb({ url: url.toString(), max: 2, lanes: 1, statementTimeout: 200, watchdog: 600 })
+  t.teardown(() => tdb.close())
+  t.same(await runAsTenant(a, async () => await tdb.query('select body from notes')), [{ body: 'a' }])
+  await runAsTenant(a, async () => await tdb.transaction(async (tx) => await tx.sql`select 1`))
+
+  proxy.freeze()
+  const started = performance.now()
+  const outcomes = await Promise.allSettled([
+    ...Array.from({ length: 10 }, async () => await runAsTenant(a, async () => await tdb.query('select body from notes'))),
+    runAsTenant(a, async () => await tdb.transaction(async (tx) => await tx.sql`select body from notes`))
+  ])
+  const took = performance.now() - started
+  t.ok(outcomes.every((o) => o.status === 'rejected' && (o.reason as { code?: string }).code === 'SERVICE_UNAVAILABLE'), 'every unit failed with SERVICE_UNAVAILABLE')
+  t.ok(took < 600 + 1000, `within the watchdog plus a second (${Math.round(took)} ms)`)
+  t.same(await runAsTenant(a, async () => await tdb.query('select body from notes')), [{ body: 'a' }], 'a fresh connection serves the next unit')
+  t.same(await runAsTenant(a, async () => await tdb.transaction(async (tx) => await tx.sql`select body from notes`)), [{ body: 'a' }])
+  t.throws(() => new TenantDb({ url: db.serviceUrl, statementTimeout: 1000, watchdog: 1000 }), { code: 'MT_INVALID_OPTION' })
+  t.throws(() => new TenantDb({ url: db.serviceUrl, statementTimeout: -1 }), { code: 'MT_INVALID_OPTION' })
+})
+
+t.test('a transaction whose end-of-unit reset fails did not happen, and says so', async (t) => {
+  const db = await createPlatformDatabase(t)
+  const registry = postgres(db.registryUrl, { max: 1, onnotice: () => {} })
+  const root = postgres(db.url, { max: 1, onnotice: () => {} })
+  t.teardown(async () => { await registry.end(); await root.end() })
+  const a = tid('rs')
+  await provision(registry, a, 'create table notes (body text)')
+  const tdb = new TenantDb({ url: db.serviceUrl, max: 2, lanes: 1 })
+  t.teardown(() => tdb.close())
+  // The reset needs pg_advisory_unlock_all; take it away from the services for a moment.
+  await root.unsafe('revoke execute on function pg_advisory_unlock_all() from platform_services')
+  await t.rejects(runAsTenant(a, async () => await tdb.transaction(async (tx) => {
+    await tx.sql`insert into notes values ('lost')`
+    t.equal(typeof tx.sql.json, 'function', 'the transaction\'s sql keeps postgres.js\'s helpers')
+  })), { code: '42501' }, 'the unit fails')
+  await root.unsafe('grant execute on function pg_advisory_unlock_all() to platform_services')
+  t.same(await root.unsafe(`select count(*)::int as n from "tenant_${a.replaceAll('-', '_')}".notes`), [{ n: 0 }], 'nothing was committed')
+  await runAsTenant(a, async () => await tdb.transaction(async (tx) => await tx.sql`insert into notes values ('kept')`))
+  t.same(await root.unsafe(`select body from "tenant_${a.replaceAll('-', '_')}".notes`), [{ body: 'kept' }], 'the next unit works')
+})
