@@ -7,6 +7,7 @@ import type { JwtKeys } from './config.ts'
 import { authPlugin } from './plugins/auth.ts'
 import { opsGuard, strictValidation } from './plugins/guard.ts'
 import { metricsPlugin } from './plugins/metrics.ts'
+import { databaseError } from './db/errors.ts'
 import { ChangeFeed } from './feed.ts'
 import { tenantRoutes } from './routes/tenants.ts'
 import { TenantStore, type TenantStoreOptions } from './tenants.ts'
@@ -118,15 +119,4 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
   })
   await app.register(tenantRoutes, { prefix: '/v1' })
   return app
-}
-
-/** The PostgreSQL error behind a (drizzle-wrapped) failure: its code and message, nothing else. */
-function databaseError (err: unknown): { code: string, message: string, severity?: string } | undefined {
-  for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
-    const { code, message, severity } = e as { code?: unknown, message?: unknown, severity?: unknown }
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
-      return { code, message: String(message), ...(typeof severity === 'string' ? { severity } : {}) }
-    }
-  }
-  return undefined
 }

@@ -149,13 +149,15 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
 
   let pg: RunningPostgres | undefined
   let databaseUrl = config.databaseUrl
-  let serviceDatabaseUrl = nonEmptyEnv(env, 'SERVICE_DATABASE_URL') ?? databaseUrl
+  let serviceDatabaseUrl: string
   if (databaseUrl === undefined) {
     const embedded = await embeddedDatabase(dataDir)
     pg = embedded.pg
     databaseUrl = embedded.url
     serviceDatabaseUrl = embedded.serviceUrl
   } else {
+    // Your own server: the registry's login in DATABASE_URL, a service's in SERVICE_DATABASE_URL.
+    serviceDatabaseUrl = nonEmptyEnv(env, 'SERVICE_DATABASE_URL') ?? databaseUrl
     say('using DATABASE_URL')
   }
 
@@ -186,7 +188,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   const info: DevInfo = {
     registryUrl: registry.url,
     databaseUrl,
-    serviceDatabaseUrl: serviceDatabaseUrl ?? databaseUrl,
+    serviceDatabaseUrl,
     baseDomain,
     tokens: {
       platformAdmin: issue({ sub: 'dev-admin', roles: ['platform-admin'], scope: 'tenants:read tenants:write' }, month),

@@ -89,8 +89,9 @@ export class ChangeFeed {
   async read (after: number, limit: number): Promise<Change[]> {
     if (after >= this.#head) return []
     if (after >= this.#from) {
+      // Everything in (from, head] is in memory, and after < head: some change is later than after.
       const start = this.#recent.findIndex((c) => c.seq > after)
-      return start === -1 ? [] : this.#recent.slice(start, start + limit)
+      return this.#recent.slice(start, start + limit)
     }
     return await this.#store.changesAfter(after, limit)
   }
@@ -100,8 +101,9 @@ export class ChangeFeed {
     if (this.#closed || after < this.#head || this.#waiters.size >= this.#maxWaiters || signal?.aborted === true) return
     await new Promise<void>((resolve) => {
       const waiter: Waiter = { after, wake: () => done() }
+      // Each way out (wake, timer, abort) removes the others, so this runs once.
       const done = (): void => {
-        if (!this.#waiters.delete(waiter)) return
+        this.#waiters.delete(waiter)
         clearTimeout(timer)
         signal?.removeEventListener('abort', done)
         this.#onWaiters(-1)

@@ -4,6 +4,7 @@ import { and, count, eq, getTableColumns, gt, ilike, max, ne, or, sql, type SQL 
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import { tenantRoleStatements } from '@platform/multitenant/pg'
 import type { Sql } from 'postgres'
+import { databaseError } from './db/errors.ts'
 import { domains as domainsTable, tenantChanges as changesTable, tenants as tenantsTable } from './db/schema.ts'
 import { ConflictError, DomainNotFoundError, PreconditionFailedError, ValidationError } from './errors.ts'
 
@@ -345,17 +346,8 @@ export class TenantStore {
   }
 }
 
-/** drizzle wraps driver errors; the PostgreSQL error is its `cause`. */
-function pgCode (err: unknown): string | undefined {
-  for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code
-  }
-  return undefined
-}
-
 function translate (err: unknown): unknown {
-  const code = pgCode(err)
+  const code = databaseError(err)?.code
   if (code === '23505') return new ConflictError('A tenant with this id, or this domain, already exists')
   if (code === '42710' || code === '42P06') return new ConflictError('The tenant\'s schema or role already exists in this cluster')
   return err

@@ -70,6 +70,23 @@ t.test('every command against a real database, human and --json output', async (
   t.same(JSON.parse((await run('migrate', '--json')).out), { applied: [], skipped: ['0001_registry.sql', '0002_role_model.sql'] })
 })
 
+t.test('setup-database and service-login', async (t) => {
+  const db = await createRegistryDatabase(t)
+  const user = `cli_reg_${suffix.replaceAll('-', '_')}`
+  const setup = cli({ DATABASE_URL: db.superUrl })
+  t.match(await setup('setup-database', '--registry-user', user, '--password', 'a-long-enough-password'), { code: 0, out: new RegExp(`run the registry as ${user}`) })
+  t.match(await setup('setup-database', '--password', 'a-long-enough-password'), { code: 2, err: /--registry-user is required/ })
+  t.match(await setup('setup-database', '--registry-user', user), { code: 2, err: /at least 12 characters/ })
+  const asRegistry = new URL(db.superUrl)
+  asRegistry.username = user
+  asRegistry.password = 'a-long-enough-password'
+  const svc = `cli_svc_${suffix.replaceAll('-', '_')}`
+  const run = cli({ DATABASE_URL: asRegistry.toString(), SERVICE_DB_PASSWORD: 'service-password-1' })
+  t.match(await run('service-login', svc, '--json'), { code: 0, out: new RegExp(`"user": "${svc}"`) })
+  t.match(await cli({ DATABASE_URL: asRegistry.toString() })('service-login', svc), { code: 2, err: /at least 12 characters/ })
+  t.match(await run('service-login', 'tenant_x'), { code: 1, err: /service login must be/ })
+})
+
 t.test('token issues what the registry accepts', async (t) => {
   const r = await startRegistry(t)
   const run = cli({ JWT_SECRET: SECRET })

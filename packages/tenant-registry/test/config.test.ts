@@ -16,6 +16,14 @@ t.test('defaults', async (t) => {
   t.same(loadConfig({}, { fallbackSecret: SECRET }).jwt, { secret: SECRET }, 'the dev stack supplies its own secret')
 })
 
+t.test('clusters, the operational token and docs', async (t) => {
+  const config = loadConfig({ JWT_SECRET: SECRET, DATABASE_URL_EU_1: 'postgres://u:p@h/db', DATABASE_URL_US: ' ', DATABASE_URL_lower: 'postgres://x/y', OPS_TOKEN: 'an-ops-token-of-length', DOCS: 'off', REGISTRY_ALLOW_SUPERUSER: 'true' })
+  t.same(config.clusters, ['default', 'eu_1'], 'DATABASE_URL_<NAME> adds a cluster; empty and lower-case names do not')
+  t.equal(config.opsToken, 'an-ops-token-of-length')
+  t.equal(config.docs, false)
+  t.equal(config.allowSuperuser, true)
+})
+
 t.test('every bad value is refused with the variable named', async (t) => {
   const cases: Array<[NodeJS.ProcessEnv, string, RegExp]> = [
     [{}, 'JWT_SECRET', /required/],
@@ -30,7 +38,11 @@ t.test('every bad value is refused with the variable named', async (t) => {
     [{ JWT_SECRET: SECRET, PORT: 'eighty' }, 'PORT', /port number/],
     [{ JWT_SECRET: SECRET, PORT: '70000' }, 'PORT', /port number/],
     [{ JWT_SECRET: SECRET, HOST: 'no such host!' }, 'HOST', /IP address/],
-    [{ JWT_SECRET: SECRET, LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /one of/]
+    [{ JWT_SECRET: SECRET, LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /one of/],
+    [{ JWT_SECRET: SECRET, REGISTRY_ALLOW_SUPERUSER: 'yes' }, 'REGISTRY_ALLOW_SUPERUSER', /true or false/],
+    [{ JWT_SECRET: SECRET, DATABASE_URL_EU: 'mysql://x' }, 'DATABASE_URL_EU', /postgres:\/\//],
+    [{ JWT_SECRET: SECRET, OPS_TOKEN: 'short' }, 'OPS_TOKEN', /16 characters/],
+    [{ JWT_SECRET: SECRET, DOCS: 'maybe' }, 'DOCS', /on or off/]
   ]
   for (const [env, variable, message] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', variable, message }, `${JSON.stringify(env)} → ${variable}`)

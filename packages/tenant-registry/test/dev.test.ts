@@ -20,13 +20,14 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   const db = await createRegistryDatabase(t)
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const env = { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: '' }
+  const env = { DATABASE_URL: db.url, SERVICE_DATABASE_URL: 'postgres://svc:pw@127.0.0.1:5432/x', PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: '' }
   let banner = ''
   const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
   t.teardown(first.close)
   const info = first.info
   t.same(JSON.parse(await readFile(join(cwd, '.data', 'dev.json'), 'utf8')), info, '.data/dev.json holds what the banner says')
   t.equal(info.databaseUrl, db.url)
+  t.equal(info.serviceDatabaseUrl, env.SERVICE_DATABASE_URL, 'a service login of your own')
   t.match(info.registryUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
   t.equal(info.baseDomain, 'platform.localhost', 'an empty BASE_DOMAIN falls back to the dev default')
   t.equal((await stat(join(cwd, '.data', 'jwt-secret'))).mode & 0o777, 0o600, 'the secret is private')

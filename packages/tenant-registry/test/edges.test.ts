@@ -25,6 +25,9 @@ t.test('a custom domain cannot be the base domain or under it', async (t) => {
   const resolved = await r.app.inject({ url: `/v1/resolve?host=${b}.example.com`, headers: bearer(r.service) })
   t.equal(resolved.json().id, b, 'the subdomain answers, not the stray custom domain')
   t.equal((await post(`/v1/tenants/${a}/domains`, { domain: 'mail.a-corp.test' })).statusCode, 201, 'other domains are fine')
+  for (const host of ['www.example.com', `x.${b}.example.com`]) {
+    t.equal((await r.app.inject({ url: `/v1/resolve?host=${host}`, headers: bearer(r.service) })).statusCode, 404, `${host}: no tenant`)
+  }
 })
 
 t.test('bodies are validated as sent: no coercion, no hostile JSON, no 500', async (t) => {
@@ -50,6 +53,8 @@ t.test('bodies are validated as sent: no coercion, no hostile JSON, no 500', asy
     t.notMatch(res.body, /select|insert|postgres|at .*\.ts/i, `${what}: no internals`)
   }
   t.equal((await r.app.inject({ url: '/v1/tenants?limit=2', headers: bearer(r.admin) })).json().limit, 2, 'query strings are still read as numbers')
+  const nul = await r.app.inject({ url: '/v1/tenants?q=a%00b', headers: bearer(r.admin) })
+  t.same([nul.statusCode, nul.json().code], [400, 'VALIDATION_FAILED'], 'a value PostgreSQL refuses (a NUL in a query string) is 400')
   const feed = await r.app.inject({ url: '/v1/changes?after=100000000000000000000', headers: bearer(r.service) })
   t.equal(feed.statusCode, 400, 'a sequence past any integer is 400, not 500')
   t.equal((await r.app.inject({ url: `/v1/tenants/${tid('x')}`, method: 'PATCH', headers: { ...bearer(r.admin), 'if-match': `"${tid('x')}.99999999999999999999"` }, payload: { name: 'x' } })).statusCode < 500, true, 'an absurd If-Match is no 500')
@@ -97,4 +102,40 @@ t.test('/metrics and /docs can be protected or turned off', async (t) => {
   t.equal((await r.app.inject({ url: '/health' })).statusCode, 200, 'liveness stays open')
   const off = await startRegistry(t, { config: { jwt: { secret: SECRET }, docs: false } })
   t.equal((await off.app.inject({ url: '/docs/json' })).statusCode, 404)
+})
+
+t.test('odd-shaped claims on a well-signed token are refused', async (t) => {
+  const r = await startRegistry(t)
+  const base = { sub: 'ops', scope: 'tenants:read tenants:write' }
+  // A string role would pass an admin check as a substring; a non-string scope or a bad tenant id
+  // would be half-read.
+  for (const claims of [{ ...base, roles: 'not-platform-admin' }, { ...base, roles: ['platform-admin'], scope: ['tenants:write'] }, { ...base, tenant: 'Not An Id' }]) {
+    const res = await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.tokenFor(claims)), payload: { id: tid('odd'), name: 'Odd' } })
+    t.equal(res.statusCode, 401, JSON.stringify(claims))
+  }
+  const noSub = r.tokenFor({ roles: ['platform-admin'], scope: 'tenants:read' })
+  t.equal((await r.app.inject({ url: '/v1/tenants', headers: bearer(noSub) })).statusCode, 401, 'a token without sub')
+})
+
+t.test('a failure that is not the database\'s is logged by name only; a purge whose role is gone still purges', async (t) => {
+  const lines: string[] = []
+  const logger = pino({ level: 'error' }, new Writable({ write (chunk, _enc, done) { lines.push(String(chunk)); done() } }))
+  const r = await startRegistry(t, { logger, store: { beforeActivate: (id) => { if (id.startsWith('boom')) throw new Error('provisioning hook failed') } } })
+  const res = await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id: tid('boom'), name: 'Boom' } })
+  t.equal(res.statusCode, 500)
+  t.equal(res.json().message, 'Internal error')
+  t.match(lines.join(''), /provisioning hook failed/)
+
+  const id = tid('orphan')
+  t.equal((await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id, name: 'Orphan' } })).statusCode, 201)
+  const schema = `tenant_${id.replaceAll('-', '_')}`
+  // Someone dropped the role by hand (the schema went with it).
+  await r.sql.begin(async (tx) => {
+    await tx.unsafe(`set local role "${schema}"`)
+    await tx.unsafe(`drop schema "${schema}" cascade`)
+    await tx.unsafe('reset role')
+    await tx.unsafe(`drop role "${schema}"`)
+  })
+  t.equal((await r.app.inject({ method: 'DELETE', url: `/v1/tenants/${id}?purge=true&confirm=${id}`, headers: bearer(r.admin) })).statusCode, 204)
+  t.equal((await r.app.inject({ url: `/v1/tenants/${id}`, headers: bearer(r.admin) })).statusCode, 404)
 })

@@ -54,3 +54,15 @@ t.test('polls older than memory are read from the database', async (t) => {
   const tail = (await r.app.inject({ url: `/v1/changes?after=${all.items[0].seq}&limit=5`, headers: bearer(r.service) })).json()
   t.same(tail.items.map((c: { tenantId: string }) => c.tenantId), [ids[1]])
 })
+
+t.test('a poll whose client hangs up stops waiting', async (t) => {
+  const r = await startRegistry(t)
+  const url = await r.app.listen({ port: 0, host: '127.0.0.1' })
+  const gone = new AbortController()
+  const poll = fetch(`${url}/v1/changes?after=${r.app.feed.head()}&wait=30`, { headers: bearer(r.service), signal: gone.signal }).catch(() => 'aborted')
+  while (r.app.feed.waiting < 1) await new Promise((resolve) => setTimeout(resolve, 10))
+  gone.abort()
+  t.equal(await poll, 'aborted')
+  while (r.app.feed.waiting > 0) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.pass('the waiter is gone')
+})

@@ -75,6 +75,24 @@ t.test('ready is 503 when the database is gone', async (t) => {
   t.same(res.json(), { status: 'unavailable' })
 })
 
+t.test('a superuser login is refused unless allowed; weaker guarantees are logged', async (t) => {
+  const db = await createRegistryDatabase(t)
+  const config = { databaseUrl: db.superUrl, jwt: { secret: SECRET }, baseDomain: undefined, port: 0, host: '127.0.0.1', logLevel: 'silent' }
+  await t.rejects(startRegistryServer({ config, logger: createLogger('silent', false) }), { name: 'ConfigError', variable: 'DATABASE_URL', message: /superuser/ })
+  // Allowed explicitly, on a database where PUBLIC still holds what the setup revokes.
+  const root = postgres(db.superUrl, { max: 1 })
+  await root.unsafe('grant execute on function set_config(text, text, boolean) to public')
+  await root.end()
+  const warnings: string[] = []
+  const logger = createLogger('warn', false)
+  const warn = logger.warn.bind(logger)
+  logger.warn = ((obj: unknown, msg?: string) => { warnings.push(String(msg)); warn(obj as object, msg) }) as typeof logger.warn
+  const running = await startRegistryServer({ config: { ...config, allowSuperuser: true }, logger })
+  t.teardown(() => running.close())
+  t.ok(warnings.some((w) => /set_config/.test(w)), 'the weaker guarantee is logged at start')
+  t.equal((await request(`${running.url}/health`)).statusCode, 200)
+})
+
 t.test('a start that cannot reach the database fails and leaves nothing open', async (t) => {
   await t.rejects(startRegistryServer({
     config: { databaseUrl: 'postgres://nobody:x@127.0.0.1:1/none', jwt: { secret: SECRET }, baseDomain: undefined, port: 0, host: '127.0.0.1', logLevel: 'silent' },

@@ -65,6 +65,10 @@ t.test('a connection that stops answering fails its units within the watchdog; a
   t.same(await runAsTenant(a, async () => await tdb.transaction(async (tx) => await tx.sql`select body from notes`)), [{ body: 'a' }])
   t.throws(() => new TenantDb({ url: db.serviceUrl, statementTimeout: 1000, watchdog: 1000 }), { code: 'MT_INVALID_OPTION' })
   t.throws(() => new TenantDb({ url: db.serviceUrl, statementTimeout: -1 }), { code: 'MT_INVALID_OPTION' })
+  // No statement timeout: the watchdog still bounds a silent connection (30 s by default).
+  const untimed = new TenantDb({ url: db.serviceUrl, statementTimeout: 0, max: 2 })
+  t.same(await runAsTenant(a, async () => await untimed.query('select current_setting(\'statement_timeout\') as st')), [{ st: '0' }])
+  await untimed.close()
 })
 
 t.test('a transaction whose end-of-unit reset fails did not happen, and says so', async (t) => {

@@ -1,7 +1,7 @@
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { assertClaims, hasRole, hasScope as claimsHaveScope, TenantMismatchError } from '@platform/multitenant'
+import { assertClaims, hasRole, hasScope, TenantMismatchError } from '@platform/multitenant'
 import type { JwtKeys } from '../config.ts'
 import { ForbiddenError, UnauthorizedError } from '../errors.ts'
 
@@ -33,10 +33,6 @@ export interface AuthOptions {
   audience: string
 }
 
-export function hasScope (claims: Claims, scope: string): boolean {
-  return typeof claims.scope === 'string' && claimsHaveScope({ scope: claims.scope }, scope)
-}
-
 /** A tenant token may act on its own tenant only. */
 export function assertOwnTenant (request: FastifyRequest, tenantId: string): void {
   const tenant = request.user.tenant
@@ -66,7 +62,7 @@ async function auth (fastify: FastifyInstance, options: AuthOptions): Promise<vo
     } catch {
       throw new UnauthorizedError()
     }
-    if (!claimsHaveScope(claims, rule.scope)) throw new ForbiddenError(`the token lacks the ${rule.scope} scope`)
+    if (!hasScope(claims, rule.scope)) throw new ForbiddenError(`the token lacks the ${rule.scope} scope`)
     if (rule.admin === true && (claims.tenant !== undefined || !hasRole(claims, 'platform-admin'))) {
       throw new ForbiddenError('platform-admin only')
     }

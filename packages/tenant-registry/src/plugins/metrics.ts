@@ -20,8 +20,8 @@ export interface MetricsOptions {
   store: TenantStore
   /** Node process metrics (heap, event loop lag, …); default true. */
   processMetrics?: boolean
-  /** Runs before `/metrics` answers (the OPS_TOKEN check). */
-  onRequest?: (request: FastifyRequest) => Promise<void>
+  /** Runs before `/metrics` answers (the OPS_TOKEN check; it lets everything through when unset). */
+  onRequest: (request: FastifyRequest) => Promise<void>
 }
 
 /**
@@ -70,7 +70,7 @@ async function metrics (app: FastifyInstance, options: MetricsOptions): Promise<
     if (route === '/metrics') return
     requests.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000)
   })
-  app.get('/metrics', { schema: { hide: true }, ...(options.onRequest === undefined ? {} : { onRequest: options.onRequest }) }, async (_request, reply) => {
+  app.get('/metrics', { schema: { hide: true }, onRequest: options.onRequest }, async (_request, reply) => {
     const body = await registry.metrics()
     return reply.type(registry.contentType).send(body)
   })
