@@ -121,14 +121,19 @@ class Lane {
   /** Statements not yet settled (postgres.js queries). */
   readonly #statements = new Set<Promise<unknown>>()
 
-  /** Counts a statement until it settles, for the watchdog. */
-  track<P extends Promise<unknown>>(promise: P): P {
+  /** Counts a statement (a postgres.js query) until it settles, for the watchdog. */
+  track<P extends Promise<unknown>>(query: P): P {
+    this.#statements.add(query)
+    return this.wait(query, () => this.#statements.delete(query))
+  }
+
+  /** Counts any wait on the server (a transaction's BEGIN or COMMIT) until it settles. */
+  wait<P extends Promise<unknown>>(promise: P, settled?: () => void): P {
     if (this.pending++ === 0) this.lastAnswer = performance.now()
-    this.#statements.add(promise)
     const answered = (): void => {
       this.pending--
       this.lastAnswer = performance.now()
-      this.#statements.delete(promise)
+      settled?.()
     }
     promise.then(answered, answered)
     return promise
@@ -140,9 +145,10 @@ class Lane {
    */
   dropQueued (): void {
     for (const statement of this.#statements) {
-      // Every statement here is a postgres.js query; `state` is set once it was sent.
-      const query = statement as Promise<unknown> & { state?: unknown, cancel: () => Promise<unknown> }
-      if (query.state === undefined) query.cancel().catch(noop)
+      // postgres.js sets `state` (null until then) once it sent the query.
+      const query = statement as Promise<unknown> & { state: unknown, cancel: () => Promise<unknown> | null }
+      // (cancel() answers null when there is nothing left to cancel.)
+      if (query.state === null) Promise.resolve(query.cancel()).catch(noop)
     }
   }
 }
@@ -491,7 +497,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       // COMMIT after `fn`), not the application's own time in between.
       const began = Promise.withResolvers<void>()
       const ended = Promise.withResolvers<void>()
-      lane.track(began.promise)
+      lane.wait(began.promise)
       // postgres.js's begin() owns BEGIN/COMMIT/ROLLBACK: it fails the unit when a statement failed
       // even if the caller swallowed the error, and survives a connection lost mid-transaction.
       const value = await lane.sql.begin(async (conn) => {
@@ -504,7 +510,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
         if (failure !== undefined) throw failure
         // Not awaited either: pipelined with the COMMIT that begin() sends next.
         reset = RESET_SESSION.map((text) => lane.track(conn.unsafe(text, [], { prepare: this.#prepare, ...EXTENDED }).execute()))
-        lane.track(ended.promise)
+        lane.wait(ended.promise)
         return (settled[1] as PromiseFulfilledResult<T>).value
       }).finally(() => {
         began.resolve()

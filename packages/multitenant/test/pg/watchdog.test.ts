@@ -65,6 +65,8 @@ t.test('a connection that stops answering fails its units within the watchdog; a
   t.same(await runAsTenant(a, async () => await tdb.transaction(async (tx) => await tx.sql`select body from notes`)), [{ body: 'a' }])
   t.throws(() => new TenantDb({ url: db.serviceUrl, statementTimeout: 1000, watchdog: 1000 }), { code: 'MT_INVALID_OPTION' })
   t.throws(() => new TenantDb({ url: db.serviceUrl, statementTimeout: -1 }), { code: 'MT_INVALID_OPTION' })
+  t.throws(() => new TenantDb({ url: db.serviceUrl, statementTimeout: 1.5 }), { code: 'MT_INVALID_OPTION' })
+  t.throws(() => new TenantDb({ url: db.serviceUrl, watchdog: 6000.5 }), { code: 'MT_INVALID_OPTION' })
   // No statement timeout: the watchdog still bounds a silent connection (30 s by default).
   const untimed = new TenantDb({ url: db.serviceUrl, statementTimeout: 0, max: 2 })
   t.same(await runAsTenant(a, async () => await untimed.query('select current_setting(\'statement_timeout\') as st')), [{ st: '0' }])
@@ -90,4 +92,31 @@ t.test('a transaction whose end-of-unit reset fails did not happen, and says so'
   t.same(await root.unsafe(`select count(*)::int as n from "tenant_${a.replaceAll('-', '_')}".notes`), [{ n: 0 }], 'nothing was committed')
   await runAsTenant(a, async () => await tdb.transaction(async (tx) => await tx.sql`insert into notes values ('kept')`))
   t.same(await root.unsafe(`select body from "tenant_${a.replaceAll('-', '_')}".notes`), [{ body: 'kept' }], 'the next unit works')
+})
+
+t.test('a server that cannot be reached: units fail at once with SERVICE_UNAVAILABLE, nothing is left queued', async (t) => {
+  const { freePort } = await import('@platform/testkit')
+  const port = await freePort()
+  const tdb = new TenantDb({ url: `postgres://nobody:x@127.0.0.1:${port}/none`, max: 2, lanes: 1, statementTimeout: 500 })
+  const outcomes = await Promise.allSettled(Array.from({ length: 5 }, async () => await tdb.query('select 1', [], { tenant: tid('down') })))
+  t.same(outcomes.map((o) => o.status === 'rejected' ? (o.reason as { code?: string }).code : 'ok'), Array(5).fill('SERVICE_UNAVAILABLE'))
+  await tdb.close()
+})
+
+t.test('a server that accepts and never answers: the watchdog fails the units still queued', async (t) => {
+  const sockets = new Set<Socket>()
+  const silent = createServer((socket) => { sockets.add(socket) })
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise((resolve) => silent.close(resolve))
+  })
+  const port = (silent.address() as { port: number }).port
+  const tdb = new TenantDb({ url: `postgres://nobody:x@127.0.0.1:${port}/none`, max: 2, lanes: 1, statementTimeout: 100, watchdog: 300, postgres: { connect_timeout: 30 } })
+  const started = performance.now()
+  const outcomes = await Promise.allSettled(Array.from({ length: 3 }, async () => await tdb.query('select 1', [], { tenant: tid('mute') })))
+  t.same(outcomes.map((o) => o.status === 'rejected' ? (o.reason as { code?: string }).code : 'ok'), Array(3).fill('SERVICE_UNAVAILABLE'))
+  t.ok(performance.now() - started < 1500, 'within the watchdog')
+  for (const socket of sockets) socket.destroy()
+  await tdb.close()
 })
