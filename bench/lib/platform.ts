@@ -3,19 +3,12 @@
 import { randomBytes } from 'node:crypto'
 import { createTestDatabase, type TestDatabase } from '@platform/testkit'
 import postgres from 'postgres'
-import { setupDatabase } from '../../packages/multitenant/src/pg/roles.ts'
+import { loginUrl, setupDatabase } from '../../packages/multitenant/src/pg/roles.ts'
 
 export interface PlatformDatabase {
   db: TestDatabase
   registryUrl: string
   serviceUrl: string
-}
-
-const withLogin = (url: string, user: string, password: string): string => {
-  const u = new URL(url)
-  u.username = user
-  u.password = password
-  return u.toString()
 }
 
 export async function platformDatabase (): Promise<PlatformDatabase> {
@@ -29,5 +22,5 @@ export async function platformDatabase (): Promise<PlatformDatabase> {
   } finally {
     await admin.end()
   }
-  return { db, registryUrl: withLogin(db.url, registry.user, registry.password), serviceUrl: withLogin(db.url, service.user, service.password) }
+  return { db, registryUrl: loginUrl(db.url, registry), serviceUrl: loginUrl(db.url, service) }
 }

@@ -7,7 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
-import { setupDatabase } from '@platform/multitenant/pg'
+import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import postgres from 'postgres'
 import { ConfigError, loadConfig } from './config.ts'
 import { closeOnSignals, createLogger, startRegistryServer, type RunningRegistry } from './server.ts'
@@ -36,12 +36,13 @@ const nonEmptyEnv = (env: NodeJS.ProcessEnv, name: string): string | undefined =
 
 const say = (line: string): void => { process.stderr.write(`[dev] ${line}\n`) }
 
-async function devSecret (dataDir: string): Promise<string> {
-  const file = join(dataDir, 'jwt-secret')
+/** A secret kept in a private file under .data/, made on first use (the JWT secret, dev passwords). */
+async function devSecret (dataDir: string, name: string, bytes: number): Promise<string> {
+  const file = join(dataDir, name)
   try {
     return (await readFile(file, 'utf8')).trim()
   } catch {
-    const secret = randomBytes(36).toString('base64url')
+    const secret = randomBytes(bytes).toString('base64url')
     await writeFile(file, secret + '\n', { mode: 0o600 })
     return secret
   }
@@ -53,25 +54,6 @@ async function portFree (port: number): Promise<boolean> {
     server.once('error', () => resolve(false))
     server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
   })
-}
-
-/** A password kept under .data/ (created on first use), for a development login. */
-async function devPassword (dataDir: string, name: string): Promise<string> {
-  const file = join(dataDir, `${name}-password`)
-  try {
-    return (await readFile(file, 'utf8')).trim()
-  } catch {
-    const password = randomBytes(18).toString('base64url')
-    await writeFile(file, password + '\n', { mode: 0o600 })
-    return password
-  }
-}
-
-const withLogin = (url: string, user: string, password: string): string => {
-  const u = new URL(url)
-  u.username = user
-  u.password = password
-  return u.toString()
 }
 
 /**
@@ -98,15 +80,15 @@ async function embeddedDatabase (dataDir: string): Promise<{ pg: RunningPostgres
     await admin.end()
   }
   const superUrl = pg.url.replace(/\/postgres$/, `/${DEV_DB}`)
-  const registry = { user: DEV_REGISTRY_LOGIN, password: await devPassword(dataDir, 'registry-db') }
-  const service = { user: DEV_SERVICE_LOGIN, password: await devPassword(dataDir, 'service-db') }
+  const registry = { user: DEV_REGISTRY_LOGIN, password: await devSecret(dataDir, 'registry-db-password', 18) }
+  const service = { user: DEV_SERVICE_LOGIN, password: await devSecret(dataDir, 'service-db-password', 18) }
   const setup = postgres(superUrl, { max: 1, onnotice: () => {} })
   try {
     await setupDatabase(setup, { registry, services: [service] })
   } finally {
     await setup.end()
   }
-  return { pg, url: withLogin(superUrl, registry.user, registry.password), serviceUrl: withLogin(superUrl, service.user, service.password) }
+  return { pg, url: loginUrl(superUrl, registry), serviceUrl: loginUrl(superUrl, service) }
 }
 
 async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise<string[]> {
@@ -144,7 +126,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   const { env = process.env, cwd = process.cwd(), print = (text) => process.stdout.write(text) } = options
   const dataDir = resolve(cwd, '.data')
   await mkdir(dataDir, { recursive: true })
-  const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env }, { fallbackSecret: await devSecret(dataDir) })
+  const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env }, { fallbackSecret: await devSecret(dataDir, 'jwt-secret', 36) })
   const baseDomain = config.baseDomain ?? 'platform.localhost'
 
   let pg: RunningPostgres | undefined

@@ -41,6 +41,14 @@ export interface Login {
   password: string
 }
 
+/** `url` with another login's user name and password (for the logins the setup creates). */
+export function loginUrl (url: string, login: Login): string {
+  const u = new URL(url)
+  u.username = encodeURIComponent(login.user)
+  u.password = encodeURIComponent(login.password)
+  return u.toString()
+}
+
 export interface SetupDatabaseOptions {
   /** The registry's login: NOSUPERUSER CREATEROLE, made owner of the database. */
   registry: Login

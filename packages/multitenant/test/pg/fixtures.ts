@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { createTestDatabase, type Teardownable, type TestDatabase } from '@platform/testkit'
 import postgres, { type Sql } from 'postgres'
-import { setupDatabase, tenantRoleStatements } from '../../src/pg/roles.ts'
+import { loginUrl, setupDatabase, tenantRoleStatements } from '../../src/pg/roles.ts'
 import { schemaName } from '../../src/tenant-id.ts'
 
 /** Roles are cluster-wide and test files share one server: ids get a per-file suffix. */
@@ -15,13 +15,6 @@ export interface PlatformDatabase extends TestDatabase {
   serviceUrl: string
   registryUser: string
   serviceUser: string
-}
-
-function withLogin (url: string, user: string, password: string): string {
-  const u = new URL(url)
-  u.username = user
-  u.password = password
-  return u.toString()
 }
 
 /**
@@ -41,8 +34,8 @@ export async function createPlatformDatabase (t: Teardownable): Promise<Platform
   }
   return {
     ...db,
-    registryUrl: withLogin(db.url, registry.user, registry.password),
-    serviceUrl: withLogin(db.url, service.user, service.password),
+    registryUrl: loginUrl(db.url, registry),
+    serviceUrl: loginUrl(db.url, service),
     registryUser: registry.user,
     serviceUser: service.user
   }

@@ -6,11 +6,11 @@ import postgres from 'postgres'
 import t from 'tap'
 import { runAsTenant } from '../../src/context.ts'
 import { TenantDb } from '../../src/pg/index.ts'
-import { assertRoleName, checkHardening, createServiceLogin, setupDatabase } from '../../src/pg/roles.ts'
+import { assertRoleName, checkHardening, createServiceLogin, loginUrl, setupDatabase } from '../../src/pg/roles.ts'
 import { createPlatformDatabase, tid } from './fixtures.ts'
 
 const tag = (): string => randomBytes(3).toString('hex')
-const login = (url: string, user: string, password: string): string => { const u = new URL(url); u.username = user; u.password = password; return u.toString() }
+const login = (url: string, user: string, password: string): string => loginUrl(url, { user, password })
 
 t.test('role names and passwords are checked before anything is sent', async (t) => {
   for (const bad of ['', 'Upper', 'tenant_acme', 'pg_monitor', 'has-dash', 'x'.repeat(64), 'a"b']) {
