@@ -1,0 +1,89 @@
+// The library as an outside team gets it: packed as it would be published (prepack builds
+// dist/), installed with npm into a project outside the workspace, type-checked with both module
+// resolutions that work (nodenext, bundler) and run.
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+// npm and pnpm read these; tap's coverage variables must not reach the child programs.
+const env = { ...process.env, NODE_OPTIONS: '', NODE_V8_COVERAGE: '', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' }
+
+function run (cmd: string, args: string[], cwd: string): { status: number | null, out: string } {
+  const result = spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout: 240_000 })
+  return { status: result.status, out: `${result.stdout ?? ''}${result.stderr ?? ''}${result.error?.message ?? ''}` }
+}
+
+const PROGRAM = `import Fastify from 'fastify'
+import { assertClaims, currentTenantId, defineTenantConfig, runAsTenant, type Tenant } from '@platform/multitenant'
+import { multitenantPlugin } from '@platform/multitenant/fastify'
+import { tenantPropagation } from '@platform/multitenant/http'
+import { loadMigrations } from '@platform/multitenant/migrations'
+import { DEFAULT_GROUP_ROLE, TenantDb, tenantRoleStatements } from '@platform/multitenant/pg'
+import { RegistryClient } from '@platform/multitenant/registry'
+
+const acme: Tenant = { id: 'acme', name: 'Acme', status: 'active', tier: 'standard', schema: 'tenant_acme', database: 'default', domains: [], config: { comm: { emailFrom: 'no-reply@acme.test' } }, limits: {}, metadata: {}, createdAt: '', updatedAt: '', version: 1 }
+const comm = defineTenantConfig<{ emailFrom: string }>({ service: 'comm', defaults: { emailFrom: 'no-reply@platform.test' } })
+const app = Fastify()
+await app.register(multitenantPlugin, { provider: { getTenant: (id: string) => id === 'acme' ? acme : null } })
+app.get('/whoami', async () => ({ tenant: currentTenantId(), from: comm.get().emailFrom }))
+const res = await app.inject({ url: '/whoami', headers: { 'x-tenant-id': 'acme' } })
+await app.close()
+const db = new TenantDb({ url: 'postgres://nobody@127.0.0.1:1/none' })
+await db.close()
+console.log(JSON.stringify({
+  answer: res.json(),
+  inScope: await runAsTenant('acme', async () => currentTenantId()),
+  claims: assertClaims({ sub: 'u', iss: 'i', aud: 'a', exp: 1, roles: ['owner'] }).roles,
+  group: DEFAULT_GROUP_ROLE,
+  role: tenantRoleStatements('acme')[0],
+  kinds: [typeof RegistryClient, typeof tenantPropagation, typeof loadMigrations]
+}))
+`
+
+t.test('packed, installed outside the workspace, type-checked and run', { timeout: 600_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mt-package-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const packed = run('pnpm', ['pack', '--pack-destination', dir], root)
+  t.equal(packed.status, 0, `pnpm pack: ${packed.out.slice(-400)}`)
+  const tarball = (await readdir(dir)).find((f) => f.endsWith('.tgz'))
+  t.ok(tarball, 'a tarball')
+  const listing = run('tar', ['-tzf', join(dir, tarball as string)], dir).out
+  t.match(listing, /package\/dist\/index\.js/, 'dist/ is in it (prepack built it)')
+  t.match(listing, /package\/dist\/pg\/index\.d\.ts/, 'with declarations')
+  t.notMatch(listing, /package\/test\//, 'tests are not')
+
+  const app = join(dir, 'app')
+  await rm(app, { recursive: true, force: true })
+  spawnSync('mkdir', ['-p', app])
+  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'outside-app', private: true, type: 'module' }))
+  const installed = run('npm', ['install', '--no-save', '--loglevel=error', join(dir, tarball as string),
+    'fastify@^5', 'drizzle-orm@~0.45.0', 'postgres@^3.4.7', 'undici@^7', 'typescript@~5.9', '@types/node@^24'], app)
+  t.equal(installed.status, 0, `npm install: ${installed.out.slice(-600)}`)
+
+  await writeFile(join(app, 'app.ts'), PROGRAM)
+  const common = { strict: true, noEmit: true, skipLibCheck: true, verbatimModuleSyntax: true, allowImportingTsExtensions: true, target: 'es2024', types: ['node'] }
+  await writeFile(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...common, module: 'nodenext', moduleResolution: 'nodenext' }, files: ['app.ts'] }))
+  await writeFile(join(app, 'tsconfig.bundler.json'), JSON.stringify({ compilerOptions: { ...common, module: 'esnext', moduleResolution: 'bundler' }, files: ['app.ts'] }))
+  const tsc = join(app, 'node_modules', 'typescript', 'bin', 'tsc')
+  const nodenext = run(process.execPath, [tsc, '-p', 'tsconfig.json'], app)
+  t.equal(nodenext.status, 0, `tsc (nodenext): ${nodenext.out}`)
+  const bundler = run(process.execPath, [tsc, '-p', 'tsconfig.bundler.json'], app)
+  t.equal(bundler.status, 0, `tsc (bundler): ${bundler.out}`)
+
+  const ran = run(process.execPath, ['app.ts'], app)
+  t.equal(ran.status, 0, ran.out)
+  t.same(JSON.parse(ran.out.trim().split('\n').at(-1) as string), {
+    answer: { tenant: 'acme', from: 'no-reply@acme.test' },
+    inScope: 'acme',
+    claims: ['owner'],
+    group: 'platform_services',
+    role: 'create role "tenant_acme" nologin',
+    kinds: ['function', 'function', 'function']
+  })
+  const bin = run(join(app, 'node_modules', '.bin', 'tenant-migrate'), ['--help'], app)
+  t.equal(bin.status, 0, `the tenant-migrate bin runs: ${bin.out.slice(-300)}`)
+})
