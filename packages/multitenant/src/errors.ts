@@ -47,3 +47,32 @@ export const ERROR_CODES = {
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
+
+/**
+ * The PostgreSQL error behind a failure (drizzle wraps driver errors; the PostgreSQL error is a
+ * `cause`): its SQLSTATE code and message, nothing else. drizzle's own error carries the SQL text
+ * and its parameters, which must reach neither answers nor logs.
+ */
+export function databaseError (err: unknown): { code: string, message: string } | undefined {
+  for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
+    const { code, message } = e as { code?: unknown, message?: unknown }
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return { code, message: String(message) }
+  }
+  return undefined
+}
+
+const CONNECTION_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+
+/**
+ * A lost or unusable connection, rather than a statement that failed on a healthy one: the
+ * socket's errors, postgres.js's `CONNECTION_*`/`CONNECT_TIMEOUT`, SQLSTATE classes 08 and 57P,
+ * and the adapter's own `SERVICE_UNAVAILABLE`. Anywhere in the `cause` chain.
+ */
+export function isConnectionError (err: unknown): boolean {
+  for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && (code.startsWith('CONNECT') || code === 'SERVICE_UNAVAILABLE' || CONNECTION_CODES.has(code) ||
+      code.startsWith('08') || code.startsWith('57P'))) return true
+  }
+  return false
+}

@@ -1,13 +1,12 @@
-import { STATUS_CODES } from 'node:http'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { platformErrorHandler } from '@platform/multitenant/fastify'
 import type { Sql } from 'postgres'
 import type { JwtKeys } from './config.ts'
 import { authPlugin } from './plugins/auth.ts'
 import { opsGuard, strictValidation } from './plugins/guard.ts'
 import { metricsPlugin } from './plugins/metrics.ts'
-import { databaseError } from './db/errors.ts'
 import { ChangeFeed } from './feed.ts'
 import { tenantRoutes } from './routes/tenants.ts'
 import { TenantStore, type TenantStoreOptions } from './tenants.ts'
@@ -69,25 +68,8 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     if (closing) reply.header('connection', 'close')
   })
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error.validation !== undefined) {
-      return reply.code(400).send({ statusCode: 400, code: 'VALIDATION_FAILED', error: 'Bad Request', message: error.message })
-    }
-    const database = databaseError(error)
-    // A value PostgreSQL refuses (data exception, class 22) is the caller's input, not our failure.
-    if (database?.code?.startsWith('22') === true) {
-      return reply.code(400).send({ statusCode: 400, code: 'VALIDATION_FAILED', error: 'Bad Request', message: 'A value is out of range or not valid' })
-    }
-    const status = error.statusCode ?? 500
-    if (status >= 500 && error.code !== 'TENANT_UNAVAILABLE') {
-      // The driver's code and message only: drizzle's error carries the SQL and its parameters
-      // (tenant configuration, contact emails), which must not reach the logs.
-      request.log.error({ err: database ?? { type: error.name, message: error.message, code: error.code } }, 'request failed')
-      return reply.code(500).send({ statusCode: 500, code: 'INTERNAL', error: 'Internal Server Error', message: 'Internal error' })
-    }
-    const code = error.code?.startsWith('FST_') === true ? (status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'VALIDATION_FAILED') : error.code
-    return reply.code(status).send({ statusCode: status, code, error: STATUS_CODES[status], message: error.message })
-  })
+  // DESIGN's error shape; nothing internal (SQL, parameters, stacks) in answers or logs.
+  app.setErrorHandler(platformErrorHandler())
 
   await app.register(swagger, {
     openapi: {

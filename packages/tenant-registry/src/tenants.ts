@@ -1,10 +1,9 @@
 import { EventEmitter } from 'node:events'
-import { assertTenantId, isValidTenantId, schemaName, TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
+import { assertTenantId, databaseError, isValidTenantId, schemaName, TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
 import { and, count, eq, getTableColumns, gt, ilike, max, ne, or, sql, type SQL } from 'drizzle-orm'
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import { tenantRoleStatements } from '@platform/multitenant/pg'
 import type { Sql } from 'postgres'
-import { databaseError } from './db/errors.ts'
 import { domains as domainsTable, tenantChanges as changesTable, tenants as tenantsTable } from './db/schema.ts'
 import { ConflictError, DomainNotFoundError, PreconditionFailedError, ValidationError } from './errors.ts'
 

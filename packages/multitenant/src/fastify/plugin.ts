@@ -305,4 +305,6 @@ export const multitenantPlugin: FastifyPluginAsync<MultitenantPluginOptions> = f
   name: '@platform/multitenant'
 })
 
+export { platformErrorHandler, type ErrorHandlerOptions, type ErrorBody } from './error-handler.ts'
+
 export default multitenantPlugin

@@ -1,7 +1,7 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import postgres, { type Options, type Sql, type TransactionSql } from 'postgres'
 import { currentScope } from '../context.ts'
-import { InvalidOptionError, TenantRequiredError } from '../errors.ts'
+import { InvalidOptionError, isConnectionError, TenantRequiredError } from '../errors.ts'
 import { assertTenantId, schemaName } from '../tenant-id.ts'
 import type { Tenant } from '../types.ts'
 import { DatabaseUnavailableError, UnknownClusterError } from './errors.ts'
@@ -81,16 +81,6 @@ const SESSION_SAFE = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', '
 const RESET_SESSION = ['reset role', 'reset all', 'close all', 'unlisten *', 'select pg_catalog.pg_advisory_unlock_all()']
 
 const noop = (): void => {}
-
-const CONNECTION_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
-
-/** A lost or unusable connection (rather than a statement that failed on a healthy one). */
-function isConnectionError (err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  if (typeof code !== 'string') return false
-  return code.startsWith('CONNECT') || code === 'SERVICE_UNAVAILABLE' || CONNECTION_CODES.has(code) ||
-    code.startsWith('08') || code.startsWith('57P')
-}
 
 function unavailable (err: unknown): Error {
   if ((err as { code?: unknown }).code === 'SERVICE_UNAVAILABLE') return err as Error

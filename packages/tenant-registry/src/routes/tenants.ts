@@ -143,9 +143,15 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
   }, async (request) => {
     if (request.user.tenant !== undefined) throw new ForbiddenError('the change feed is for services')
     const { after, wait, limit } = request.query as { after: number, wait: number, limit: number }
+    if (wait === 0) {
+      // A plain read is exact: it sees every change committed before it, from any instance.
+      const items = await store.changesAfter(after, limit)
+      return { items, next: items.at(-1)?.seq ?? after, head: await store.lastSeq() }
+    }
+    // Long polls (the herd: thousands re-poll at once after every change) are answered from the
+    // feed's memory and share one query per change (see ChangeFeed).
     let items = await app.feed.read(after, limit)
-    if (items.length === 0 && wait > 0) {
-      // Long poll: one query per change for all waiters (see ChangeFeed), then from memory.
+    if (items.length === 0) {
       const gone = new AbortController()
       const onClose = (): void => { gone.abort() }
       request.raw.once('close', onClose)
