@@ -26,7 +26,7 @@ t.test('units settle when connections die or the server restarts', async (t) => 
   t.teardown(() => rm(parent, { recursive: true, force: true }))
   let pg: RunningPostgres = await startEmbeddedPostgres({ dataDir: join(parent, 'data') })
   const port = pg.port
-  t.teardown(async () => { await pg.stop(); if (process.env.KILL_DEBUG !== undefined) console.error('pg stopped') })
+  t.teardown(async () => await pg.stop())
   const root = postgres(pg.url, { max: 1, onnotice: () => {} })
   await root.unsafe('create database platform')
   await root.end()
@@ -39,7 +39,7 @@ t.test('units settle when connections die or the server restarts', async (t) => 
   await registry.end()
 
   const tdb = new TenantDb({ url: url('svc', 'svc-password'), max: LANES + 1, lanes: LANES, statementTimeout: TIMEOUT, postgres: { max_pipeline: 600, onnotice: () => {} } as never })
-  t.teardown(async () => { if (process.env.KILL_DEBUG !== undefined) console.error('closing tdb'); await tdb.close(); if (process.env.KILL_DEBUG !== undefined) console.error('closed tdb') })
+  t.teardown(() => tdb.close())
 
   const tally = (): Tally => ({ ok: 0, failed: 0, wrong: 0, late: 0, codes: new Map(), worst: 0 })
   /** One unit for a tenant: checks the answer is that tenant's, and how long it took to settle. */
@@ -78,7 +78,6 @@ t.test('units settle when connections die or the server restarts', async (t) => 
     // "Later" units: started once the client has seen the connections close.
     await sleep(50)
     const next = await afterwards()
-    if (process.env.KILL_DEBUG !== undefined) t.comment(`round ${round} at ${Math.round(performance.now())} ms: ${JSON.stringify({ ok: all.ok, failed: all.failed, worst: Math.round(all.worst) })}`)
     if (next.ok !== 20 || next.wrong !== 0) t.fail(`round ${round}: units started afterwards: ${JSON.stringify({ ok: next.ok, failed: next.failed, codes: [...next.codes] })}`)
   }
   t.equal(all.wrong, 0, 'no unit answered with another tenant\'s rows')
@@ -110,12 +109,6 @@ t.test('units settle when connections die or the server restarts', async (t) => 
   t.equal(recovered.ok, 20, 'after the restart, units succeed')
   t.equal(restart.wrong + recovered.wrong, 0, 'no wrong-tenant answers across the restart')
   t.equal(restart.late, 0, `every unit settled within ${TIMEOUT + 1000} ms across the restart (worst ${Math.round(restart.worst)} ms)`)
-  if (process.env.KILL_DEBUG !== undefined) {
-    setTimeout(() => {
-      const h = (process as unknown as { _getActiveHandles: () => Array<{ constructor?: { name?: string }, _idleTimeout?: number, remoteAddress?: string, remotePort?: number }> })._getActiveHandles()
-      console.error('HANDLES', h.length, process.getActiveResourcesInfo())
-    }, 12000).unref()
-  }
   t.ok(restart.failed > 0 && [...restart.codes.keys()].every((c) => c === 'SERVICE_UNAVAILABLE'), `restart failures: ${JSON.stringify([...restart.codes])}`)
 })
 
