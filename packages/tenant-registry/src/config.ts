@@ -44,7 +44,8 @@ function pem (variable: string, value: string): string {
   }
 }
 
-function nonEmpty (env: NodeJS.ProcessEnv, name: string): string | undefined {
+/** A variable's value, trimmed; unset and empty are the same. */
+export function nonEmpty (env: NodeJS.ProcessEnv, name: string): string | undefined {
   const value = env[name]?.trim()
   return value === undefined || value === '' ? undefined : value
 }

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
 import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import postgres from 'postgres'
-import { ConfigError, loadConfig } from './config.ts'
+import { ConfigError, loadConfig, nonEmpty } from './config.ts'
 import { closeOnSignals, createLogger, startRegistryServer, type RunningRegistry } from './server.ts'
 import type { CreateTenantInput } from './tenants.ts'
 import { tokenIssuer } from './tokens.ts'
@@ -27,11 +27,6 @@ export interface DevInfo {
   serviceDatabaseUrl: string
   baseDomain: string
   tokens: { platformAdmin: string, service: string, acmeOwner: string }
-}
-
-const nonEmptyEnv = (env: NodeJS.ProcessEnv, name: string): string | undefined => {
-  const value = env[name]?.trim()
-  return value === undefined || value === '' ? undefined : value
 }
 
 const say = (line: string): void => { process.stderr.write(`[dev] ${line}\n`) }
@@ -139,7 +134,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     serviceDatabaseUrl = embedded.serviceUrl
   } else {
     // Your own server: the registry's login in DATABASE_URL, a service's in SERVICE_DATABASE_URL.
-    serviceDatabaseUrl = nonEmptyEnv(env, 'SERVICE_DATABASE_URL') ?? databaseUrl
+    serviceDatabaseUrl = nonEmpty(env, 'SERVICE_DATABASE_URL') ?? databaseUrl
     say('using DATABASE_URL')
   }
 

@@ -73,6 +73,8 @@ const IDLE_SEARCH_PATH = 'pg_catalog, pg_temp'
 // stack a second statement (or a COMMIT) behind the first.
 // (postgres.js takes `simple` but does not declare it.)
 const EXTENDED = { simple: false } as postgres.UnsafeQueryOptions
+// Per-tenant text (a unit's settings) goes out unnamed, so it does not fill the statement cache.
+const UNNAMED = { prepare: false, ...EXTENDED }
 // Command tags of statements that cannot change the session: anything else retires the connection.
 const SESSION_SAFE = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'VALUES'])
 // The end of every transaction unit: whatever it changed for the session (a session-level SET or
@@ -279,6 +281,8 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
   readonly #urls: Record<string, string>
   readonly #options: TenantDbOptions<TSchema>
   readonly #prepare: boolean
+  /** Options of every named statement: prepared as configured, extended protocol. */
+  readonly #statement: postgres.UnsafeQueryOptions
   readonly #timeout: number
   readonly #watchdog: number
   readonly #max: number
@@ -292,6 +296,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     this.#urls = clusters
     this.#options = options
     this.#prepare = options.prepare ?? true
+    this.#statement = { prepare: this.#prepare, ...EXTENDED }
     this.#timeout = options.statementTimeout ?? 5000
     if (!Number.isInteger(this.#timeout) || this.#timeout < 0) throw new InvalidOptionError('statementTimeout must be a whole number of ms, 0 or more')
     this.#watchdog = options.watchdog ?? (this.#timeout === 0 ? 30_000 : this.#timeout + 1000)
@@ -365,7 +370,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
   #open (conn: Sql | TransactionSql, target: Target, timeout: number): Promise<unknown> {
     const literal = (value: string): string => `'${value.replaceAll("'", "''")}'`
     const text = `select pg_catalog.set_config('search_path', ${literal(target.searchPath)}, true), pg_catalog.set_config('role', ${literal(target.role)}, true), pg_catalog.set_config('statement_timeout', '${Math.trunc(timeout)}', true)`
-    return conn.unsafe(text, [], { prepare: false, ...EXTENDED }).execute()
+    return conn.unsafe(text, [], UNNAMED).execute()
   }
 
   /** A postgres.js look-alike for drizzle: each statement becomes one pipelined unit of work. */
@@ -405,8 +410,9 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       return await Promise.race([running, aborted])
     } catch (err) {
       if (!isConnectionError(err)) throw err
-      pool.retire(lane, unavailable(err))
-      throw unavailable(err)
+      const lost = unavailable(err)
+      pool.retire(lane, lost)
+      throw lost
     /* c8 ignore next: V8 reports a branch on `finally` after an awaited return */
     } finally {
       lane.aborts.delete(abort)
@@ -420,7 +426,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     const cluster = this.#cluster(target.cluster)
     const outcome = await this.#onLane(cluster.shared, async (lane) => {
       const conn = lane.sql
-      const prepare = { prepare: this.#prepare, ...EXTENDED }
+      const prepare = this.#statement
       // Issued back to back on a one-connection pool: nothing else can come between them.
       const begin = lane.track(conn.unsafe('begin', [], prepare).execute())
       const open = lane.track(this.#open(conn, target, this.#timeout))
@@ -458,9 +464,9 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
 
   /** drizzle (and raw SQL) on one transaction; a savepoint gets its own, bound to the savepoint. */
   #tx (conn: TransactionSql, options: Sql['options'], lane: Lane): TenantTx<TSchema> {
-    const prepare = this.#prepare
+    const statement = this.#statement
     // drizzle's statements go out as named prepared statements (see #pipelined).
-    const client = { options, unsafe: (text: string, params?: never[]) => lane.track(conn.unsafe(text, params, { prepare, ...EXTENDED })) }
+    const client = { options, unsafe: (text: string, params?: never[]) => lane.track(conn.unsafe(text, params, statement)) }
     // Raw `unsafe()` on the transaction also sends one statement on the extended protocol.
     const sql = new Proxy(conn, {
       get (target, property, receiver) {
@@ -499,7 +505,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
         const failure = firstFailure(settled)
         if (failure !== undefined) throw failure
         // Not awaited either: pipelined with the COMMIT that begin() sends next.
-        reset = RESET_SESSION.map((text) => lane.track(conn.unsafe(text, [], { prepare: this.#prepare, ...EXTENDED }).execute()))
+        reset = RESET_SESSION.map((text) => lane.track(conn.unsafe(text, [], this.#statement).execute()))
         lane.wait(ended.promise)
         return (settled[1] as PromiseFulfilledResult<T>).value
       }).finally(() => {
