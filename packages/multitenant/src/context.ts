@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { TenantRequiredError, TenantInvalidError } from './errors.ts'
+import { NO_TENANT_IN_SCOPE, TenantRequiredError, TenantInvalidError } from './errors.ts'
 import { assertTenantId } from './tenant-id.ts'
 import type { Tenant } from './types.ts'
 
@@ -99,14 +99,14 @@ export function currentTenant (): Tenant | undefined {
 /** The current tenant's id; throws `TENANT_REQUIRED` outside a tenant scope. */
 export function requireTenantId (): string {
   const id = storage.getStore()?.tenantId
-  if (id == null) throw new TenantRequiredError()
+  if (id == null) throw new TenantRequiredError(NO_TENANT_IN_SCOPE)
   return id
 }
 
 /** The current tenant's record; throws `TENANT_REQUIRED` when the scope has none. */
 export function requireTenant (): Tenant {
   const tenant = storage.getStore()?.tenant
-  if (tenant == null) throw new TenantRequiredError()
+  if (tenant == null) throw new TenantRequiredError(NO_TENANT_IN_SCOPE)
   return tenant
 }
 

@@ -5,8 +5,15 @@ import createError from '@fastify/error'
 // never raw input, SQL, stacks or another tenant's data. Stack capture is off for the errors
 // that happen on the request hot path.
 
-export const TenantRequiredError = createError<'TENANT_REQUIRED', 400, []>(
-  'TENANT_REQUIRED', 'A tenant is required: send X-Tenant-ID or use a tenant host', 400, undefined, false)
+// Messages say what is wrong, not what an HTTP client should do: the same errors are raised in
+// jobs and scripts. The Fastify plugin adds the request's side where it raises them.
+export const TenantRequiredError = createError<'TENANT_REQUIRED', 400, [string?]>(
+  'TENANT_REQUIRED', 'A tenant is required%s', 400, undefined, false)
+
+/** The request-side detail of TENANT_REQUIRED. */
+export const REQUEST_NAMES_NO_TENANT = ': send X-Tenant-ID or use a tenant host'
+/** The code-side detail of TENANT_REQUIRED. */
+export const NO_TENANT_IN_SCOPE = ': no tenant is in scope here (run the code inside runAsTenant or a tenant request)'
 
 export const TenantInvalidError = createError<'TENANT_INVALID', 400, [string?]>(
   'TENANT_INVALID', 'The tenant id is not valid%s', 400, undefined, false)
@@ -32,6 +39,21 @@ export const RateLimitedError = createError<'RATE_LIMITED', 429, [number]>(
 export const InvalidOptionError = createError<'MT_INVALID_OPTION', 500, [string]>(
   'MT_INVALID_OPTION', 'Invalid option: %s', 500)
 
+export const ForbiddenError = createError<'FORBIDDEN', 403, [string]>(
+  'FORBIDDEN', 'Not allowed: %s', 403, undefined, false)
+
+/** The registry could not be reached (network error, timeout, 5xx after retries). */
+export const RegistryUnreachableError = createError<'MT_REGISTRY_UNREACHABLE', 503, [string, string]>(
+  'MT_REGISTRY_UNREACHABLE', 'The tenant registry at %s cannot be reached: %s', 503)
+
+/** The registry refused the service's token (401/403): configuration, not an outage. */
+export const RegistryRefusedError = createError<'MT_REGISTRY_REFUSED', 500, [string]>(
+  'MT_REGISTRY_REFUSED', 'The tenant registry refused the service token: %s', 500)
+
+/** The registry answered something a registry does not answer. */
+export const RegistryResponseError = createError<'MT_REGISTRY_RESPONSE', 502, [string]>(
+  'MT_REGISTRY_RESPONSE', 'Unexpected answer from the tenant registry: %s', 502)
+
 /** The error codes this library produces, with their HTTP status. */
 export const ERROR_CODES = {
   TENANT_REQUIRED: 400,
@@ -43,6 +65,7 @@ export const ERROR_CODES = {
   TENANT_PROVISIONING: 503,
   RATE_LIMITED: 429,
   UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
   SERVICE_UNAVAILABLE: 503
 } as const
 

@@ -1,7 +1,9 @@
-import { EventEmitter } from 'node:events'
+import { EventEmitter, on } from 'node:events'
 import { LRUCache } from 'lru-cache'
-import { Pool, type Dispatcher } from 'undici'
-import { TenantUnavailableError } from './errors.ts'
+import { interceptors, Pool, type Dispatcher } from 'undici'
+import {
+  InvalidOptionError, RegistryRefusedError, RegistryResponseError, RegistryUnreachableError, TenantUnavailableError
+} from './errors.ts'
 import { normalizeHost } from './resolver.ts'
 import { isValidTenantId } from './tenant-id.ts'
 import type { Tenant, TenantProvider, TenantStatus, TenantTier } from './types.ts'
@@ -30,8 +32,57 @@ export interface RegistryClientOptions {
   follow?: boolean
   /** Seconds a feed long poll waits (default 25). */
   followWait?: number
-  /** Connections to the registry (default 8). */
+  /** Connections to the registry (default 8). Ignored with `dispatcher`. */
   connections?: number
+  /**
+   * The caller's own undici dispatcher (an Agent with its TLS settings, a ProxyAgent, a
+   * MockAgent in tests …). The client adds its retry interceptor on top and does not close it.
+   */
+  dispatcher?: Dispatcher
+  /** Receives one line per change of the registry's reachability (pino's API; default: none). */
+  logger?: RegistryLogger
+}
+
+/** The part of a pino logger the client uses. */
+export interface RegistryLogger {
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+}
+
+/** One entry of the registry's change feed. */
+export interface TenantChange {
+  seq: number
+  tenantId: string
+  /** `tenant.created`, `tenant.updated`, `tenant.suspended`, `tenant.active`, `tenant.archived`, `tenant.purged`, `domain.added`, `domain.removed` … */
+  type: TenantChangeType
+  at: string
+}
+
+export type TenantChangeType =
+  | 'tenant.created' | 'tenant.updated' | 'tenant.suspended' | 'tenant.active' | 'tenant.archived'
+  | 'tenant.purged' | 'domain.added' | 'domain.removed' | (string & {})
+
+/** Whether the registry answers: reported once per change, never per failed attempt. */
+export interface RegistryState {
+  state: 'up' | 'down'
+  /** The failure's code while down (`MT_REGISTRY_UNREACHABLE`, `MT_REGISTRY_REFUSED` …). */
+  code?: string
+  message?: string
+  /** When the registry was last seen answering (ms since epoch), while down. */
+  lastSeen?: number
+}
+
+/**
+ * The client's events. `change` and each change's own type (`tenant.created` …) carry a
+ * `TenantChange`; `reset` means the feed could not say what was missed (re-read everything);
+ * `state` reports reachability; `error` carries each failure (with a `code`).
+ */
+export interface RegistryClientEvents {
+  change: [TenantChange]
+  reset: []
+  state: [RegistryState]
+  error: [Error & { code?: string }]
+  [type: `tenant.${string}` | `domain.${string}`]: [TenantChange]
 }
 
 export interface RegistryClientStats {
@@ -79,17 +130,20 @@ interface Entry {
   confirmedAt: number
 }
 
-interface Change { seq: number, tenantId: string, type: string }
-
-class UpstreamError extends Error {
-  readonly status: number
-  constructor (status: number, message: string) {
-    super(message)
-    this.status = status
-  }
-}
-
 const STALE_RETRY_MS = 1000
+/** What a failed look-up answers with, once retries are spent. */
+const RETRY_STATUS = [429, 500, 502, 503, 504]
+const RETRY_CODES = ['ECONNRESET', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETDOWN', 'ENETUNREACH', 'EHOSTDOWN', 'EHOSTUNREACH', 'EPIPE',
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']
+/** Longest wait a `Retry-After` may ask of a look-up, in ms. */
+const MAX_RETRY_AFTER_MS = 5000
+
+function failureReason (err: unknown): string {
+  const e = err as { code?: unknown, statusCode?: unknown, message?: unknown } | null
+  if (typeof e?.statusCode === 'number') return `HTTP ${e.statusCode}`
+  if (typeof e?.code === 'string') return e.code
+  return String(e?.message ?? err)
+}
 
 /**
  * A cached client for the tenant registry, and the Fastify plugin's tenant provider.
@@ -102,9 +156,18 @@ const STALE_RETRY_MS = 1000
  * Emits `error` (feed and registry failures, informational: the client keeps working) — attach
  * a listener, e.g. `client.on('error', (err) => log.warn({ err }))`.
  */
-export class RegistryClient extends EventEmitter implements TenantProvider {
+export class RegistryClient extends EventEmitter<RegistryClientEvents> implements TenantProvider {
+  /** Look-ups: the caller's dispatcher or our pool, with counting and retries. */
   readonly #pool: Dispatcher
+  /** The dispatcher underneath (the feed's long polls go straight to it). */
+  readonly #base: Dispatcher
+  readonly #ownsBase: boolean
   readonly #origin: string
+  readonly #logger: RegistryLogger | undefined
+  #state: RegistryState = { state: 'up' }
+  #lastSeen = 0
+  /** Backoff timers under way, cancelled by close(). */
+  readonly #timers = new Set<{ timer: NodeJS.Timeout, cancel: () => void }>()
   readonly #token: () => string
   readonly #ttl: number
   readonly #negativeTtl: number
@@ -128,16 +191,40 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
 
   constructor (options: RegistryClientOptions) {
     super()
-    const url = new URL(options.url)
+    let url: URL
+    try {
+      url = new URL(options.url)
+    } catch {
+      throw new InvalidOptionError(`registry url (REGISTRY_URL) must be an absolute http(s) URL, got ${JSON.stringify(String(options.url))}`)
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidOptionError(`registry url (REGISTRY_URL) must be http or https, got ${url.protocol}`)
     this.#origin = url.origin
-    this.#pool = new Pool(this.#origin, { connections: options.connections ?? 8 })
     const token = options.token
+    if (typeof token !== 'function' && (typeof token !== 'string' || token === '')) throw new InvalidOptionError('registry token (SERVICE_TOKEN) must be a non-empty string or a function')
     this.#token = typeof token === 'function' ? token : () => token
+    this.#logger = options.logger
+    this.#ownsBase = options.dispatcher === undefined
+    this.#base = options.dispatcher ?? new Pool(this.#origin, { connections: options.connections ?? 8 })
+    this.#retries = options.retries ?? 2
+    this.#pool = this.#base.compose(
+      // Innermost: every attempt is counted.
+      (dispatch) => (opts, handler) => {
+        this.#stats.upstreamCalls++
+        return dispatch(opts, handler)
+      },
+      // undici's retry handler; the wait between attempts is ours so that close() cancels it.
+      interceptors.retry({
+        maxRetries: this.#retries,
+        methods: ['GET'],
+        statusCodes: RETRY_STATUS,
+        errorCodes: RETRY_CODES,
+        retry: (err, { state }, callback) => this.#retry(err as Error & { statusCode?: number, code?: string, headers?: Record<string, string | string[] | undefined> }, state.counter, callback)
+      })
+    )
     this.#ttl = options.ttl ?? 30_000
     this.#negativeTtl = options.negativeTtl ?? 5_000
     this.#maxStale = options.maxStale ?? 300_000
     this.#timeout = options.timeout ?? 2_000
-    this.#retries = options.retries ?? 2
     const cacheOptions = { max: options.max ?? 10_000, ttl: this.#ttl, allowStale: false, noDeleteOnStaleGet: true }
     this.#ids = new LRUCache<string, Entry>({
       ...cacheOptions,
@@ -161,7 +248,7 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
         return entry
       }
     })
-    this.on('error', () => {}) // failures are also counted; listeners are optional
+    this.on('error', () => {}) // failures are also counted and logged; listeners are optional
     if (options.follow ?? true) {
       const { promise, resolve } = Promise.withResolvers<void>()
       this.following = promise
@@ -237,7 +324,6 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
       return { tenant: res.body as Tenant, etag: res.etag, confirmedAt: Date.now() }
     } catch (err) {
       if (signal.aborted) throw err
-      this.emit('error', err)
       if (stale !== undefined && stale.tenant !== null && Date.now() - stale.confirmedAt <= this.#maxStale) {
         // The registry is unreachable: serve what we had, and try it again soon.
         this.#stats.staleServes++
@@ -250,36 +336,137 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
     }
   }
 
-  async #request (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<{ status: number, body: unknown, etag: string | undefined }> {
-    let lastError: unknown
-    for (let attempt = 0; attempt <= this.#retries; attempt++) {
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 25 * 2 ** attempt + Math.random() * 25))
-      this.#stats.upstreamCalls++
-      try {
-        const res = await this.#pool.request({
-          path,
-          method: 'GET',
-          headers: { ...headers, authorization: `Bearer ${this.#token()}`, accept: 'application/json' },
-          headersTimeout: this.#timeout,
-          bodyTimeout: this.#timeout,
-          signal: AbortSignal.any([signal, AbortSignal.timeout(this.#timeout)])
-        })
-        const text = await res.body.text()
-        if (res.statusCode === 200 || res.statusCode === 304 || res.statusCode === 404) {
-          const etag = res.headers.etag
-          return { status: res.statusCode, body: text === '' ? null : JSON.parse(text), etag: typeof etag === 'string' ? etag : undefined }
-        }
-        lastError = new UpstreamError(res.statusCode, `registry answered ${res.statusCode} for ${path}`)
-        this.#stats.upstreamErrors++
-        // Only overload and server errors are worth another try; 401/403 are configuration.
-        if (res.statusCode < 500 && res.statusCode !== 429) break
-      } catch (err) {
-        if (signal.aborted) throw err
-        lastError = err
-        this.#stats.upstreamErrors++
-      }
+  /** Waits `ms`, unless close() comes first (then `false`). */
+  async #sleep (ms: number): Promise<boolean> {
+    if (this.#abort.signal.aborted) return false
+    const { promise, resolve } = Promise.withResolvers<boolean>()
+    const entry = {
+      timer: setTimeout(() => {
+        this.#timers.delete(entry)
+        resolve(true)
+      }, ms),
+      cancel: () => resolve(false)
     }
-    throw lastError
+    this.#timers.add(entry)
+    return await promise
+  }
+
+  /** undici's retry decision (RetryHandler's default), with a cancellable wait and our counters. */
+  #retry (err: Error & { statusCode?: number, code?: string, headers?: Record<string, string | string[] | undefined> }, counter: number, callback: (err?: Error | null) => void): void {
+    this.#stats.upstreamErrors++
+    const retryable = err.statusCode !== undefined ? RETRY_STATUS.includes(err.statusCode) : err.code === undefined || RETRY_CODES.includes(err.code) || err.code === 'UND_ERR_REQ_RETRY'
+    if (!retryable || counter > this.#retries || this.#abort.signal.aborted) {
+      callback(err)
+      return
+    }
+    // Retry-After (seconds or an HTTP date), bounded; otherwise exponential backoff with jitter.
+    const header = err.headers?.['retry-after']
+    const value = Array.isArray(header) ? header[0] : header
+    let delay = 25 * 2 ** counter + Math.random() * 25
+    if (value !== undefined) {
+      const seconds = Number(value)
+      const ms = Number.isNaN(seconds) ? new Date(value).getTime() - Date.now() : seconds * 1000
+      if (ms > 0) delay = Math.min(ms, MAX_RETRY_AFTER_MS)
+    }
+    this.#sleep(delay).then((waited) => callback(waited ? null : err), callback)
+  }
+
+  /** Records that the registry answered; reports the way back up once. */
+  #up (): void {
+    const now = Date.now()
+    if (this.#state.state === 'down') {
+      const downFor = this.#lastSeen === 0 ? undefined : now - this.#lastSeen
+      this.#state = { state: 'up' }
+      this.#logger?.info({ registry: this.#origin, downMs: downFor }, 'tenant registry reachable again')
+      this.#emit('state', this.#state)
+    }
+    this.#lastSeen = now
+  }
+
+  /** Reports a failure: an `error` event each time, a log line and a `state` event once per outage. */
+  #down (err: Error & { code?: string }): void {
+    this.#emit('error', err)
+    if (this.#state.state === 'down' && this.#state.code === err.code) return
+    this.#state = { state: 'down', code: err.code, message: err.message, ...(this.#lastSeen === 0 ? {} : { lastSeen: this.#lastSeen }) }
+    this.#logger?.warn({ registry: this.#origin, code: err.code, reason: err.message }, 'tenant registry unavailable: serving cached tenants')
+    this.#emit('state', this.#state)
+  }
+
+  /** Whether the registry answered the last call (`up`) or not (`down`, with the failure's code). */
+  get state (): RegistryState {
+    return { ...this.#state }
+  }
+
+  #emit<K extends keyof RegistryClientEvents> (event: K, ...args: RegistryClientEvents[K]): void {
+    try {
+      (this.emit as (event: string, ...args: unknown[]) => boolean)(event as string, ...args)
+    } catch (err) {
+      // A throwing listener must not stop the feed; it is reported like any other failure.
+      if (event !== 'error') this.#emit('error', Object.assign(err as Error, { code: (err as { code?: string }).code ?? 'MT_LISTENER_FAILED' }))
+    }
+  }
+
+  /** A failure of a registry call, as the error the client reports (with a code). */
+  #failure (path: string, err: unknown): Error & { code: string } {
+    const statusCode = (err as { statusCode?: unknown }).statusCode
+    if (statusCode === 401 || statusCode === 403) {
+      const why = statusCode === 401 ? 'the token is invalid or expired' : 'a service token with the tenants:read scope is needed'
+      return Object.assign(new RegistryRefusedError(`HTTP ${statusCode} for ${path.split('?')[0]} (${why}); check the registry token (SERVICE_TOKEN)`), { cause: err })
+    }
+    if (typeof statusCode === 'number' && statusCode < 500 && statusCode !== 429) {
+      return Object.assign(new RegistryResponseError(`HTTP ${statusCode} for ${path.split('?')[0]}; is ${this.#origin} (REGISTRY_URL) a tenant registry?`), { cause: err })
+    }
+    return Object.assign(new RegistryUnreachableError(this.#origin, failureReason(err)), { cause: err })
+  }
+
+  async #request (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<{ status: number, body: unknown, etag: string | undefined }> {
+    let res: Dispatcher.ResponseData
+    try {
+      res = await this.#pool.request({
+        origin: this.#origin,
+        path,
+        method: 'GET',
+        headers: { ...headers, authorization: `Bearer ${this.#token()}`, accept: 'application/json' },
+        headersTimeout: this.#timeout,
+        bodyTimeout: this.#timeout,
+        signal
+      })
+    } catch (err) {
+      if (signal.aborted) throw err
+      const failure = this.#failure(path, err)
+      this.#down(failure)
+      throw failure
+    }
+    const text = await res.body.text()
+    if (res.statusCode === 200 || res.statusCode === 304 || res.statusCode === 404) {
+      this.#up()
+      const etag = res.headers.etag
+      let body: unknown = null
+      try {
+        if (text !== '') body = JSON.parse(text)
+      } catch (err) {
+        throw this.#failure(path, Object.assign(new Error('the answer is not JSON'), { cause: err, statusCode: 502 }))
+      }
+      return { status: res.statusCode, body, etag: typeof etag === 'string' ? etag : undefined }
+    }
+    // 401/403 and other answers that no retry changes (configuration, not an outage).
+    this.#stats.upstreamErrors++
+    const failure = this.#failure(path, Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode }))
+    this.#down(failure)
+    throw failure
+  }
+
+  /**
+   * One authenticated call, to fail at start rather than on the first request: resolves when the
+   * registry answers the change feed with this token; rejects with `MT_REGISTRY_UNREACHABLE`
+   * (REGISTRY_URL), `MT_REGISTRY_REFUSED` (SERVICE_TOKEN) or `MT_REGISTRY_RESPONSE`, naming it.
+   */
+  async check (): Promise<void> {
+    const res = await this.#request('/v1/changes?after=0&wait=0&limit=1', {}, this.#abort.signal)
+    const head = (res.body as { head?: unknown } | null)?.head
+    if (res.status !== 200 || typeof head !== 'number') {
+      throw new RegistryResponseError(`GET /v1/changes answered ${res.status} without a feed; is ${this.#origin} (REGISTRY_URL) a tenant registry?`)
+    }
   }
 
   /** A page of tenants, straight from the registry (not cached). */
@@ -308,12 +495,27 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
     this.#hostsOf.clear()
   }
 
-  #apply (change: Change): void {
+  #apply (change: TenantChange): void {
     this.invalidate(change.tenantId)
     this.#stats.feedEvictions++
     // A new tenant or domain can answer a host that was remembered as unknown.
     if (change.type === 'tenant.created' || change.type.startsWith('domain.')) {
       this.#unknownHosts.clear()
+    }
+    this.#emit('change', change)
+    this.#emit(change.type as `tenant.${string}`, change)
+  }
+
+  /**
+   * The change feed as an async iterator, from now on (buffered while the loop body runs). Ends
+   * when `signal` aborts or the client closes. Needs `follow` (the default).
+   */
+  async * changes (options: { signal?: AbortSignal } = {}): AsyncGenerator<TenantChange, void, undefined> {
+    const signal = options.signal === undefined ? this.#abort.signal : AbortSignal.any([options.signal, this.#abort.signal])
+    try {
+      for await (const [change] of on(this, 'change', { signal }) as AsyncIterableIterator<[TenantChange]>) yield change
+    } catch (err) {
+      if (!signal.aborted) throw err
     }
   }
 
@@ -321,19 +523,27 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
     const signal = this.#abort.signal
     let failures = 0
     while (!signal.aborted) {
+      const after = this.#seq ?? 0
+      const path = `/v1/changes?after=${after}&wait=${this.#seq === undefined ? 0 : wait}&limit=500`
       try {
-        const after = this.#seq ?? 0
-        const res = await this.#pool.request({
-          path: `/v1/changes?after=${after}&wait=${this.#seq === undefined ? 0 : wait}&limit=500`,
-          method: 'GET',
-          headers: { authorization: `Bearer ${this.#token()}`, accept: 'application/json' },
-          headersTimeout: (wait + 10) * 1000,
-          bodyTimeout: (wait + 10) * 1000,
-          signal
-        })
+        let res: Dispatcher.ResponseData
+        try {
+          res = await this.#base.request({
+            origin: this.#origin,
+            path,
+            method: 'GET',
+            headers: { authorization: `Bearer ${this.#token()}`, accept: 'application/json' },
+            headersTimeout: (wait + 10) * 1000,
+            bodyTimeout: (wait + 10) * 1000,
+            signal
+          })
+        } catch (err) {
+          throw this.#failure(path, err)
+        }
         const text = await res.body.text()
-        if (res.statusCode !== 200) throw new UpstreamError(res.statusCode, `change feed answered ${res.statusCode}`)
-        const page = JSON.parse(text) as { items: Change[], next: number, head: number }
+        if (res.statusCode !== 200) throw this.#failure(path, Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode }))
+        const page = JSON.parse(text) as { items: TenantChange[], next: number, head: number }
+        this.#up()
         const head = page.head
         if (this.#seq === undefined) {
           // First contact: start at the head; nothing cached predates the feed.
@@ -345,6 +555,7 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
           this.clear()
           this.#stats.feedResets++
           this.#seq = head
+          this.#emit('reset')
         } else {
           for (const change of page.items) this.#apply(change)
           this.#seq = page.next
@@ -353,16 +564,23 @@ export class RegistryClient extends EventEmitter implements TenantProvider {
       } catch (err) {
         if (signal.aborted) return
         failures++
-        this.emit('error', err)
+        this.#down(err as Error & { code?: string })
         // Resume from the last sequence once the registry answers again.
-        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** failures)))
+        await this.#sleep(Math.min(5000, 100 * 2 ** failures))
       }
     }
   }
 
+  /** Stops the feed, cancels backoff waits and closes the connections (not a caller's dispatcher). */
   async close (): Promise<void> {
+    if (this.#abort.signal.aborted) return
     this.#abort.abort()
+    for (const entry of this.#timers) {
+      clearTimeout(entry.timer)
+      entry.cancel()
+    }
+    this.#timers.clear()
     this.clear()
-    await this.#pool.close()
+    if (this.#ownsBase) await this.#base.close()
   }
 }

@@ -108,14 +108,127 @@ t.test('a follower the registry refuses reports it and keeps trying', async (t) 
   const errors: Error[] = []
   c.on('error', (err: Error) => errors.push(err))
   await waitFor(async () => errors.length >= 2, 3000)
-  t.match(errors[0], { status: 403, message: /change feed answered 403/ })
+  t.match(errors[0], { code: 'MT_REGISTRY_REFUSED', message: /HTTP 403 .*SERVICE_TOKEN/ })
+  t.match(c.state, { state: 'down', code: 'MT_REGISTRY_REFUSED' })
+  await t.rejects(c.check(), { code: 'MT_REGISTRY_REFUSED', message: /tenants:read/ }, 'check() names the setting')
 })
 
 t.test('a bad token is a configuration error, not retried', async (t) => {
   const r = await startTestRegistry(t)
   const c = client(t, r, { follow: false, token: 'not-a-token', retries: 3 })
-  await t.rejects(async () => await c.getTenant(tid('x')), { code: 'TENANT_UNAVAILABLE', cause: { status: 401 } })
+  await t.rejects(async () => await c.getTenant(tid('x')), { code: 'TENANT_UNAVAILABLE', cause: { code: 'MT_REGISTRY_REFUSED', cause: { statusCode: 401 } } })
   t.equal(c.stats().upstreamCalls, 1)
+  await t.rejects(c.check(), { code: 'MT_REGISTRY_REFUSED', message: /401 .*invalid or expired.*SERVICE_TOKEN/ })
+})
+
+t.test('check(): one authenticated call that names what is wrong', async (t) => {
+  const r = await startTestRegistry(t)
+  await client(t, r, { follow: false }).check()
+  t.pass('a good URL and token pass')
+  const port = (await import('node:net')).createServer()
+  await new Promise<void>((resolve) => port.listen(0, '127.0.0.1', resolve))
+  const free = (port.address() as { port: number }).port
+  port.close()
+  await t.rejects(client(t, r, { follow: false, url: `http://127.0.0.1:${free}`, retries: 0 }).check(),
+    { code: 'MT_REGISTRY_UNREACHABLE', message: new RegExp(`127\\.0\\.0\\.1:${free} cannot be reached: ECONNREFUSED`) })
+  // A server that is not a registry.
+  const other = Fastify()
+  other.get('/*', async (_request, reply) => await reply.code(404).send({}))
+  await other.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => other.close())
+  await t.rejects(client(t, r, { follow: false, url: `http://127.0.0.1:${(other.server.address() as { port: number }).port}` }).check(),
+    { code: 'MT_REGISTRY_RESPONSE', message: /REGISTRY_URL/ })
+  t.throws(() => new RegistryClient({ url: 'registry:4000/x', token: 't' }), { code: 'MT_INVALID_OPTION', message: /REGISTRY_URL/ })
+  t.throws(() => new RegistryClient({ url: 'ftp://registry', token: 't' }), { code: 'MT_INVALID_OPTION', message: /http or https/ })
+  t.throws(() => new RegistryClient({ url: r.url, token: '' }), { code: 'MT_INVALID_OPTION', message: /SERVICE_TOKEN/ })
+})
+
+t.test('changes arrive as events and through an async iterator', async (t) => {
+  const r = await startTestRegistry(t)
+  const c = client(t, r)
+  await c.following
+  const created: string[] = []
+  c.on('tenant.created', (change) => created.push(change.tenantId))
+  const controller = new AbortController()
+  const seen: string[] = []
+  const iterating = (async () => {
+    for await (const change of c.changes({ signal: controller.signal })) {
+      seen.push(`${change.type} ${change.tenantId}`)
+      if (seen.length === 3) controller.abort()
+    }
+  })()
+  const id = tid('events')
+  await create(r, id)
+  t.equal((await r.admin('POST', `/v1/tenants/${id}/suspend`)).status, 200)
+  t.equal((await r.admin('POST', `/v1/tenants/${id}/activate`)).status, 200)
+  await iterating
+  t.same(seen, [`tenant.created ${id}`, `tenant.suspended ${id}`, `tenant.active ${id}`], 'in order, and the loop ends when its signal aborts')
+  t.same(created, [id], 'an event per type')
+  // A throwing listener is reported, and the feed goes on.
+  const errors: Array<{ code?: string }> = []
+  c.on('error', (err) => errors.push(err))
+  c.once('tenant.updated', () => { throw new Error('listener bug') })
+  t.equal((await r.admin('PATCH', `/v1/tenants/${id}`, { name: 'Renamed' })).status, 200)
+  await waitFor(async () => errors.length > 0, 3000)
+  t.match(errors[0], { code: 'MT_LISTENER_FAILED', message: 'listener bug' })
+  t.equal((await r.admin('DELETE', `/v1/tenants/${id}`)).status, 200)
+  const next = await c.changes()[Symbol.asyncIterator]().next().then(async (first) => first)
+  t.match(next.value, { type: 'tenant.archived' }, 'after the listener failed, the feed still delivers')
+  // close() ends an iterator.
+  const open = (async () => { for await (const _ of c.changes()) t.fail('no change expected') })()
+  await c.close()
+  await open
+  t.pass('close() ends the iterator')
+})
+
+t.test('an outage is one log line down and one up, and close() cancels the backoff', async (t) => {
+  const lines: Array<[string, string, Record<string, unknown>]> = []
+  const logger = {
+    info: (obj: object, msg: string) => lines.push(['info', msg, obj as Record<string, unknown>]),
+    warn: (obj: object, msg: string) => lines.push(['warn', msg, obj as Record<string, unknown>])
+  }
+  const r = await startTestRegistry(t)
+  const c = client(t, r, { logger, followWait: 1 })
+  await c.following
+  const states: string[] = []
+  c.on('state', (s) => states.push(s.state))
+  await r.stop()
+  await sleep(2500) // the follower fails several times
+  t.equal(lines.filter(([level]) => level === 'warn').length, 1, 'one line while it is down')
+  t.match(lines[0], ['warn', /unavailable/, { code: 'MT_REGISTRY_UNREACHABLE' }])
+  await r.start()
+  await waitFor(async () => states.length === 2, 8000)
+  t.same(states, ['down', 'up'])
+  t.match(lines.at(-1), ['info', /reachable again/, { downMs: Number }])
+  // Registry gone again: the follower sleeps in its backoff; close() must not wait for it.
+  await r.stop()
+  await sleep(700)
+  const started = performance.now()
+  await c.close()
+  t.ok(performance.now() - started < 200, 'close() returns without waiting out the backoff')
+})
+
+t.test('retries honour Retry-After and go through the caller\'s dispatcher', async (t) => {
+  const { Agent } = await import('undici')
+  let calls = 0
+  const flaky = Fastify()
+  flaky.get('/v1/tenants/:id', async (request, reply) => {
+    calls++
+    if (calls === 1) return await reply.code(503).header('retry-after', '1').send({})
+    return { id: (request.params as { id: string }).id, name: 'x', status: 'active', tier: 'free', database: 'default', config: {}, limits: {}, domains: [] }
+  })
+  await flaky.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => flaky.close())
+  const agent = new Agent()
+  t.teardown(() => agent.close())
+  const c = new RegistryClient({ url: `http://127.0.0.1:${(flaky.server.address() as { port: number }).port}`, token: 't', follow: false, dispatcher: agent })
+  const started = performance.now()
+  t.match(await c.getTenant('acme'), { id: 'acme' })
+  const waited = performance.now() - started
+  t.ok(waited >= 950, `waited the Retry-After second (${Math.round(waited)} ms)`)
+  t.match(c.stats(), { upstreamCalls: 2, upstreamErrors: 1 })
+  await c.close()
+  t.equal(agent.closed, false, 'the caller\'s dispatcher stays open')
 })
 
 t.test('the change feed evicts at once: a suspension stops requests within a second, with a one-hour TTL', async (t) => {
@@ -184,8 +297,11 @@ t.test('the follower resumes after the registry restarts, and resets when the lo
   t.teardown(() => sql.end())
   t.equal((await c.getTenant(id))?.status, 'suspended')
   await sql`update tenants set status = 'active' where id = ${id}` // a change the feed never shows
+  let resets = 0
+  c.on('reset', () => resets++)
   await sql`truncate tenant_changes`
   await waitFor(async () => c.stats().feedResets === 1, 5000)
+  t.equal(resets, 1, 'a reset event tells listeners to re-read')
   t.equal((await c.getTenant(id))?.status, 'active', 'fresh after the reset')
 })
 

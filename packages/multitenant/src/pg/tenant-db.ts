@@ -1,7 +1,7 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import postgres, { type Options, type Sql, type TransactionSql } from 'postgres'
 import { currentScope } from '../context.ts'
-import { InvalidOptionError, isConnectionError, TenantRequiredError } from '../errors.ts'
+import { InvalidOptionError, isConnectionError, NO_TENANT_IN_SCOPE, TenantRequiredError } from '../errors.ts'
 import { assertTenantId, schemaName } from '../tenant-id.ts'
 import type { Tenant } from '../types.ts'
 import { DatabaseUnavailableError, UnknownClusterError } from './errors.ts'
@@ -346,7 +346,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     let cluster = 'default'
     if (tenant === undefined) {
       const scope = currentScope()
-      if (scope === undefined || scope.tenantId === null) throw new TenantRequiredError()
+      if (scope === undefined || scope.tenantId === null) throw new TenantRequiredError(NO_TENANT_IN_SCOPE)
       id = scope.tenantId
       if (scope.tenant !== null) cluster = scope.tenant.database
     } else if (typeof tenant === 'string') {
