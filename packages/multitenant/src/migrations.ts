@@ -148,3 +148,155 @@ export async function migrateAll (options: MigrateAllOptions): Promise<MigrateAl
   summary.ms = Math.round(performance.now() - started)
   return summary
 }
+
+/** Where the migrator finds tenants and hears of new ones: the registry client fits. */
+export interface TenantSource {
+  listTenants: (query: { limit?: number, offset?: number }) => Promise<{ items: Tenant[], total: number }>
+  getTenant: (id: string) => Tenant | null | Promise<Tenant | null>
+  on: (event: 'tenant.created' | 'tenant.active' | 'tenant.purged' | 'reset', listener: (change?: { tenantId: string }) => void) => unknown
+  off: (event: 'tenant.created' | 'tenant.active' | 'tenant.purged' | 'reset', listener: (change?: { tenantId: string }) => void) => unknown
+}
+
+/** The part of a pino logger the migrator uses. */
+export interface MigratorLogger {
+  info: (obj: object, msg: string) => void
+  error: (obj: object, msg: string) => void
+}
+
+/** Tenants whose schema is worth migrating (not archived, not still provisioning), page by page. */
+export async function * migratableTenants (source: Pick<TenantSource, 'listTenants'>, pageSize = 200): AsyncGenerator<Tenant> {
+  for (let offset = 0; ; offset += pageSize) {
+    const page = await source.listTenants({ limit: pageSize, offset })
+    for (const tenant of page.items) if (tenant.status !== 'archived' && tenant.status !== 'provisioning') yield tenant
+    /* c8 ignore start: an empty page before the total means tenants went away mid-listing */
+    if (page.items.length === 0 || offset + page.items.length >= page.total) return
+  }
+}
+/* c8 ignore stop */
+
+export interface TenantMigratorOptions {
+  migrations: Migration[]
+  /** The pool for a cluster (`TenantDb.pool`). */
+  pool: (cluster: string) => Sql
+  /** Tenants migrated at once by `migrateAll` (default 8). */
+  concurrency?: number
+  logger?: MigratorLogger
+}
+
+type Key = `${string}/${string}`
+
+/**
+ * Keeps every tenant's schema migrated while a service runs: all tenants at start, each new one
+ * as soon as the registry announces it, and any other on first use (`ensure`, which a request
+ * that wins the race awaits). One run per tenant at a time in this process (and one across
+ * processes, by the per-schema lock); a tenant is remembered once up to date.
+ */
+export class TenantMigrator {
+  readonly #options: TenantMigratorOptions
+  readonly #done = new Set<Key>()
+  readonly #running = new Map<Key, Promise<void>>()
+  #unfollow: (() => void) | undefined
+  #closed = false
+
+  constructor (options: TenantMigratorOptions) {
+    this.#options = options
+  }
+
+  get migrations (): readonly Migration[] {
+    return this.#options.migrations
+  }
+
+  /** Whether the tenant was brought up to date by this process. */
+  isCurrent (tenant: Pick<Tenant, 'id' | 'database'>): boolean {
+    return this.#done.has(`${tenant.database}/${tenant.id}`)
+  }
+
+  /**
+   * Nothing (synchronously) when the tenant is known to be up to date, else the promise of its
+   * migration, shared with any run already under way.
+   */
+  ensure (tenant: Pick<Tenant, 'id' | 'database'>): Promise<void> | undefined {
+    const key: Key = `${tenant.database}/${tenant.id}`
+    if (this.#done.has(key)) return undefined
+    let run = this.#running.get(key)
+    if (run === undefined) {
+      run = this.#migrate(tenant, key).finally(() => this.#running.delete(key))
+      this.#running.set(key, run)
+    }
+    return run
+  }
+
+  async #migrate (tenant: Pick<Tenant, 'id' | 'database'>, key: Key): Promise<void> {
+    const started = performance.now()
+    try {
+      const result = await migrateTenant(this.#options.pool(tenant.database), tenant.id, this.#options.migrations)
+      this.#done.add(key)
+      if (result.applied.length > 0) this.#options.logger?.info({ tenant: tenant.id, applied: result.applied, ms: Math.round(performance.now() - started) }, 'tenant migrated')
+    } catch (err) {
+      this.#options.logger?.error({ tenant: tenant.id, code: (err as { code?: unknown }).code, reason: (err as Error).message }, 'tenant migration failed')
+      throw err
+    }
+  }
+
+  /** Migrates every tenant the source lists (paging through it), with bounded concurrency. */
+  async migrateAll (source: Pick<TenantSource, 'listTenants'>): Promise<MigrateAllSummary> {
+    // The cluster each listed tenant was routed to, to remember it as up to date there.
+    const clusters = new Map<string, string>()
+    const summary = await migrateAll({
+      migrations: this.#options.migrations,
+      tenants: (async function * (self) {
+        for await (const tenant of migratableTenants(source)) {
+          if (self.isCurrent(tenant)) continue
+          clusters.set(tenant.id, tenant.database)
+          yield tenant
+        }
+      })(this),
+      pool: this.#options.pool,
+      concurrency: this.#options.concurrency,
+      onProgress: (_done, result) => {
+        if (result !== null) this.#done.add(`${clusters.get(result.tenant) as string}/${result.tenant}`)
+      }
+    })
+    this.#options.logger?.[summary.failed.length > 0 ? 'error' : 'info']({ ...summary, failed: summary.failed.slice(0, 20) }, 'tenant migrations at start')
+    return summary
+  }
+
+  /**
+   * Follows the source's change feed: a created (or re-activated) tenant is migrated as soon as it
+   * is announced; a purged one is forgotten; a feed reset re-reads every tenant.
+   */
+  follow (source: TenantSource): void {
+    if (this.#unfollow !== undefined) return
+    const announced = (change?: { tenantId: string }): void => {
+      if (change === undefined || this.#closed) return
+      Promise.resolve(source.getTenant(change.tenantId)).then((tenant) => {
+        if (tenant !== null && !this.#closed && (tenant.status === 'active' || tenant.status === 'trial')) return this.ensure(tenant)
+      }).catch(() => {}) // logged by #migrate; a request retries on first use
+    }
+    const purged = (change?: { tenantId: string }): void => {
+      if (change === undefined) return
+      for (const key of this.#done) if (key.endsWith(`/${change.tenantId}`)) this.#done.delete(key)
+    }
+    const reset = (): void => {
+      this.#done.clear()
+      if (!this.#closed) this.migrateAll(source).catch(() => {})
+    }
+    source.on('tenant.created', announced)
+    source.on('tenant.active', announced)
+    source.on('tenant.purged', purged)
+    source.on('reset', reset)
+    this.#unfollow = () => {
+      source.off('tenant.created', announced)
+      source.off('tenant.active', announced)
+      source.off('tenant.purged', purged)
+      source.off('reset', reset)
+    }
+  }
+
+  /** Stops following; waits for migrations under way. */
+  async close (): Promise<void> {
+    this.#closed = true
+    this.#unfollow?.()
+    await Promise.allSettled([...this.#running.values()])
+  }
+}

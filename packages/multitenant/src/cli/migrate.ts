@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import postgres, { type Sql } from 'postgres'
-import { loadMigrations, migrateAll, type MigrateAllSummary } from '../migrations.ts'
+import { loadMigrations, migrateAll, migratableTenants, type MigrateAllSummary } from '../migrations.ts'
 import { RegistryClient } from '../registry-client.ts'
 import { isValidTenantId } from '../tenant-id.ts'
 import type { Tenant } from '../types.ts'
@@ -40,16 +40,6 @@ async function devInfo (cwd: string): Promise<Dev> {
   }
 }
 
-/** Every tenant that has a schema worth migrating, page by page. */
-async function * registryTenants (client: RegistryClient): AsyncGenerator<Tenant> {
-  for (let offset = 0; ; offset += 200) {
-    const page = await client.listTenants({ limit: 200, offset })
-    for (const tenant of page.items) if (tenant.status !== 'archived' && tenant.status !== 'provisioning') yield tenant
-    /* c8 ignore start: an empty page before the total means tenants went away mid-listing */
-    if (page.items.length === 0 || offset + page.items.length >= page.total) return
-  }
-}
-/* c8 ignore stop */
 
 function bar (done: number, total: number, failed: number, ms: number): string {
   const width = 30
@@ -115,7 +105,7 @@ export async function runMigrateCli (argv: string[], io: MigrateCliIo): Promise<
       client = new RegistryClient({ url, token, follow: false, timeout: 10_000 })
       total = 0
       for (const status of ['active', 'trial', 'suspended'] as const) total += (await client.listTenants({ status, limit: 1 })).total
-      tenants = registryTenants(client)
+      tenants = migratableTenants(client)
     }
 
     const started = performance.now()

@@ -1,16 +1,22 @@
 import type {
   FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest,
-  HookHandlerDoneFunction, onRequestHookHandler, RouteOptions
+  HookHandlerDoneFunction, onRequestHookHandler, RouteGenericInterface, RouteOptions
 } from 'fastify'
 import fp from 'fastify-plugin'
 import { runInScope, tenantScope, type TenantScope } from '../context.ts'
 import { UnauthorizedError } from '../claims.ts'
 import {
-  InvalidOptionError, RateLimitedError, TenantNotFoundError, TenantProvisioningError,
+  InvalidOptionError, RateLimitedError, REQUEST_NAMES_NO_TENANT, TenantNotFoundError, TenantProvisioningError,
   TenantRequiredError, TenantSuspendedError, TenantUnavailableError
 } from '../errors.ts'
+import type { MigrateAllSummary, TenantMigrator } from '../migrations.ts'
+import type { TenantDb, TenantDbOptions } from '../pg/tenant-db.ts'
+import type { RegistryClient, RegistryClientOptions } from '../registry-client.ts'
 import { TenantResolver, type ResolveInput, type Resolution, type ResolverOptions } from '../resolver.ts'
 import type { Tenant, TenantProvider, TenantTier } from '../types.ts'
+import { authPlugin, type AuthOptions } from './auth.ts'
+import { optionalPeer } from './peers.ts'
+import createError from '@fastify/error'
 
 /** Per route, in `config.tenant`: must the request name a tenant? `false` skips resolution. */
 export type TenantRouteMode = 'required' | 'optional' | false
@@ -24,9 +30,39 @@ export interface TenantRateLimitOptions {
   max?: number
 }
 
+export interface MigrationsOptions {
+  /** Folder of `*.sql` files, applied in name order to every tenant schema (see `tenant-migrate`). */
+  dir: string
+  /** Tenants migrated at once at start (default 8). */
+  concurrency?: number
+  /**
+   * Wait for every tenant at start before `ready()` resolves (default true). With false the
+   * start-up run goes on in the background; a request for a tenant not yet done waits for its
+   * tenant alone.
+   */
+  wait?: boolean
+}
+
 export interface MultitenantPluginOptions extends ResolverOptions {
-  /** Looks tenants up by id and (for custom domains) by host: the registry client, or an in-memory one. */
-  provider: TenantProvider
+  /**
+   * The tenant registry: options to create the cached client (closed with the app), or a client
+   * you created (yours to close). `ready()` fails when its URL or token do not work.
+   */
+  registry?: RegistryClientOptions | RegistryClient
+  /**
+   * Looks tenants up by id and (for custom domains) by host, instead of `registry` (an in-memory
+   * provider in tests, or your own).
+   */
+  provider?: TenantProvider
+  /**
+   * The tenant database: `TenantDb` options (`url` or `clusters`; closed with the app) or a
+   * `TenantDb` you created. Needs the optional peers `postgres` and `drizzle-orm`.
+   */
+  db?: TenantDbOptions<Record<string, unknown>> | TenantDb<Record<string, unknown>>
+  /** Keep every tenant's schema migrated (needs `db`): at start, on `tenant.created`, on first use. */
+  migrations?: MigrationsOptions
+  /** Verify bearer tokens before resolution (needs the optional peer `@fastify/jwt`). */
+  auth?: AuthOptions
   /** Default mode of routes that do not set `config.tenant`. Default: `'required'`. */
   tenant?: 'required' | 'optional'
   /**
@@ -35,8 +71,9 @@ export interface MultitenantPluginOptions extends ResolverOptions {
    */
   exclude?: string[]
   /**
-   * Reads the claims of the request's *verified* token. Default: `request.user` when it is an
-   * object (set by `@fastify/jwt`'s `request.jwtVerify()` in an earlier `onRequest` hook).
+   * Reads the claims of the request's *verified* token. Default: `request.claims` (set by `auth`),
+   * else `request.user` when it is an object (set by `@fastify/jwt`'s `request.jwtVerify()` in an
+   * earlier `onRequest` hook).
    */
   claims?: (request: FastifyRequest) => Readonly<Record<string, unknown>> | null | undefined
   /** Seconds in the `Retry-After` header while a tenant is provisioning. Default: 5. */
@@ -51,7 +88,19 @@ export const DEFAULT_TIER_LIMITS: Readonly<Record<TenantTier, number>> = Object.
 })
 export const DEFAULT_RETRY_AFTER_SECONDS = 5
 
+/** Answered while a tenant's tables cannot be brought up to date (a migration failed). */
+export const TenantNotReadyError = createError<'SERVICE_UNAVAILABLE', 503, []>(
+  'SERVICE_UNAVAILABLE', 'The tenant\'s tables are being prepared, try again later', 503, undefined, false)
+
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** The registry client the plugin created or was given (throws when there is none). */
+    readonly tenantRegistry: RegistryClient
+    /** The tenant database the plugin created or was given (throws without `db`). */
+    readonly tenantDb: TenantDb<Record<string, unknown>>
+    /** Keeps tenant schemas migrated (throws without `migrations`). */
+    readonly tenantMigrator: TenantMigrator
+  }
   interface FastifyRequest {
     /** The request's tenant, or `null` on routes where it is optional or not resolved. */
     tenant: Tenant | null
@@ -69,8 +118,90 @@ function isPromise<T> (value: T | Promise<T>): value is Promise<T> {
 }
 
 function defaultClaims (request: FastifyRequest): Readonly<Record<string, unknown>> | null {
+  const claims = (request as { claims?: unknown }).claims
+  if (typeof claims === 'object' && claims !== null) return claims as Record<string, unknown>
   const user = (request as { user?: unknown }).user
   return typeof user === 'object' && user !== null ? user as Record<string, unknown> : null
+}
+
+function isInstance<T> (value: unknown, method: string): value is T {
+  return typeof value === 'object' && value !== null && typeof (value as Record<string, unknown>)[method] === 'function'
+}
+
+/** Registry, database and migrations: created from options (and closed with the app) or given. */
+async function ownParts (fastify: FastifyInstance, options: MultitenantPluginOptions): Promise<{ provider: TenantProvider, migrator: TenantMigrator | undefined }> {
+  const closers: Array<() => Promise<void>> = []
+  fastify.addHook('onClose', async () => {
+    for (const close of closers.reverse()) await close()
+  })
+  let registry: RegistryClient | undefined
+  if (options.registry !== undefined) {
+    if (isInstance<RegistryClient>(options.registry, 'getTenant')) {
+      registry = options.registry
+    } else {
+      const { RegistryClient } = await optionalPeer('registry', 'undici', async () => await import('../registry-client.ts'))
+      const owned = registry = new RegistryClient({ logger: fastify.log.child({ component: 'tenant-registry-client' }), ...options.registry })
+      closers.push(async () => await owned.close())
+      // One authenticated call: a wrong URL or token fails ready(), naming the setting.
+      await owned.check()
+    }
+  }
+  const provider = options.provider ?? registry
+  if (provider === undefined) throw new InvalidOptionError('registry (REGISTRY_URL and SERVICE_TOKEN) or provider is required')
+  if (typeof provider !== 'object' || provider === null || typeof provider.getTenant !== 'function') {
+    throw new InvalidOptionError('provider must have a getTenant(id) method')
+  }
+
+  let db: TenantDb<Record<string, unknown>> | undefined
+  if (options.db !== undefined) {
+    if (isInstance<TenantDb<Record<string, unknown>>>(options.db, 'transaction')) {
+      db = options.db
+    } else {
+      const { TenantDb } = await optionalPeer('db', ['postgres', 'drizzle-orm'], async () => await import('../pg/tenant-db.ts'))
+      const owned = db = new TenantDb(options.db)
+      closers.push(async () => await owned.close())
+      try {
+        await owned.system(async (tx) => await tx.sql`select 1`)
+      } catch (err) {
+        const e = err as { code?: unknown, cause?: { code?: unknown, message?: unknown }, message?: unknown }
+        const reason = typeof e.cause?.code === 'string' ? `${e.cause.code} ${String(e.cause.message)}` : `${String(e.code)} ${String(e.message)}`
+        throw new InvalidOptionError(`db (DATABASE_URL) cannot be used: ${reason}`)
+      }
+    }
+  }
+
+  let migrator: TenantMigrator | undefined
+  if (options.migrations !== undefined) {
+    const settings = options.migrations
+    if (db === undefined) throw new InvalidOptionError('migrations needs db')
+    if (typeof settings?.dir !== 'string' || settings.dir === '') throw new InvalidOptionError('migrations.dir must name a folder of .sql files')
+    const { loadMigrations, TenantMigrator } = await import('../migrations.ts')
+    let migrations
+    try {
+      migrations = await loadMigrations(settings.dir)
+    } catch (err) {
+      throw new InvalidOptionError(`migrations.dir ${settings.dir} cannot be read: ${String((err as { code?: unknown }).code ?? err)}`)
+    }
+    const tenantDb = db
+    const owned = migrator = new TenantMigrator({ migrations, pool: (cluster) => tenantDb.pool(cluster), concurrency: settings.concurrency, logger: fastify.log.child({ component: 'tenant-migrations' }) })
+    // Closed first (closers run in reverse): migrations under way finish before the pools close.
+    closers.push(async () => await owned.close())
+    if (registry !== undefined) {
+      const source = registry
+      // Feed first, then the list: a tenant created in between is announced, not missed.
+      owned.follow(source)
+      await source.following
+      const atStart: Promise<MigrateAllSummary> = owned.migrateAll(source)
+      if (settings.wait ?? true) await atStart
+      else atStart.catch((err: unknown) => fastify.log.error({ err }, 'tenant migrations at start failed'))
+    }
+  }
+
+  const absent = (what: string, option: string) => () => { throw new InvalidOptionError(`fastify.${what} needs the multitenant plugin's ${option} option`) }
+  fastify.decorate('tenantRegistry', { getter: registry === undefined ? absent('tenantRegistry', 'registry') : () => registry })
+  fastify.decorate('tenantDb', { getter: db === undefined ? absent('tenantDb', 'db') : () => db })
+  fastify.decorate('tenantMigrator', { getter: migrator === undefined ? absent('tenantMigrator', 'migrations') : () => migrator })
+  return { provider, migrator }
 }
 
 function excluded (patterns: readonly string[], url: string): boolean {
@@ -81,10 +212,8 @@ function excluded (patterns: readonly string[], url: string): boolean {
 }
 
 async function multitenant (fastify: FastifyInstance, options: MultitenantPluginOptions): Promise<void> {
-  const { provider } = options
-  if (provider === null || typeof provider !== 'object' || typeof provider.getTenant !== 'function') {
-    throw new InvalidOptionError('provider must have a getTenant(id) method')
-  }
+  if (options.auth !== undefined) await fastify.register(authPlugin, options.auth)
+  const { provider, migrator } = await ownParts(fastify, options)
   const getTenant = provider.getTenant.bind(provider)
   const getTenantByHost = provider.getTenantByHost?.bind(provider)
   const resolverOptions: ResolverOptions = { ...options }
@@ -145,10 +274,21 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
     const scope = tenantScope(tenant)
     request.tenant = tenant
     request.tenantScope = scope
-    request.log = request.log.child({ tenant: tenant.id }) as FastifyBaseLogger
-    // `run`, not `enterWith`: the rest of the request continues inside, and nothing stays behind
-    // in the connection's context for the next pipelined request's hooks.
-    runInScope(scope, done)
+    // Fastify's own lines ("request completed", errors) are written through reply.log.
+    reply.log = request.log = request.log.child({ tenant: tenant.id }) as FastifyBaseLogger
+    // A tenant whose tables are not known to be current waits for its own migration (the
+    // start-up run or the feed may not have reached it yet); everyone else goes straight on.
+    const pending = migrator?.ensure(tenant)
+    if (pending === undefined) {
+      // `run`, not `enterWith`: the rest of the request continues inside, and nothing stays behind
+      // in the connection's context for the next pipelined request's hooks.
+      runInScope(scope, done)
+    } else {
+      pending.then(() => runInScope(scope, done), () => {
+        reply.header('retry-after', retryAfter)
+        done(new TenantNotReadyError())
+      })
+    }
   }
 
   function lookupFailed (request: FastifyRequest, err: unknown, done: HookHandlerDoneFunction): void {
@@ -172,7 +312,7 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
       }
       if (id === null) {
         if (optional) done()
-        else done(new TenantRequiredError())
+        else done(new TenantRequiredError(REQUEST_NAMES_NO_TENANT))
       } else if (tenant !== null && tenant.id === id) {
         admit(request, reply, tenant, done)
       } else {
@@ -220,7 +360,7 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
     if (resolution.kind === 'tenant') lookupId(request, reply, resolution.tenantId, done)
     else if (resolution.kind === 'host') lookupHost(request, reply, resolution, optional, done)
     else if (optional) done()
-    else done(new TenantRequiredError())
+    else done(new TenantRequiredError(REQUEST_NAMES_NO_TENANT))
   }
 
   const onRequestRequired: onRequestHookHandler = function (request, reply, done) {
@@ -295,6 +435,24 @@ async function registerRateLimit (fastify: FastifyInstance, options: TenantRateL
   })
 }
 
+/** A request on a route where the tenant is required: `request.tenant` is never null. */
+export type TenantRequest<RouteGeneric extends RouteGenericInterface = RouteGenericInterface> =
+  FastifyRequest<RouteGeneric> & { tenant: Tenant, tenantScope: TenantScope }
+
+/**
+ * Wraps a handler of a tenant-required route so that it gets `request.tenant` typed as `Tenant`:
+ * `app.get('/notes', withTenant(async (request) => request.tenant.id))`. A request without a
+ * tenant (a route configured `optional` by mistake) gets TENANT_REQUIRED, never a null.
+ */
+export function withTenant<RouteGeneric extends RouteGenericInterface = RouteGenericInterface, R = unknown> (
+  handler: (this: FastifyInstance, request: TenantRequest<RouteGeneric>, reply: FastifyReply<RouteGeneric>) => R
+): (this: FastifyInstance, request: FastifyRequest<RouteGeneric>, reply: FastifyReply<RouteGeneric>) => R {
+  return function tenantHandler (request, reply) {
+    if (request.tenant === null) throw new TenantRequiredError(REQUEST_NAMES_NO_TENANT)
+    return handler.call(this, request as TenantRequest<RouteGeneric>, reply)
+  }
+}
+
 /**
  * Resolves each request's tenant, looks it up, applies the status gate and runs the rest of the
  * request (hooks, body parsing, handler, error handler, `onSend`, `onResponse`, and async work
@@ -306,5 +464,6 @@ export const multitenantPlugin: FastifyPluginAsync<MultitenantPluginOptions> = f
 })
 
 export { platformErrorHandler, type ErrorHandlerOptions, type ErrorBody } from './error-handler.ts'
+export { authPlugin, mapClaims, DEFAULT_AUTH_EXCLUDE, type AuthOptions, type ClaimMapping, type ClaimSource, type RouteAuth } from './auth.ts'
 
 export default multitenantPlugin

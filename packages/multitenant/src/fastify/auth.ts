@@ -1,0 +1,218 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { assertClaims, hasRole, hasScope, UnauthorizedError, type PlatformClaims } from '../claims.ts'
+import { ForbiddenError, InvalidOptionError } from '../errors.ts'
+import { optionalPeer } from './peers.ts'
+
+/** Where a token carries one of the platform's claims: a dotted path, or a function of the payload. */
+export type ClaimSource = string | ((payload: Readonly<Record<string, unknown>>) => unknown)
+
+/**
+ * Which claims of the issuer's tokens carry the tenant, roles and scopes. Defaults: DESIGN's
+ * platform tokens (`tenant`, `roles`, `scope`). E.g. Keycloak: `{ tenant: 'tenant_id',
+ * roles: 'realm_access.roles' }`; Auth0: `{ tenant: 'https://example.com/tenant', roles:
+ * 'https://example.com/roles' }`; Cognito: `{ tenant: 'custom:tenant', roles: 'cognito:groups' }`.
+ * A scope claim that is an array (`scp`) is joined with spaces.
+ */
+export interface ClaimMapping {
+  tenant?: ClaimSource
+  roles?: ClaimSource
+  scope?: ClaimSource
+}
+
+export interface AuthOptions {
+  /** Shared HMAC secret (JWT_SECRET). */
+  secret?: string
+  /** PEM public key (JWT_PUBLIC_KEY), for RS*, PS*, ES* or EdDSA tokens. */
+  publicKey?: string
+  /**
+   * An identity provider's JWKS URL (Keycloak's `…/protocol/openid-connect/certs`, Auth0's and
+   * Cognito's `…/.well-known/jwks.json`). Keys are picked by `kid`; an unknown `kid` refetches the
+   * set (key rotation), at most once per `jwksCooldown`.
+   */
+  jwksUrl?: string
+  /** How long fetched keys are kept, in ms (default 10 min). */
+  jwksTtl?: number
+  /** Least time between two fetches caused by an unknown `kid`, in ms (default 5 s). */
+  jwksCooldown?: number
+  /** Accepted `iss` (one or several). */
+  issuer: string | string[]
+  /** Accepted `aud` (one or several). */
+  audience: string | string[]
+  /** Where the tenant, roles and scopes are in the issuer's tokens. */
+  claims?: ClaimMapping
+  /**
+   * Routes that do not set `config.auth`: `'required'` (a valid token, default) or `'optional'`
+   * (verified when sent). `config.auth: false` opens a route; excluded paths are never checked.
+   */
+  routes?: 'required' | 'optional'
+  /** Paths never checked: exact, or prefixes ending in `*`. Default: `['/health', '/ready', '/docs*']`. */
+  exclude?: string[]
+  /** Tokens whose verification is remembered, keyed by the token (default 10,000; 0 for none). */
+  cache?: number
+}
+
+/** What a route asks of its token, in `config.auth`. */
+export interface RouteAuth {
+  /** Scope(s) the token must carry, every one. */
+  scope?: string | string[]
+  /** The token must carry at least one of these roles. */
+  roles?: string[]
+  /** Platform tokens only: no tenant claim and the `platform-admin` role. */
+  admin?: boolean
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified token's claims, mapped to the platform's names; `null` when none was sent. */
+    claims: PlatformClaims | null
+  }
+  interface FastifyContextConfig {
+    /** What this route needs of the token; `false` opens it. Default: the plugin's `routes`. */
+    auth?: RouteAuth | false
+  }
+}
+
+export const DEFAULT_AUTH_EXCLUDE: readonly string[] = Object.freeze(['/health', '/ready', '/docs*'])
+
+function pick (payload: Readonly<Record<string, unknown>>, source: ClaimSource): unknown {
+  if (typeof source === 'function') return source(payload)
+  if (Object.hasOwn(payload, source)) return payload[source] // names with dots (Auth0's URLs)
+  let value: unknown = payload
+  for (const part of source.split('.')) {
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(value, part)) return undefined
+    value = (value as Record<string, unknown>)[part]
+  }
+  return value
+}
+
+/** The payload in the platform's claim names (then checked by `assertClaims`). */
+export function mapClaims (payload: Readonly<Record<string, unknown>>, mapping: ClaimMapping = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...payload }
+  delete out.tenant
+  delete out.roles
+  delete out.scope
+  const tenant = pick(payload, mapping.tenant ?? 'tenant')
+  const roles = pick(payload, mapping.roles ?? 'roles')
+  const scope = pick(payload, mapping.scope ?? 'scope')
+  if (tenant !== undefined) out.tenant = tenant
+  if (roles !== undefined) out.roles = roles
+  // OAuth's `scp` is often an array; the platform's `scope` is space-separated.
+  if (scope !== undefined) out.scope = Array.isArray(scope) && scope.every((s) => typeof s === 'string') ? scope.join(' ') : scope
+  return out
+}
+
+function excluded (patterns: readonly string[], url: string): boolean {
+  for (const pattern of patterns) {
+    if (pattern.endsWith('*') ? url.startsWith(pattern.slice(0, -1)) : url === pattern) return true
+  }
+  return false
+}
+
+type KeyGetter = (request: FastifyRequest, token: unknown) => Promise<string>
+
+async function jwksKeys (options: AuthOptions): Promise<KeyGetter> {
+  let url: URL
+  try {
+    url = new URL(options.jwksUrl as string)
+  } catch {
+    throw new InvalidOptionError(`auth.jwksUrl must be an absolute URL, got ${JSON.stringify(options.jwksUrl)}`)
+  }
+  const { default: buildGetJwks } = await optionalPeer('auth.jwksUrl', 'get-jwks', async () => await import('get-jwks'))
+  const domain = `${url.origin}/`
+  const getJwks = buildGetJwks({ ttl: options.jwksTtl ?? 600_000, jwksPath: url.pathname + url.search, issuersWhitelist: [domain], max: 100 })
+  const cooldown = options.jwksCooldown ?? 5000
+  let lastFetch = 0
+  return async (_request, token) => {
+    const { kid, alg } = (token as { header: { kid?: unknown, alg?: unknown } }).header
+    if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') throw new UnauthorizedError(': the token has no key id (kid)')
+    const known = getJwks.cache.get(getJwks.generateCacheKey(alg, kid, domain)) !== undefined
+    if (!known) {
+      // A made-up kid must not make every request fetch the key set.
+      if (Date.now() - lastFetch < cooldown) throw new UnauthorizedError(': unknown signing key')
+      lastFetch = Date.now()
+    }
+    try {
+      return await getJwks.getPublicKey({ domain, alg, kid })
+    } catch {
+      throw new UnauthorizedError(': unknown signing key')
+    }
+  }
+}
+
+async function platformAuth (fastify: FastifyInstance, options: AuthOptions): Promise<void> {
+  const sources = [options.secret, options.publicKey, options.jwksUrl].filter((v) => v !== undefined)
+  if (sources.length !== 1) throw new InvalidOptionError('auth needs exactly one of secret (JWT_SECRET), publicKey (JWT_PUBLIC_KEY) or jwksUrl')
+  if (options.secret !== undefined && (typeof options.secret !== 'string' || options.secret.length < 16)) {
+    throw new InvalidOptionError('auth.secret (JWT_SECRET) must be a string of at least 16 characters')
+  }
+  if (options.publicKey !== undefined && (typeof options.publicKey !== 'string' || !options.publicKey.includes('-----BEGIN'))) {
+    throw new InvalidOptionError('auth.publicKey (JWT_PUBLIC_KEY) must be a PEM public key')
+  }
+  const issuers = [options.issuer].flat()
+  const audiences = [options.audience].flat()
+  if (issuers.length === 0 || issuers.some((i) => typeof i !== 'string' || i === '')) throw new InvalidOptionError('auth.issuer must name the accepted issuer(s)')
+  if (audiences.length === 0 || audiences.some((a) => typeof a !== 'string' || a === '')) throw new InvalidOptionError('auth.audience must name the accepted audience(s)')
+  const routes = options.routes ?? 'required'
+  if (routes !== 'required' && routes !== 'optional') throw new InvalidOptionError('auth.routes must be "required" or "optional"')
+  const exclude = Object.freeze([...(options.exclude ?? DEFAULT_AUTH_EXCLUDE)])
+  const mapping = options.claims ?? {}
+
+  const { default: fastifyJwt } = await optionalPeer('auth', '@fastify/jwt', async () => await import('@fastify/jwt'))
+  const cache = options.cache ?? 10_000
+  const secret = options.jwksUrl !== undefined
+    ? await jwksKeys(options)
+    : options.publicKey !== undefined ? { public: options.publicKey } : options.secret as string
+  await fastify.register(fastifyJwt, {
+    secret,
+    decode: { complete: true },
+    verify: {
+      allowedIss: issuers,
+      allowedAud: audiences,
+      requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+      // Services send the same token on every call; a signature costs more than the look-up it
+      // guards. Bounded, and never past each token's own expiry.
+      ...(cache > 0 ? { cache, cacheTTL: 60_000 } : {})
+    }
+  })
+  fastify.decorateRequest('claims', null)
+
+  fastify.addHook('onRequest', async (request) => {
+    const route = request.routeOptions.url
+    if (route === undefined) return // no route: the 404 says so, with or without a token
+    const rule = request.routeOptions.config.auth
+    if (rule === false || (rule === undefined && excluded(exclude, route))) return
+    if (request.headers.authorization === undefined) {
+      if (rule === undefined && routes === 'optional') return
+      throw new UnauthorizedError(': send Authorization: Bearer <token>')
+    }
+    let claims: PlatformClaims
+    try {
+      const payload = await request.jwtVerify<Record<string, unknown>>()
+      // Shape, not just signature: roles an array of strings, scope a string, tenant a valid id.
+      claims = assertClaims(mapClaims(payload, mapping))
+    } catch {
+      throw new UnauthorizedError(': the token is not valid here')
+    }
+    request.claims = claims
+    if (rule === undefined) return
+    for (const scope of [rule.scope ?? []].flat()) {
+      if (!hasScope(claims, scope)) throw new ForbiddenError(`the token lacks the ${scope} scope`)
+    }
+    if (rule.roles !== undefined && !rule.roles.some((role) => hasRole(claims, role))) {
+      throw new ForbiddenError(`one of these roles is needed: ${rule.roles.join(', ')}`)
+    }
+    if (rule.admin === true && (claims.tenant !== undefined || !hasRole(claims, 'platform-admin'))) {
+      throw new ForbiddenError('platform-admin only')
+    }
+  })
+}
+
+/**
+ * Verifies bearer tokens (shared secret, public key or an identity provider's JWKS), maps the
+ * issuer's claims to the platform's (`tenant`, `roles`, `scope`), checks their shape, and each
+ * route's `config.auth` (scopes, roles, platform admin). The verified claims are `request.claims`;
+ * the multitenant plugin reads the tenant claim from there and answers TENANT_MISMATCH when the
+ * request names another tenant.
+ */
+export const authPlugin: FastifyPluginAsync<AuthOptions> = fp(platformAuth, { fastify: '5.x', name: '@platform/multitenant/auth' })
