@@ -163,6 +163,7 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
   readonly #base: Dispatcher
   readonly #ownsBase: boolean
   readonly #origin: string
+  readonly #prefix: string
   readonly #logger: RegistryLogger | undefined
   #state: RegistryState = { state: 'up' }
   #lastSeen = 0
@@ -199,6 +200,8 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidOptionError(`registry url (REGISTRY_URL) must be http or https, got ${url.protocol}`)
     this.#origin = url.origin
+    // A registry behind a path prefix (a gateway's /registry) is reached under it.
+    this.#prefix = url.pathname.replace(/\/+$/, '')
     const token = options.token
     if (typeof token !== 'function' && (typeof token !== 'string' || token === '')) throw new InvalidOptionError('registry token (SERVICE_TOKEN) must be a non-empty string or a function')
     this.#token = typeof token === 'function' ? token : () => token
@@ -414,9 +417,9 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
       return Object.assign(new RegistryRefusedError(`HTTP ${statusCode} for ${path.split('?')[0]} (${why}); check the registry token (SERVICE_TOKEN)`), { cause: err })
     }
     if (typeof statusCode === 'number' && statusCode < 500 && statusCode !== 429) {
-      return Object.assign(new RegistryResponseError(`HTTP ${statusCode} for ${path.split('?')[0]}; is ${this.#origin} (REGISTRY_URL) a tenant registry?`), { cause: err })
+      return Object.assign(new RegistryResponseError(`HTTP ${statusCode} for ${path.split('?')[0]}; is ${this.#origin}${this.#prefix} (REGISTRY_URL) a tenant registry?`), { cause: err })
     }
-    return Object.assign(new RegistryUnreachableError(this.#origin, failureReason(err)), { cause: err })
+    return Object.assign(new RegistryUnreachableError(`${this.#origin} (REGISTRY_URL)`, failureReason(err)), { cause: err })
   }
 
   async #request (path: string, headers: Record<string, string>, signal: AbortSignal): Promise<{ status: number, body: unknown, etag: string | undefined }> {
@@ -424,7 +427,7 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     try {
       res = await this.#pool.request({
         origin: this.#origin,
-        path,
+        path: this.#prefix + path,
         method: 'GET',
         headers: { ...headers, authorization: `Bearer ${this.#token()}`, accept: 'application/json' },
         headersTimeout: this.#timeout,
@@ -465,7 +468,7 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     const res = await this.#request('/v1/changes?after=0&wait=0&limit=1', {}, this.#abort.signal)
     const head = (res.body as { head?: unknown } | null)?.head
     if (res.status !== 200 || typeof head !== 'number') {
-      throw new RegistryResponseError(`GET /v1/changes answered ${res.status} without a feed; is ${this.#origin} (REGISTRY_URL) a tenant registry?`)
+      throw new RegistryResponseError(`GET /v1/changes answered ${res.status} without a feed; is ${this.#origin}${this.#prefix} (REGISTRY_URL) a tenant registry?`)
     }
   }
 
@@ -530,7 +533,7 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
         try {
           res = await this.#base.request({
             origin: this.#origin,
-            path,
+            path: this.#prefix + path,
             method: 'GET',
             headers: { authorization: `Bearer ${this.#token()}`, accept: 'application/json' },
             headersTimeout: (wait + 10) * 1000,

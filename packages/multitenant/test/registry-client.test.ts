@@ -130,7 +130,7 @@ t.test('check(): one authenticated call that names what is wrong', async (t) => 
   const free = (port.address() as { port: number }).port
   port.close()
   await t.rejects(client(t, r, { follow: false, url: `http://127.0.0.1:${free}`, retries: 0 }).check(),
-    { code: 'MT_REGISTRY_UNREACHABLE', message: new RegExp(`127\\.0\\.0\\.1:${free} cannot be reached: ECONNREFUSED`) })
+    { code: 'MT_REGISTRY_UNREACHABLE', message: new RegExp(`127\\.0\\.0\\.1:${free} \\(REGISTRY_URL\\) cannot be reached: ECONNREFUSED`) })
   // A server that is not a registry.
   const other = Fastify()
   other.get('/*', async (_request, reply) => await reply.code(404).send({}))
