@@ -4,7 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { platformErrorHandler } from '@platform/multitenant/fastify'
 import type { Sql } from 'postgres'
 import type { JwtKeys } from './config.ts'
-import { authPlugin } from './plugins/auth.ts'
+import { registryAuth } from './plugins/auth.ts'
 import { opsGuard, strictValidation } from './plugins/guard.ts'
 import { metricsPlugin } from './plugins/metrics.ts'
 import { ChangeFeed } from './feed.ts'
@@ -83,7 +83,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     await app.register(swaggerUi, { routePrefix: '/docs', uiHooks: { onRequest: guard } })
   }
   await app.register(metricsPlugin, { store, processMetrics: options.processMetrics ?? true, onRequest: guard })
-  await app.register(authPlugin, {
+  await app.register(registryAuth, {
     keys: config.jwt,
     issuer: config.issuer ?? DEFAULT_ISSUER,
     audience: config.audience ?? DEFAULT_AUDIENCE

@@ -12,7 +12,7 @@ export type ClaimSource = string | ((payload: Readonly<Record<string, unknown>>)
  * platform tokens (`tenant`, `roles`, `scope`). E.g. Keycloak: `{ tenant: 'tenant_id',
  * roles: 'realm_access.roles' }`; Auth0: `{ tenant: 'https://example.com/tenant', roles:
  * 'https://example.com/roles' }`; Cognito: `{ tenant: 'custom:tenant', roles: 'cognito:groups' }`.
- * A scope claim that is an array (`scp`) is joined with spaces.
+ * A mapped scope claim that is an array (`scp`) is joined with spaces.
  */
 export interface ClaimMapping {
   tenant?: ClaimSource
@@ -25,6 +25,11 @@ export interface AuthOptions {
   secret?: string
   /** PEM public key (JWT_PUBLIC_KEY), for RS*, PS*, ES* or EdDSA tokens. */
   publicKey?: string
+  /**
+   * PEM private key (JWT_PRIVATE_KEY), with `publicKey`, for a service that also issues tokens
+   * (`fastify.jwt.sign`: the first issuer and audience, one hour unless told otherwise).
+   */
+  privateKey?: string
   /**
    * An identity provider's JWKS URL (Keycloak's `…/protocol/openid-connect/certs`, Auth0's and
    * Cognito's `…/.well-known/jwks.json`). Keys are picked by `kid`; an unknown `kid` refetches the
@@ -97,8 +102,10 @@ export function mapClaims (payload: Readonly<Record<string, unknown>>, mapping: 
   const scope = pick(payload, mapping.scope ?? 'scope')
   if (tenant !== undefined) out.tenant = tenant
   if (roles !== undefined) out.roles = roles
-  // OAuth's `scp` is often an array; the platform's `scope` is space-separated.
-  if (scope !== undefined) out.scope = Array.isArray(scope) && scope.every((s) => typeof s === 'string') ? scope.join(' ') : scope
+  // A mapped scope claim may be an array (`scp`); the platform's own `scope` is a string and an
+  // array there is an odd shape that assertClaims refuses.
+  const join = mapping.scope !== undefined && Array.isArray(scope) && scope.every((s) => typeof s === 'string')
+  if (scope !== undefined) out.scope = join ? scope.join(' ') : scope
   return out
 }
 
@@ -162,9 +169,11 @@ async function platformAuth (fastify: FastifyInstance, options: AuthOptions): Pr
   const cache = options.cache ?? 10_000
   const secret = options.jwksUrl !== undefined
     ? await jwksKeys(options)
-    : options.publicKey !== undefined ? { public: options.publicKey } : options.secret as string
+    : options.publicKey !== undefined ? { public: options.publicKey, ...(options.privateKey === undefined ? {} : { private: options.privateKey }) } : options.secret as string
+  const signs = options.secret !== undefined || options.privateKey !== undefined
   await fastify.register(fastifyJwt, {
     secret,
+    ...(signs ? { sign: { iss: issuers[0], aud: audiences[0], expiresIn: '1h' } } : {}),
     decode: { complete: true },
     verify: {
       allowedIss: issuers,

@@ -145,5 +145,6 @@ t.test('mapClaims: dotted paths, names with dots, functions, scp arrays', async 
   t.same(mapClaims({ sub: 's', org: { id: 'acme' } }, { tenant: (p) => (p.org as { id: string }).id }), { sub: 's', org: { id: 'acme' }, tenant: 'acme' })
   t.same(mapClaims({ sub: 's', a: { b: 1 } }, { tenant: 'a.c.d', roles: 'a.b.c' }), { sub: 's', a: { b: 1 } }, 'a missing path is no claim')
   t.same(mapClaims({ sub: 's', tenant: 'acme', roles: ['x'], scope: 'y' }), { sub: 's', tenant: 'acme', roles: ['x'], scope: 'y' }, 'the platform\'s names by default')
+  t.same(mapClaims({ sub: 's', scope: ['a'] }), { sub: 's', scope: ['a'] }, 'the platform\'s own scope claim is not joined: an array there is refused')
   t.same(mapClaims({ sub: 's', __proto__: { tenant: 'evil' } } as Record<string, unknown>, {}), { sub: 's' }, 'inherited properties are not claims')
 })

@@ -1,30 +1,16 @@
-import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type {} from '@fastify/jwt' // app.jwt (registered by the library's auth) in this package's types
 import fp from 'fastify-plugin'
-import { assertClaims, hasRole, hasScope, TenantMismatchError } from '@platform/multitenant'
+import { TenantMismatchError } from '@platform/multitenant'
+import { authPlugin } from '@platform/multitenant/fastify'
 import type { JwtKeys } from '../config.ts'
-import { ForbiddenError, UnauthorizedError } from '../errors.ts'
 
-/** Claims of this platform's tokens (DESIGN.md "Tokens"). */
+/** Claims of this platform's tokens (DESIGN.md "Tokens"), as the registry issues them. */
 export interface Claims {
   sub: string
   tenant?: string
   roles?: string[]
   scope?: string
-}
-
-declare module '@fastify/jwt' {
-  interface FastifyJWT {
-    payload: Claims
-    user: Claims
-  }
-}
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Scope the token must carry; `admin` also requires the platform-admin role. */
-    auth?: { scope: string, admin?: boolean }
-  }
 }
 
 export interface AuthOptions {
@@ -35,38 +21,22 @@ export interface AuthOptions {
 
 /** A tenant token may act on its own tenant only. */
 export function assertOwnTenant (request: FastifyRequest, tenantId: string): void {
-  const tenant = request.user.tenant
+  const tenant = request.claims?.tenant
   if (tenant !== undefined && tenant !== tenantId) throw new TenantMismatchError()
 }
 
+/**
+ * The library's token verification (the same every service uses): every API route states its
+ * scope in `config.auth` (`admin` also requires a platform token with the platform-admin role);
+ * the operational routes have their own guard.
+ */
 async function auth (fastify: FastifyInstance, options: AuthOptions): Promise<void> {
-  await fastify.register(fastifyJwt, {
-    secret: 'secret' in options.keys ? options.keys.secret : { public: options.keys.publicKey, private: options.keys.privateKey ?? '' },
-    sign: { iss: options.issuer, aud: options.audience, expiresIn: '1h' },
-    // Verified tokens are cached (LRU, bounded by each token's own expiry): services send the
-    // same token on every call, and checking a signature costs more than the look-up it guards.
-    verify: { allowedIss: options.issuer, allowedAud: options.audience, requiredClaims: ['iss', 'aud', 'exp', 'sub'], cache: 10_000, cacheTTL: 60_000 }
-  })
-  fastify.addHook('onRequest', async (request) => {
-    const rule = request.routeOptions.config.auth
-    if (rule === undefined) return
-    try {
-      await request.jwtVerify()
-    } catch {
-      throw new UnauthorizedError()
-    }
-    // Shape, not just signature: roles an array of strings, scope a string, tenant a valid id.
-    let claims
-    try {
-      claims = assertClaims(request.user)
-    } catch {
-      throw new UnauthorizedError()
-    }
-    if (!hasScope(claims, rule.scope)) throw new ForbiddenError(`the token lacks the ${rule.scope} scope`)
-    if (rule.admin === true && (claims.tenant !== undefined || !hasRole(claims, 'platform-admin'))) {
-      throw new ForbiddenError('platform-admin only')
-    }
+  await fastify.register(authPlugin, {
+    ...('secret' in options.keys ? { secret: options.keys.secret } : { publicKey: options.keys.publicKey, privateKey: options.keys.privateKey }),
+    issuer: options.issuer,
+    audience: options.audience,
+    exclude: ['/health', '/ready', '/metrics', '/docs*']
   })
 }
 
-export const authPlugin = fp(auth, { fastify: '5.x', name: 'registry-auth' })
+export const registryAuth = fp(auth, { fastify: '5.x', name: 'registry-auth' })

@@ -44,7 +44,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
 
   app.get('/tenants', { config: READ, schema: { summary: 'A page of tenants', querystring: listQuery, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tenantSchema }, total: { type: 'integer' }, limit: { type: 'integer' }, offset: { type: 'integer' } } }, ...errors } } }, async (request) => {
     const query = request.query as { limit: number, offset: number, status?: TenantStatus, tier?: TenantTier, q?: string }
-    const own = request.user.tenant
+    const own = request.claims?.tenant
     if (own !== undefined) {
       // A tenant token lists only its own tenant.
       const tenant = await store.get(own)
@@ -126,7 +126,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     const { host } = request.query as { host: string }
     const tenant = await store.resolveHost(host)
     if (tenant === null) throw new TenantNotFoundError()
-    if (request.user.tenant !== undefined && request.user.tenant !== tenant.id) throw new TenantNotFoundError()
+    if (request.claims?.tenant !== undefined && request.claims?.tenant !== tenant.id) throw new TenantNotFoundError()
     return sendTenant(reply, tenant)
   })
 
@@ -141,7 +141,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
       }
     }
   }, async (request) => {
-    if (request.user.tenant !== undefined) throw new ForbiddenError('the change feed is for services')
+    if (request.claims?.tenant !== undefined) throw new ForbiddenError('the change feed is for services')
     const { after, wait, limit } = request.query as { after: number, wait: number, limit: number }
     if (wait === 0) {
       // A plain read is exact: it sees every change committed before it, from any instance.
