@@ -12,7 +12,7 @@ export {
   TENANT_ID_PATTERN, RESERVED_TENANT_IDS, SCHEMA_PREFIX, isValidTenantId, assertTenantId, schemaName, quotedSchema
 } from './tenant-id.ts'
 export {
-  defineTenantConfig, mergeConfig, type TenantConfig, type TenantConfigOptions, type ConfigOverrides
+  defineTenantConfig, mergeConfig, TenantConfigInvalidError, type TenantConfig, type TenantConfigOptions, type ConfigOverrides, type ConfigCheck
 } from './tenant-config.ts'
 export * from './errors.ts'
 export type * from './types.ts'
