@@ -276,6 +276,26 @@ function firstFailure (results: Array<PromiseSettledResult<unknown>>): unknown {
  * settles: a connection that fails or stalls fails its units with `SERVICE_UNAVAILABLE` and is
  * replaced, and one whose session state a unit changed is not reused as it is.
  */
+/** The environment variable that holds a cluster's URL: `DATABASE_URL` for "default", else `DATABASE_URL_<NAME>`. */
+export function clusterEnvName (cluster: string): string {
+  return cluster === 'default' ? 'DATABASE_URL' : `DATABASE_URL_${cluster.toUpperCase().replaceAll('-', '_')}`
+}
+
+/**
+ * The clusters named in the environment: `DATABASE_URL` (cluster "default") and every
+ * `DATABASE_URL_<NAME>` (cluster "<name>", lower case), for `TenantDb`'s `clusters` option.
+ */
+export function clustersFromEnv (env: NodeJS.ProcessEnv): Record<string, string> {
+  const clusters: Record<string, string> = {}
+  for (const [key, value] of Object.entries(env)) {
+    if (value === undefined || value.trim() === '') continue
+    if (key === 'DATABASE_URL') clusters.default = value.trim()
+    const match = /^DATABASE_URL_([A-Z0-9_]{1,63})$/.exec(key)
+    if (match !== null) clusters[(match[1] as string).toLowerCase()] = value.trim()
+  }
+  return clusters
+}
+
 export class TenantDb<TSchema extends Record<string, unknown> = Record<string, never>> {
   readonly #clusters = new Map<string, Cluster>()
   readonly #urls: Record<string, string>
@@ -311,7 +331,8 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
   #cluster (name: string): Cluster {
     let cluster = this.#clusters.get(name)
     if (cluster === undefined) {
-      const url = this.#urls[name]
+      // Cluster names compare as their environment variables do (DATABASE_URL_EU_1 is "eu-1" and "eu_1").
+      const url = this.#urls[name] ?? Object.entries(this.#urls).find(([key]) => clusterEnvName(key) === clusterEnvName(name))?.[1]
       if (url === undefined) throw new UnknownClusterError(name)
       const pool = (max: number): Sql => {
         const sql = postgres(url, {

@@ -1,0 +1,32 @@
+// The service's environment, checked at start; a wrong variable is named in the error.
+import { EnvError, multitenantOptionsFromEnv, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
+
+export interface NotesConfig {
+  /** Registry, database clusters and token verification, from the platform's variables. */
+  multitenant: MultitenantPluginOptions
+  port: number
+  host: string
+  logLevel: string
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+export { EnvError }
+
+/**
+ * REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL (and DATABASE_URL_<NAME>), JWT_SECRET or
+ * JWT_PUBLIC_KEY or JWKS_URL (with JWT_ISSUER, JWT_AUDIENCE, JWT_*_CLAIM), BASE_DOMAIN, TENANT
+ * (the library's `multitenantOptionsFromEnv`), and PORT (default 4100), HOST (127.0.0.1),
+ * LOG_LEVEL (info).
+ */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): NotesConfig {
+  const multitenant = multitenantOptionsFromEnv(env)
+  if (multitenant.db === undefined) throw new EnvError('DATABASE_URL', 'is required: a service login (NOSUPERUSER, a member of the platform_services group)')
+  const rawPort = env.PORT?.trim() || '4100'
+  const port = Number(rawPort)
+  if (!/^\d+$/.test(rawPort) || port > 65535) throw new EnvError('PORT', `must be a port number from 0 to 65535, got "${rawPort}"`)
+  const host = env.HOST?.trim() || '127.0.0.1'
+  const logLevel = env.LOG_LEVEL?.trim() || 'info'
+  if (!LEVELS.includes(logLevel)) throw new EnvError('LOG_LEVEL', `must be one of ${LEVELS.join(', ')}`)
+  return { multitenant, port, host, logLevel }
+}
