@@ -1,8 +1,9 @@
 // The notes service as a Fastify app: the library's plugin owns the registry client, the
 // database, the migrations and token checks; this file adds the routes.
 import { fileURLToPath } from 'node:url'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
 import createError from '@fastify/error'
+import type { PlatformClaims } from '@platform/multitenant'
 import { multitenantPlugin, platformErrorHandler, withTenant, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
 import { decodeCursor, NoteStore, type NotePatch } from './notes.ts'
 import { BODY_LIMIT, notesSettings } from './settings.ts'
@@ -18,8 +19,12 @@ const CursorError = createError<'VALIDATION_FAILED', 400, []>('VALIDATION_FAILED
 export interface BuildOptions {
   /** The library plugin's options (registry, db, auth …); `migrations` defaults to this package's. */
   multitenant: MultitenantPluginOptions
-  logger?: FastifyBaseLogger | boolean
+  /** Default: no logging. */
+  logger?: FastifyBaseLogger
 }
+
+/** The note's author: the verified token's subject (every notes route requires a token). */
+const author = (request: FastifyRequest): string => (request.claims as PlatformClaims).sub
 
 const title = { type: 'string', minLength: 1, maxLength: 200, pattern: '^[^\\u0000-\\u001f\\u007f]+$' } as const
 const body = { type: 'string', maxLength: BODY_LIMIT } as const
@@ -32,7 +37,7 @@ const idParams = { type: 'object', required: ['id'], properties: { id: { type: '
 
 export async function buildApp (options: BuildOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    ...(typeof options.logger === 'object' ? { loggerInstance: options.logger } : { logger: options.logger ?? false }),
+    ...(options.logger === undefined ? {} : { loggerInstance: options.logger }),
     // Bodies are small: the limit of a note plus its envelope.
     bodyLimit: 4 * BODY_LIMIT + 16_384,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } }
@@ -56,7 +61,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     const limits = settings.for(request.tenant)
     const text = request.body.body ?? ''
     if (text.length > limits.maxBodyLength) throw new TooLongError(limits.maxBodyLength)
-    const created = await store.create({ title: request.body.title, body: text, tags: request.body.tags ?? [], author: request.claims?.sub ?? '' }, limits.maxNotes)
+    const created = await store.create({ title: request.body.title, body: text, tags: request.body.tags ?? [], author: author(request) }, limits.maxNotes)
     if (created === null) throw new LimitError(limits.maxNotes)
     return await reply.code(201).header('location', `/v1/notes/${created.id}`).send(created)
   }))

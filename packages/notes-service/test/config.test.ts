@@ -10,6 +10,7 @@ const good = {
 
 t.test('the environment, checked, each mistake naming its variable', async (t) => {
   const config = loadConfig({ ...good, DATABASE_URL_EU_1: 'postgres://notes:pw@db-eu:5432/platform', PORT: '4100', BASE_DOMAIN: 'Platform.Example.com' })
+  t.match(loadConfig({ ...good, HOST: '0.0.0.0', LOG_LEVEL: 'warn' }), { host: '0.0.0.0', logLevel: 'warn', port: 4100 })
   t.match(config, {
     port: 4100,
     host: '127.0.0.1',

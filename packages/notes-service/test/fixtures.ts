@@ -27,6 +27,8 @@ export interface Platform {
   sign: (claims: Record<string, unknown>) => string
   /** Calls the registry as a platform admin. */
   admin: (method: string, path: string, body?: unknown) => Promise<{ status: number, body: any }>
+  /** Stops the registry (the database stays). */
+  stopRegistry: () => Promise<void>
   /** A tenant through the registry's API (201 or it throws). */
   createTenant: (id: string, extra?: Record<string, unknown>) => Promise<void>
 }
@@ -66,6 +68,7 @@ export async function startPlatform (t: Test): Promise<Platform> {
     serviceToken: sign({ sub: 'notes-service', scope: 'tenants:read' }),
     sign,
     admin,
+    stopRegistry: async () => await running.close(),
     async createTenant (id, extra = {}) {
       const res = await admin('POST', '/v1/tenants', { id, name: id, ...extra })
       if (res.status !== 201) throw new Error(`create ${id}: ${res.status} ${JSON.stringify(res.body)}`)
