@@ -30,6 +30,10 @@ Tenants
   delete <id> [--purge --yes]       archive; --purge also drops the schema, its data and the role
   domain add <id> <host> [--primary]
   domain remove <id> <host>
+  config <id> [<key>=<value>]…      show, or set, a tenant's configuration: dotted keys, values as
+                                    JSON (else text); <key>=null removes a key
+                                    e.g. config acme notes.maxNotes=500 comm.emailFrom=hi@acme.test
+  limits <id> [<key>=<value>]…      the same for limits (messagesPerMinute, requestsPerMinute …)
 
 Operations
   token --sub <subject> [--tenant <id>] [--role <role>]… [--scope "<s> <s>"] [--expires <seconds>]
@@ -76,6 +80,33 @@ const OPTIONS = {
 } as const
 
 class UsageError extends Error {}
+
+/** `a.b=1 c=text d=null` → the JSON merge patch `{ a: { b: 1 }, c: 'text', d: null }`. */
+function mergePatchOf (assignments: string[]): Record<string, unknown> {
+  const patch: Record<string, unknown> = {}
+  for (const assignment of assignments) {
+    const eq = assignment.indexOf('=')
+    const key = eq === -1 ? '' : assignment.slice(0, eq)
+    const path = key.split('.')
+    if (eq === -1 || path.some((part) => !/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/.test(part) || part === '__proto__' || part === 'constructor' || part === 'prototype')) {
+      throw new UsageError(`"${assignment}" is not <key>=<value> with a dotted key of letters, digits, _ and -`)
+    }
+    const raw = assignment.slice(eq + 1)
+    let value: unknown
+    try {
+      value = JSON.parse(raw)
+    } catch {
+      value = raw // plain text needs no quotes
+    }
+    let node = patch
+    for (const part of path.slice(0, -1)) {
+      const next = node[part]
+      node = (node[part] = typeof next === 'object' && next !== null && !Array.isArray(next) ? next : {}) as Record<string, unknown>
+    }
+    node[path.at(-1) as string] = value
+  }
+  return patch
+}
 
 const TIERS = ['free', 'standard', 'premium']
 const STATUSES = ['provisioning', 'active', 'trial', 'suspended', 'archived']
@@ -227,6 +258,16 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
         const s = await store()
         const tenant = action === 'add' ? await s.addDomain(id as string, host as string, o.primary === true) : await s.removeDomain(id as string, host as string)
         print(tenant, `${tenant.id} domains: ${tenant.domains.map((d) => d.domain + (d.primary ? ' (primary)' : '')).join(', ') || '-'}\n`)
+        return 0
+      }
+      case 'config':
+      case 'limits': {
+        const [id, ...assignments] = args
+        if (id === undefined) throw new UsageError(`usage: tenant-registry ${command} <id> [<key>=<value>]…`)
+        const s = await store()
+        const tenant = assignments.length === 0 ? await s.require(id) : await s.update(id, { [command]: mergePatchOf(assignments) })
+        const section = tenant[command]
+        print(section, assignments.length === 0 ? JSON.stringify(section, null, 2) + '\n' : `${tenant.id} ${command} (version ${tenant.version}):\n${JSON.stringify(section, null, 2)}\n`)
         return 0
       }
       case 'token': {

@@ -53,9 +53,24 @@ t.test('every command against a real database, human and --json output', async (
   t.match(await run('domain', 'remove', id, `mail.${id}.test`), { code: 0, out: new RegExp(`domains: www\\.${id}\\.test \\(primary\\)\\n`) })
   t.match(await run('domain', 'remove', id, `www.${id}.test`), { code: 0, out: /domains: -\n/ })
 
+  // Configuration: dotted keys, JSON values (else text), null removes.
+  t.same(await run('config', id), { code: 0, out: '{}\n', err: '' })
+  const set = await run('config', id, 'notes.maxNotes=500', 'comm.emailFrom=hello@cli.test', 'comm.retry={"attempts":3}', 'flag=true')
+  t.equal(set.code, 0, set.err)
+  t.match(set.out, new RegExp(`^${id} config \\(version \\d+\\):`))
+  t.same(JSON.parse((await run('config', id, '--json')).out), { notes: { maxNotes: 500 }, comm: { emailFrom: 'hello@cli.test', retry: { attempts: 3 } }, flag: true })
+  t.same(JSON.parse((await run('config', id, 'comm.retry=null', 'flag=null', '--json')).out), { notes: { maxNotes: 500 }, comm: { emailFrom: 'hello@cli.test' } }, 'merge-patch semantics')
+  t.equal((await r.app.inject({ url: `/v1/tenants/${id}`, headers: bearer(r.service) })).json().config.notes.maxNotes, 500, 'the API sees it')
+  t.same(JSON.parse((await run('limits', id, 'messagesPerMinute=60', '--json')).out), { messagesPerMinute: 60 })
+  t.match(await run('config', id, 'no-equals-sign'), { code: 2, err: /is not <key>=<value>/ })
+  t.match(await run('config', id, 'a..b=1'), { code: 2, err: /dotted key/ })
+  t.match(await run('config', id, '__proto__.x=1'), { code: 2 }, 'no prototype keys')
+  t.match(await run('config'), { code: 2, err: /usage: tenant-registry config <id>/ })
+  t.match(await run('config', tid('nobody'), 'a=1'), { code: 1, err: /TENANT_NOT_FOUND/ })
+
   const feed = await r.app.inject({ url: '/v1/changes?after=0&limit=1000', headers: bearer(r.service) })
   t.same(feed.json().items.filter((c: { tenantId: string }) => c.tenantId === id).map((c: { type: string }) => c.type),
-    ['tenant.created', 'tenant.suspended', 'tenant.active', 'domain.added', 'domain.removed', 'domain.removed'], 'CLI changes are on the feed')
+    ['tenant.created', 'tenant.suspended', 'tenant.active', 'domain.added', 'domain.removed', 'domain.removed', 'tenant.updated', 'tenant.updated', 'tenant.updated'], 'CLI changes are on the feed')
 
   t.match(await run('delete', id), { code: 0, out: `archived ${id}\n` })
   t.match(await run('delete', id, '--purge'), { code: 2, err: /add --yes to confirm/ })
