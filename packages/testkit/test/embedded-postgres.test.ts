@@ -28,7 +28,7 @@ t.test('a persistent server keeps its data across restarts', async (t) => {
 t.test('a start that cannot work fails with a clear error', async (t) => {
   const running = await startEmbeddedPostgres()
   t.teardown(() => running.stop())
-  await t.rejects(startEmbeddedPostgres({ port: running.port }), /could not start the embedded PostgreSQL/)
+  await t.rejects(startEmbeddedPostgres({ port: running.port }), new RegExp(`could not start the embedded PostgreSQL in .* \\(port ${running.port}\\): .*(could not|already)`), 'the reason is the server\'s, not "undefined"')
 })
 
 t.test('as root, a data directory the postgres user cannot reach is refused with the fix', { skip: process.getuid?.() !== 0 && 'only as root' }, async (t) => {

@@ -1,26 +1,34 @@
 // `pnpm start` / `npm start`: the development stack. With no DATABASE_URL it runs an embedded
 // PostgreSQL kept under .data/ (it survives restarts), applies the migrations, starts the
-// registry, creates demo tenants once per database, prints URLs, tokens and curl lines, and
-// writes them to .data/dev.json for scripts. Ctrl-C stops everything.
+// registry, creates demo tenants once per database, starts the services (the notes service),
+// prints URLs, tokens and curl lines, and writes them to .data/dev.json for scripts. Ctrl-C
+// stops everything. A second checkout on the same machine starts too: ports that are not set
+// explicitly move to free ones when taken.
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
 import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
+import { startNotesServer, type RunningNotes } from '@platform/notes-service/server'
+import { ConfigError, loadConfig, nonEmpty } from '@platform/tenant-registry/config'
+import { closeOnSignals, createLogger, startRegistryServer, type RunningRegistry } from '@platform/tenant-registry/server'
+import type {} from '@platform/tenant-registry' // app.tenants (the registry's decoration)
+import type { CreateTenantInput } from '@platform/tenant-registry/tenants'
+import { tokenIssuer } from '@platform/tenant-registry/tokens'
 import postgres from 'postgres'
-import { ConfigError, loadConfig, nonEmpty } from './config.ts'
-import { closeOnSignals, createLogger, startRegistryServer, type RunningRegistry } from './server.ts'
-import type { CreateTenantInput } from './tenants.ts'
-import { tokenIssuer } from './tokens.ts'
 
-const DEV_PG_PORT = 54329
+const DEFAULT_PG_PORT = 54329
+const DEFAULT_REGISTRY_PORT = 4000
+const DEFAULT_NOTES_PORT = 4100
 const DEV_DB = 'platform'
 const DEV_REGISTRY_LOGIN = 'platform_registry'
 const DEV_SERVICE_LOGIN = 'platform_service'
 
 export interface DevInfo {
   registryUrl: string
+  /** The notes service (the example service built on the library). */
+  notesUrl: string
   /** The registry's login (the registry CLI uses it). */
   databaseUrl: string
   /** A service's login: what services and `tenant-migrate` connect as. */
@@ -52,13 +60,29 @@ async function portFree (port: number): Promise<boolean> {
 }
 
 /**
+ * The port from `variable`, or `fallback` when unset — and when the fallback is taken (another
+ * checkout's stack), a free one: only a port you chose yourself is an error when in use.
+ */
+async function choosePort (env: NodeJS.ProcessEnv, variable: string, fallback: number, what: string): Promise<number> {
+  const raw = nonEmpty(env, variable)
+  if (raw !== undefined) {
+    const port = Number(raw)
+    if (!/^\d+$/.test(raw) || port > 65535) throw new ConfigError(variable, `must be a port number from 0 to 65535, got "${raw}"`)
+    return port
+  }
+  if (await portFree(fallback)) return fallback
+  const port = await freePort()
+  say(`port ${fallback} is taken (another stack?): ${what} uses ${port}; set ${variable} to choose`)
+  return port
+}
+
+/**
  * Starts (or reuses) the embedded cluster under .data/pg, makes sure the platform database exists,
  * and runs the one-time setup as the superuser: the registry's login and a service login, which
  * is all that ever runs afterwards (README, "Database roles").
  */
-async function embeddedDatabase (dataDir: string): Promise<{ pg: RunningPostgres, url: string, serviceUrl: string }> {
+async function embeddedDatabase (dataDir: string, port: number): Promise<{ pg: RunningPostgres, url: string, serviceUrl: string }> {
   const pgDir = join(dataDir, 'pg')
-  const port = await portFree(DEV_PG_PORT) ? DEV_PG_PORT : await freePort()
   say(`starting the embedded PostgreSQL in ${pgDir} (port ${port}; first start initialises it)`)
   let pg: RunningPostgres
   try {
@@ -121,14 +145,16 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   const { env = process.env, cwd = process.cwd(), print = (text) => process.stdout.write(text) } = options
   const dataDir = resolve(cwd, '.data')
   await mkdir(dataDir, { recursive: true })
-  const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env }, { fallbackSecret: await devSecret(dataDir, 'jwt-secret', 36) })
+  const registryPort = await choosePort(env, 'PORT', DEFAULT_REGISTRY_PORT, 'the registry')
+  const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env, PORT: String(registryPort) }, { fallbackSecret: await devSecret(dataDir, 'jwt-secret', 36) })
+  const notesPort = await choosePort(env, 'NOTES_PORT', DEFAULT_NOTES_PORT, 'the notes service')
   const baseDomain = config.baseDomain ?? 'platform.localhost'
 
   let pg: RunningPostgres | undefined
   let databaseUrl = config.databaseUrl
   let serviceDatabaseUrl: string
   if (databaseUrl === undefined) {
-    const embedded = await embeddedDatabase(dataDir)
+    const embedded = await embeddedDatabase(dataDir, await choosePort(env, 'DEV_PG_PORT', DEFAULT_PG_PORT, 'PostgreSQL'))
     pg = embedded.pg
     databaseUrl = embedded.url
     serviceDatabaseUrl = embedded.serviceUrl
@@ -147,37 +173,57 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('PORT', `${config.port} is in use; set PORT to another port`)
     throw err
   }
+  let notes: RunningNotes | undefined
   const stop = async (): Promise<void> => {
+    await notes?.close()
     await registry.close()
     await pg?.stop()
   }
+  const issue = tokenIssuer(config.jwt)
+  const month = 30 * 24 * 3600
   try {
     const seeded = await seedDemo(registry, baseDomain)
     if (seeded.length > 0) say(`created demo tenants: ${seeded.join(', ')}`)
-  /* c8 ignore next 4: seeding fails only if the database goes away mid-start */
+    // The notes service: its own database login, a registry token with tenants:read, the same
+    // token verification. It migrates every tenant before it listens.
+    notes = await startNotesServer({
+      multitenant: {
+        registry: { url: registry.url, token: issue({ sub: 'notes-service', roles: [], scope: 'tenants:read' }, month) },
+        db: { url: serviceDatabaseUrl },
+        auth: 'secret' in config.jwt ? { secret: config.jwt.secret, issuer: 'tenant-registry', audience: 'platform' } : { publicKey: config.jwt.publicKey, issuer: 'tenant-registry', audience: 'platform' },
+        baseDomain
+      },
+      port: notesPort,
+      host: config.host,
+      logLevel: config.logLevel
+    }, createLogger(config.logLevel))
   } catch (err) {
     await stop()
+    if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('NOTES_PORT', `${notesPort} is in use; set NOTES_PORT to another port`)
+    /* c8 ignore next 2: anything else needs the database or the registry to go away mid-start */
     throw err
   }
 
-  const issue = tokenIssuer(config.jwt)
-  const month = 30 * 24 * 3600
+  const running = notes as RunningNotes
   const info: DevInfo = {
     registryUrl: registry.url,
+    notesUrl: running.url,
     databaseUrl,
     serviceDatabaseUrl,
     baseDomain,
     tokens: {
       platformAdmin: issue({ sub: 'dev-admin', roles: ['platform-admin'], scope: 'tenants:read tenants:write' }, month),
       service: issue({ sub: 'comm-service', roles: [], scope: 'tenants:read' }, month),
-      acmeOwner: issue({ sub: 'owner@acme.test', tenant: 'acme', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write' }, month)
+      acmeOwner: issue({ sub: 'owner@acme.test', tenant: 'acme', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month)
     }
   }
   await writeFile(join(dataDir, 'dev.json'), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 })
 
   const u = registry.url
+  const n = running.url
   print(`
   Tenant registry   ${u}          (API docs: ${u}/docs, metrics: ${u}/metrics)
+  Notes service     ${n}          (the example service built on @platform/multitenant)
   PostgreSQL        ${databaseUrl}
   Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
   Tokens            .data/dev.json (platformAdmin, service, acmeOwner; valid 30 days)
@@ -190,7 +236,11 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     curl -s -X POST ${u}/v1/tenants -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"id":"hooli","name":"Hooli"}'
     npm run registry -- list
 
-  Ctrl-C stops the registry${pg === undefined ? '' : ' and the database (the data stays in .data/pg)'}.
+    export ACME=$(node -p "require('./.data/dev.json').tokens.acmeOwner")
+    curl -s -X POST ${n}/v1/notes -H "authorization: Bearer $ACME" -H 'content-type: application/json' -d '{"title":"Hello from acme"}'
+    curl -s ${n}/v1/notes -H "authorization: Bearer $ACME"
+
+  Ctrl-C stops the services${pg === undefined ? '' : ' and the database (the data stays in .data/pg)'}.
 `)
   let closing: Promise<void> | undefined
   return {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
 import { startDevStack, type DevInfo } from '../src/dev.ts'
-import { createRegistryDatabase } from './fixtures/registry.ts'
+import { createStackDatabase } from './fixtures.ts'
 
 async function call (info: DevInfo, path: string, token: string, method: 'GET' | 'POST' | 'DELETE' = 'GET', body?: unknown): Promise<{ status: number, json: any }> {
   const res = await request(info.registryUrl + path, {
@@ -17,10 +17,10 @@ async function call (info: DevInfo, path: string, token: string, method: 'GET' |
 }
 
 t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', async (t) => {
-  const db = await createRegistryDatabase(t)
+  const db = await createStackDatabase(t)
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const env = { DATABASE_URL: db.url, SERVICE_DATABASE_URL: 'postgres://svc:pw@127.0.0.1:5432/x', PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: '' }
+  const env = { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, PORT: '0', NOTES_PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: '' }
   let banner = ''
   const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
   t.teardown(first.close)
@@ -32,7 +32,15 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.equal(info.baseDomain, 'platform.localhost', 'an empty BASE_DOMAIN falls back to the dev default')
   t.equal((await stat(join(cwd, '.data', 'jwt-secret'))).mode & 0o777, 0o600, 'the secret is private')
   t.match(banner, new RegExp(`curl -s ${info.registryUrl}/v1/tenants -H "authorization: Bearer \\$TOKEN"`))
-  t.match(banner, /Ctrl-C stops the registry\./)
+  t.match(banner, /Ctrl-C stops the services\./)
+  t.match(banner, new RegExp(`curl -s -X POST ${info.notesUrl}/v1/notes -H "authorization: Bearer \\$ACME"`))
+
+  // The notes service runs on the service login, migrated for every demo tenant, with the
+  // printed token.
+  const note = await request(`${info.notesUrl}/v1/notes`, { method: 'POST', headers: { authorization: `Bearer ${info.tokens.acmeOwner}`, 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Hello from acme' }) })
+  t.equal(note.statusCode, 201, await note.body.text())
+  const listed = await request(`${info.notesUrl}/v1/notes`, { headers: { authorization: `Bearer ${info.tokens.acmeOwner}` } })
+  t.match(await listed.body.json(), { items: [{ title: 'Hello from acme', author: 'owner@acme.test' }] })
 
   const page = await call(info, '/v1/tenants', info.tokens.service)
   t.same(page.json.items.map((x: { id: string }) => x.id), ['acme', 'globex', 'initech'])
@@ -55,18 +63,21 @@ t.test('bad configuration is refused before anything starts', async (t) => {
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
   await t.rejects(startDevStack({ env: { PORT: 'x' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT' })
   await t.rejects(startDevStack({ env: { DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none', PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { code: 'ECONNREFUSED' })
-  const db = await createRegistryDatabase(t)
-  const running = await startDevStack({ env: { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
+  await t.rejects(startDevStack({ env: { DEV_PG_PORT: '70000' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'DEV_PG_PORT' })
+  const db = await createStackDatabase(t)
+  const running = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, PORT: '0', NOTES_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
   t.teardown(running.close)
   const port = new URL(running.info.registryUrl).port
-  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, PORT: port, LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT', message: /in use/ })
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, PORT: port, NOTES_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT', message: /in use/ })
+  const notesPort = new URL(running.info.notesUrl).port
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, PORT: '0', NOTES_PORT: notesPort, LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'NOTES_PORT', message: /in use/ })
 })
 
 t.test('without DATABASE_URL: an embedded PostgreSQL under .data/pg that survives restarts', async (t) => {
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   await chmod(cwd, 0o755) // as root, the server runs as user postgres, which must enter it
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const env = { PORT: '0', LOG_LEVEL: 'silent' }
+  const env = { PORT: '0', NOTES_PORT: '0', LOG_LEVEL: 'silent' }
   let banner = ''
   const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
   t.teardown(first.close)
@@ -82,4 +93,22 @@ t.test('without DATABASE_URL: an embedded PostgreSQL under .data/pg that survive
   t.teardown(second.close)
   t.equal((await call(second.info, '/v1/tenants/hooli', second.info.tokens.service)).json.name, 'Hooli', 'data survived the restart')
   t.equal((await call(second.info, '/v1/tenants', second.info.tokens.service)).json.total, 4, 'demo tenants were not created twice')
+})
+
+t.test('a second checkout on the same machine starts beside the first (ports move, no shared socket)', async (t) => {
+  const stacks = []
+  for (const name of ['first', 'second']) {
+    const cwd = await mkdtemp(join(tmpdir(), `dev-${name}-`))
+    await chmod(cwd, 0o755)
+    t.teardown(() => rm(cwd, { recursive: true, force: true }))
+    // No port variables at all: what a newcomer runs in two clones.
+    const stack = await startDevStack({ env: { LOG_LEVEL: 'silent' }, cwd, print: () => {} })
+    t.teardown(stack.close)
+    stacks.push(stack)
+  }
+  const [a, b] = stacks.map((s) => s.info) as [DevInfo, DevInfo]
+  t.not(a.registryUrl, b.registryUrl)
+  t.not(a.notesUrl, b.notesUrl)
+  t.not(new URL(a.databaseUrl).port, new URL(b.databaseUrl).port)
+  for (const info of [a, b]) t.equal((await call(info, '/v1/tenants/acme', info.tokens.service)).status, 200, 'each stack answers')
 })
