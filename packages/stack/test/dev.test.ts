@@ -112,3 +112,15 @@ t.test('a second checkout on the same machine starts beside the first (ports mov
   t.not(new URL(a.databaseUrl).port, new URL(b.databaseUrl).port)
   for (const info of [a, b]) t.equal((await call(info, '/v1/tenants/acme', info.tokens.service)).status, 200, 'each stack answers')
 })
+
+t.test('with a key pair instead of a secret, the services verify the printed tokens', async (t) => {
+  const { generateKeyPairSync } = await import('node:crypto')
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
+  const db = await createStackDatabase(t)
+  const cwd = await mkdtemp(join(tmpdir(), 'dev-keys-'))
+  t.teardown(() => rm(cwd, { recursive: true, force: true }))
+  const stack = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, PORT: '0', NOTES_PORT: '0', LOG_LEVEL: 'silent', JWT_PUBLIC_KEY: publicKey, JWT_PRIVATE_KEY: privateKey }, cwd, print: () => {} })
+  t.teardown(stack.close)
+  const res = await request(`${stack.info.notesUrl}/v1/notes`, { headers: { authorization: `Bearer ${stack.info.tokens.acmeOwner}` } })
+  t.equal(res.statusCode, 200, await res.body.text())
+})
