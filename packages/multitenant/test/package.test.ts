@@ -19,7 +19,7 @@ function run (cmd: string, args: string[], cwd: string): { status: number | null
 
 const PROGRAM = `import Fastify from 'fastify'
 import { assertClaims, currentTenantId, defineTenantConfig, runAsTenant, type Tenant } from '@platform/multitenant'
-import { multitenantPlugin } from '@platform/multitenant/fastify'
+import { multitenantOptionsFromEnv, multitenantPlugin, withTenant, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
 import { tenantPropagation } from '@platform/multitenant/http'
 import { loadMigrations } from '@platform/multitenant/migrations'
 import { DEFAULT_GROUP_ROLE, TenantDb, tenantRoleStatements } from '@platform/multitenant/pg'
@@ -29,13 +29,15 @@ const acme: Tenant = { id: 'acme', name: 'Acme', status: 'active', tier: 'standa
 const comm = defineTenantConfig<{ emailFrom: string }>({ service: 'comm', defaults: { emailFrom: 'no-reply@platform.test' } })
 const app = Fastify()
 await app.register(multitenantPlugin, { provider: { getTenant: (id: string) => id === 'acme' ? acme : null } })
-app.get('/whoami', async () => ({ tenant: currentTenantId(), from: comm.get().emailFrom }))
+app.get('/whoami', withTenant(async (request) => ({ tenant: currentTenantId(), id: request.tenant.id, from: comm.get().emailFrom })))
+const fromEnv: MultitenantPluginOptions = multitenantOptionsFromEnv({ REGISTRY_URL: 'http://registry:4000', SERVICE_TOKEN: 't', JWT_SECRET: 'x'.repeat(32), DATABASE_URL: 'postgres://svc@db/platform' })
 const res = await app.inject({ url: '/whoami', headers: { 'x-tenant-id': 'acme' } })
 await app.close()
 const db = new TenantDb({ url: 'postgres://nobody@127.0.0.1:1/none' })
 await db.close()
 console.log(JSON.stringify({
   answer: res.json(),
+  env: Object.keys(fromEnv).sort(),
   inScope: await runAsTenant('acme', async () => currentTenantId()),
   claims: assertClaims({ sub: 'u', iss: 'i', aud: 'a', exp: 1, roles: ['owner'] }).roles,
   group: DEFAULT_GROUP_ROLE,
@@ -77,7 +79,8 @@ t.test('packed, installed outside the workspace, type-checked and run', { timeou
   const ran = run(process.execPath, ['app.ts'], app)
   t.equal(ran.status, 0, ran.out)
   t.same(JSON.parse(ran.out.trim().split('\n').at(-1) as string), {
-    answer: { tenant: 'acme', from: 'no-reply@acme.test' },
+    answer: { tenant: 'acme', id: 'acme', from: 'no-reply@acme.test' },
+    env: ['auth', 'db', 'registry'],
     inScope: 'acme',
     claims: ['owner'],
     group: 'platform_services',
@@ -86,4 +89,44 @@ t.test('packed, installed outside the workspace, type-checked and run', { timeou
   })
   const bin = run(join(app, 'node_modules', '.bin', 'tenant-migrate'), ['--help'], app)
   t.equal(bin.status, 0, `the tenant-migrate bin runs: ${bin.out.slice(-300)}`)
+
+  // The optional peers are optional: without them, an option that needs one fails at start with
+  // an error naming the option and the package, not ERR_MODULE_NOT_FOUND from deep inside.
+  const bare = join(dir, 'bare')
+  spawnSync('mkdir', ['-p', bare])
+  await writeFile(join(bare, 'package.json'), JSON.stringify({ name: 'bare-app', private: true, type: 'module' }))
+  const bareInstall = run('npm', ['install', '--no-save', '--loglevel=error', join(dir, tarball as string), 'fastify@^5'], bare)
+  t.equal(bareInstall.status, 0, `npm install without the optional peers: ${bareInstall.out.slice(-600)}`)
+  for (const peer of ['postgres', 'drizzle-orm', 'undici', '@fastify/jwt', 'get-jwks']) {
+    t.equal(run(process.execPath, ['-e', `import('${peer}').then(() => process.exit(1), () => process.exit(0))`], bare).status, 0, `${peer} is not installed`)
+  }
+  await writeFile(join(bare, 'app.mjs'), `import Fastify from 'fastify'
+import { multitenantPlugin } from '@platform/multitenant/fastify'
+const provider = { getTenant: () => null }
+const cases = {
+  db: { provider, db: { url: 'postgres://svc@127.0.0.1:1/x' } },
+  registry: { registry: { url: 'http://127.0.0.1:1', token: 't' } },
+  auth: { provider, auth: { secret: 'x'.repeat(32), issuer: 'i', audience: 'a' } },
+  jwks: { provider, auth: { jwksUrl: 'https://idp.example.com/certs', issuer: 'i', audience: 'a' } }
+}
+const out = {}
+for (const [name, options] of Object.entries(cases)) {
+  const app = Fastify()
+  app.register(multitenantPlugin, options)
+  try { await app.ready(); out[name] = 'started' } catch (err) { out[name] = err.code + ': ' + err.message }
+  await app.close().catch(() => {})
+}
+const plain = Fastify()
+await plain.register(multitenantPlugin, { provider: { getTenant: () => null } })
+out.plain = 'started'
+console.log(JSON.stringify(out))
+`)
+  const bareRun = run(process.execPath, ['app.mjs'], bare)
+  t.equal(bareRun.status, 0, bareRun.out)
+  const result = JSON.parse(bareRun.out.trim().split('\n').at(-1) as string) as Record<string, string>
+  t.match(result.db, /^MT_INVALID_OPTION: Invalid option: db needs the optional peer dependencies "postgres" and "drizzle-orm".*npm install postgres drizzle-orm/)
+  t.match(result.registry, /^MT_INVALID_OPTION: .*registry needs the optional peer dependency "undici".*npm install undici/)
+  t.match(result.auth, /^MT_INVALID_OPTION: .*auth needs the optional peer dependency "@fastify\/jwt"/)
+  t.match(result.jwks, /^MT_INVALID_OPTION: .*auth needs the optional peer dependency "@fastify\/jwt"/, 'the first missing peer is named')
+  t.equal(result.plain, 'started', 'the plugin alone needs none of them')
 })
