@@ -218,6 +218,15 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     }
   }
   await writeFile(join(dataDir, 'dev.json'), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 })
+  // What a service of your own needs to join the stack: `node --env-file=.data/dev.env your-service.ts`.
+  const serviceEnv = {
+    REGISTRY_URL: registry.url,
+    SERVICE_TOKEN: issue({ sub: 'dev-service', roles: [], scope: 'tenants:read' }, month),
+    DATABASE_URL: serviceDatabaseUrl,
+    ...('secret' in config.jwt ? { JWT_SECRET: config.jwt.secret } : { JWT_PUBLIC_KEY: config.jwt.publicKey.replaceAll('\n', '\\n') }),
+    BASE_DOMAIN: baseDomain
+  }
+  await writeFile(join(dataDir, 'dev.env'), Object.entries(serviceEnv).map(([k, v]) => `${k}="${v}"`).join('\n') + '\n', { mode: 0o600 })
 
   const u = registry.url
   const n = running.url
@@ -227,6 +236,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   PostgreSQL        ${databaseUrl}
   Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
   Tokens            .data/dev.json (platformAdmin, service, acmeOwner; valid 30 days)
+  Your own service  node --env-file=.data/dev.env your-service.ts   (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_SECRET)
 
   Try:
     export TOKEN=$(node -p "require('./.data/dev.json').tokens.platformAdmin")

@@ -339,6 +339,8 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
           // postgres.js backs off up to 20 s between reconnects and keeps that timer after end():
           // a lane comes back at most a second after its server does.
           backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
+          // postgres.js prints every NOTICE (such as "already exists, skipping") to the console.
+          onnotice: () => {},
           ...this.#options.postgres,
           max,
           prepare: this.#prepare,
