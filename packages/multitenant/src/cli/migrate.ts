@@ -80,7 +80,7 @@ export async function runMigrateCli (argv: string[], io: MigrateCliIo): Promise<
     const urlFor = (cluster: string): string => {
       const name = cluster === 'default' ? 'DATABASE_URL' : `DATABASE_URL_${cluster.toUpperCase().replaceAll('-', '_')}`
       const url = io.env[name] ?? (cluster === 'default' ? dev.serviceDatabaseUrl ?? dev.databaseUrl : undefined)
-      if (url === undefined || url === '') throw new UsageError(`${name} is not set (the connection for cluster "${cluster}")`)
+      if (url === undefined || url === '') throw new UsageError(`${name} is not set (the connection for cluster "${cluster}"): a service login, NOSUPERUSER and a member of platform_services (\`tenant-registry service-login <user>\`); inside the platform's repository a running \`pnpm start\` provides it`)
       return url
     }
     urlFor('default')
@@ -101,7 +101,7 @@ export async function runMigrateCli (argv: string[], io: MigrateCliIo): Promise<
     } else {
       const url = io.env.REGISTRY_URL ?? dev.registryUrl
       const token = io.env.SERVICE_TOKEN ?? dev.tokens?.service
-      if (url === undefined || token === undefined) throw new UsageError('REGISTRY_URL and SERVICE_TOKEN are needed to list the tenants (or name them with --tenant)')
+      if (url === undefined || token === undefined) throw new UsageError('REGISTRY_URL and SERVICE_TOKEN are needed to list the tenants (a registry token with tenants:read: `tenant-registry token --sub migrations --scope tenants:read`), or name the tenants with --tenant')
       client = new RegistryClient({ url, token, follow: false, timeout: 10_000 })
       total = 0
       for (const status of ['active', 'trial', 'suspended'] as const) total += (await client.listTenants({ status, limit: 1 })).total
