@@ -28,4 +28,4 @@ app.post<{ Body: { title: string } }>('/todos', {
 }))
 
 await app.listen({ port: Number(process.env.PORT ?? 3000) })
-for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => { void app.close() }) // drain, then close the pools
+for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => { app.close().catch(console.error) }) // drain, close the pools

@@ -40,7 +40,6 @@ async function devInfo (cwd: string): Promise<Dev> {
   }
 }
 
-
 function bar (done: number, total: number, failed: number, ms: number): string {
   const width = 30
   const filled = Math.min(width, Math.round(width * done / Math.max(total, done)))
