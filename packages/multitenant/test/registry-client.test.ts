@@ -139,6 +139,7 @@ t.test('check(): one authenticated call that names what is wrong', async (t) => 
   await t.rejects(client(t, r, { follow: false, url: `http://127.0.0.1:${(other.server.address() as { port: number }).port}` }).check(),
     { code: 'MT_REGISTRY_RESPONSE', message: /REGISTRY_URL/ })
   t.throws(() => new RegistryClient({ url: 'registry:4000/x', token: 't' }), { code: 'MT_INVALID_OPTION', message: /REGISTRY_URL/ })
+  t.throws(() => new RegistryClient({ url: 'not a url', token: 't' }), { code: 'MT_INVALID_OPTION', message: /REGISTRY_URL\) must be an absolute http\(s\) URL, got "not a url"/ })
   t.throws(() => new RegistryClient({ url: 'ftp://registry', token: 't' }), { code: 'MT_INVALID_OPTION', message: /http or https/ })
   t.throws(() => new RegistryClient({ url: r.url, token: '' }), { code: 'MT_INVALID_OPTION', message: /SERVICE_TOKEN/ })
 })
@@ -229,6 +230,18 @@ t.test('retries honour Retry-After and go through the caller\'s dispatcher', asy
   t.match(c.stats(), { upstreamCalls: 2, upstreamErrors: 1 })
   await c.close()
   t.equal(agent.closed, false, 'the caller\'s dispatcher stays open')
+  await c.close()
+  t.pass('close() twice is fine')
+})
+
+t.test('an answer that is not JSON is a registry response error, not a crash', async (t) => {
+  const odd = Fastify()
+  odd.get('/v1/tenants/:id', async (_request, reply) => await reply.type('application/json').send('<html>proxy error</html>'))
+  await odd.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => odd.close())
+  const c = new RegistryClient({ url: `http://127.0.0.1:${(odd.server.address() as { port: number }).port}`, token: 't', follow: false })
+  t.teardown(() => c.close())
+  await t.rejects(async () => await c.getTenant('acme'), { code: 'TENANT_UNAVAILABLE', cause: { code: 'MT_REGISTRY_UNREACHABLE', message: /HTTP 502/ } })
 })
 
 t.test('the change feed evicts at once: a suspension stops requests within a second, with a one-hour TTL', async (t) => {

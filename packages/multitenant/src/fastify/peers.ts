@@ -12,7 +12,7 @@ export async function optionalPeer<M> (setting: string, packages: string | strin
     const names = [packages].flat()
     const missing = names.filter((name) => String(message).includes(`'${name}'`) || String(message).includes(`"${name}"`))
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && missing.length > 0) {
-      throw new InvalidOptionError(`${setting} needs the optional peer dependenc${names.length > 1 ? 'ies' : 'y'} ${names.map((n) => `"${n}"`).join(' and ')}, which ${missing.length > 1 ? 'are' : 'is'} not installed: npm install ${names.join(' ')}`)
+      throw new InvalidOptionError(`${setting} needs the optional peer dependenc${names.length > 1 ? 'ies' : 'y'} ${names.map((n) => `"${n}"`).join(' and ')} (${missing.map((n) => `"${n}"`).join(' and ')} not installed): npm install ${names.join(' ')}`)
     }
     throw err
   }

@@ -148,3 +148,47 @@ t.test('mapClaims: dotted paths, names with dots, functions, scp arrays', async 
   t.same(mapClaims({ sub: 's', scope: ['a'] }), { sub: 's', scope: ['a'] }, 'the platform\'s own scope claim is not joined: an array there is refused')
   t.same(mapClaims({ sub: 's', __proto__: { tenant: 'evil' } } as Record<string, unknown>, {}), { sub: 's' }, 'inherited properties are not claims')
 })
+
+t.test('auth options are checked at start; roles-only rules; a signing key pair; no cache', async (t) => {
+  const start = async (auth: AuthOptions): Promise<unknown> => {
+    const fastify = Fastify()
+    fastify.register(multitenantPlugin, { provider, auth })
+    try {
+      await fastify.ready()
+      return undefined
+    } catch (err) {
+      return err
+    } finally {
+      await fastify.close()
+    }
+  }
+  t.match(await start({ secret: SECRET, issuer: [], audience: 'a' }), { message: /auth.issuer/ })
+  t.match(await start({ secret: SECRET, issuer: 'i', audience: [''] }), { message: /auth.audience/ })
+  t.match(await start({ secret: SECRET, issuer: 'i', audience: 'a', routes: 'sometimes' as never }), { message: /auth.routes/ })
+  t.match(await start({ secret: SECRET, publicKey: 'x', issuer: 'i', audience: 'a' }), { message: /exactly one/ })
+
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
+  const fastify = Fastify()
+  fastify.setErrorHandler(platformErrorHandler())
+  await fastify.register(multitenantPlugin, { provider, auth: { publicKey, privateKey, issuer: ['i', 'j'], audience: 'a', cache: 0 } })
+  fastify.get('/owners', { config: { auth: { roles: ['owner'] } } }, async (request) => ({ sub: request.claims?.sub }))
+  t.teardown(() => fastify.close())
+  await fastify.ready()
+  const signed = (fastify as unknown as { jwt: { sign: (p: object) => string } }).jwt.sign({ sub: 'me', tenant: 'acme', roles: ['owner'] })
+  t.same((await fastify.inject({ url: '/owners', headers: { authorization: `Bearer ${signed}` } })).json(), { sub: 'me' }, 'the app signs with the private key (first issuer) and verifies with the public one')
+  const member = (fastify as unknown as { jwt: { sign: (p: object) => string } }).jwt.sign({ sub: 'me', tenant: 'acme', roles: ['member'] })
+  t.equal((await fastify.inject({ url: '/owners', headers: { authorization: `Bearer ${member}` } })).json().code, 'FORBIDDEN', 'a roles-only rule')
+})
+
+t.test('JWKS: a token without a key id is refused without a fetch', async (t) => {
+  let fetches = 0
+  const idp = Fastify()
+  idp.get('/certs', async () => { fetches++; return { keys: [] } })
+  await idp.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => idp.close())
+  const a = await app(t, { jwksUrl: `http://127.0.0.1:${(idp.server.address() as { port: number }).port}/certs`, issuer: 'i', audience: 'a' })
+  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const noKid = createSigner({ key: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, algorithm: 'ES256', iss: 'i', aud: 'a', expiresIn: 60_000 })({ ...base, tenant: 'acme' })
+  t.equal((await a.inject({ url: '/notes', headers: { 'x-tenant-id': 'acme', authorization: `Bearer ${noKid}` } })).statusCode, 401)
+  t.equal(fetches, 0)
+})
