@@ -153,8 +153,8 @@ export async function migrateAll (options: MigrateAllOptions): Promise<MigrateAl
 export interface TenantSource {
   listTenants: (query: { limit?: number, offset?: number }) => Promise<{ items: Tenant[], total: number }>
   getTenant: (id: string) => Tenant | null | Promise<Tenant | null>
-  on: (event: 'tenant.created' | 'tenant.active' | 'tenant.purged' | 'reset', listener: (change?: { tenantId: string }) => void) => unknown
-  off: (event: 'tenant.created' | 'tenant.active' | 'tenant.purged' | 'reset', listener: (change?: { tenantId: string }) => void) => unknown
+  on: ((event: 'tenant.created' | 'tenant.active' | 'tenant.purged', listener: (change: { tenantId: string }) => void) => unknown) & ((event: 'reset', listener: () => void) => unknown)
+  off: ((event: 'tenant.created' | 'tenant.active' | 'tenant.purged', listener: (change: { tenantId: string }) => void) => unknown) & ((event: 'reset', listener: () => void) => unknown)
 }
 
 /** The part of a pino logger the migrator uses. */
@@ -196,7 +196,6 @@ export class TenantMigrator {
   readonly #done = new Set<Key>()
   readonly #running = new Map<Key, Promise<void>>()
   #unfollow: (() => void) | undefined
-  #closed = false
 
   constructor (options: TenantMigratorOptions) {
     this.#options = options
@@ -267,19 +266,19 @@ export class TenantMigrator {
    */
   follow (source: TenantSource): void {
     if (this.#unfollow !== undefined) return
-    const announced = (change?: { tenantId: string }): void => {
-      if (change === undefined || this.#closed) return
+    // Listeners are removed by close(), so none of them runs on a closed migrator.
+    const announced = (change: { tenantId: string }): void => {
       Promise.resolve(source.getTenant(change.tenantId)).then((tenant) => {
-        if (tenant !== null && !this.#closed && (tenant.status === 'active' || tenant.status === 'trial')) return this.ensure(tenant)
+        // Gone again, or not served (suspended, archived): its first use after a change migrates it.
+        if (tenant?.status === 'active' || tenant?.status === 'trial') return this.ensure(tenant)
       }).catch(() => {}) // logged by #migrate; a request retries on first use
     }
-    const purged = (change?: { tenantId: string }): void => {
-      if (change === undefined) return
+    const purged = (change: { tenantId: string }): void => {
       for (const key of this.#done) if (key.endsWith(`/${change.tenantId}`)) this.#done.delete(key)
     }
     const reset = (): void => {
       this.#done.clear()
-      if (!this.#closed) this.migrateAll(source).catch(() => {})
+      this.migrateAll(source).catch(() => {})
     }
     source.on('tenant.created', announced)
     source.on('tenant.active', announced)
@@ -295,7 +294,6 @@ export class TenantMigrator {
 
   /** Stops following; waits for migrations under way. */
   async close (): Promise<void> {
-    this.#closed = true
     this.#unfollow?.()
     await Promise.allSettled([...this.#running.values()])
   }

@@ -1,4 +1,4 @@
-import { EventEmitter, on } from 'node:events'
+import { EventEmitter } from 'node:events'
 import { LRUCache } from 'lru-cache'
 import { interceptors, Pool, type Dispatcher } from 'undici'
 import {
@@ -142,6 +142,7 @@ function failureReason (err: unknown): string {
   const e = err as { code?: unknown, statusCode?: unknown, message?: unknown } | null
   if (typeof e?.statusCode === 'number') return `HTTP ${e.statusCode}`
   if (typeof e?.code === 'string') return e.code
+  /* c8 ignore next: undici's failures carry a code or a status */
   return String(e?.message ?? err)
 }
 
@@ -341,7 +342,6 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
 
   /** Waits `ms`, unless close() comes first (then `false`). */
   async #sleep (ms: number): Promise<boolean> {
-    if (this.#abort.signal.aborted) return false
     const { promise, resolve } = Promise.withResolvers<boolean>()
     const entry = {
       timer: setTimeout(() => {
@@ -357,18 +357,18 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
   /** undici's retry decision (RetryHandler's default), with a cancellable wait and our counters. */
   #retry (err: Error & { statusCode?: number, code?: string, headers?: Record<string, string | string[] | undefined> }, counter: number, callback: (err?: Error | null) => void): void {
     this.#stats.upstreamErrors++
-    const retryable = err.statusCode !== undefined ? RETRY_STATUS.includes(err.statusCode) : err.code === undefined || RETRY_CODES.includes(err.code) || err.code === 'UND_ERR_REQ_RETRY'
+    // undici asks only about the statuses given to it (RETRY_STATUS); errors are retried by code.
+    const retryable = err.statusCode !== undefined || RETRY_CODES.includes(err.code as string)
     if (!retryable || counter > this.#retries || this.#abort.signal.aborted) {
       callback(err)
       return
     }
     // Retry-After (seconds or an HTTP date), bounded; otherwise exponential backoff with jitter.
-    const header = err.headers?.['retry-after']
-    const value = Array.isArray(header) ? header[0] : header
+    const value = err.headers?.['retry-after']
     let delay = 25 * 2 ** counter + Math.random() * 25
     if (value !== undefined) {
       const seconds = Number(value)
-      const ms = Number.isNaN(seconds) ? new Date(value).getTime() - Date.now() : seconds * 1000
+      const ms = Number.isNaN(seconds) ? new Date(String(value)).getTime() - Date.now() : seconds * 1000
       if (ms > 0) delay = Math.min(ms, MAX_RETRY_AFTER_MS)
     }
     this.#sleep(delay).then((waited) => callback(waited ? null : err), callback)
@@ -514,11 +514,28 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
    * when `signal` aborts or the client closes. Needs `follow` (the default).
    */
   async * changes (options: { signal?: AbortSignal } = {}): AsyncGenerator<TenantChange, void, undefined> {
+    // Not events.on(): it ends the loop with an exception on any 'error' event, and the client
+    // reports every failed registry call as one while it keeps working.
     const signal = options.signal === undefined ? this.#abort.signal : AbortSignal.any([options.signal, this.#abort.signal])
+    const queue: TenantChange[] = []
+    let wake: (() => void) | undefined
+    const onChange = (change: TenantChange): void => {
+      queue.push(change)
+      wake?.()
+    }
+    const onAbort = (): void => wake?.()
+    this.on('change', onChange)
+    signal.addEventListener('abort', onAbort)
     try {
-      for await (const [change] of on(this, 'change', { signal }) as AsyncIterableIterator<[TenantChange]>) yield change
-    } catch (err) {
-      if (!signal.aborted) throw err
+      for (;;) {
+        while (queue.length > 0) yield queue.shift() as TenantChange
+        if (signal.aborted) return
+        await new Promise<void>((resolve) => { wake = resolve })
+        wake = undefined
+      }
+    } finally {
+      this.off('change', onChange)
+      signal.removeEventListener('abort', onAbort)
     }
   }
 

@@ -162,6 +162,7 @@ t.test('changes arrive as events and through an async iterator', async (t) => {
   await create(r, id)
   t.equal((await r.admin('POST', `/v1/tenants/${id}/suspend`)).status, 200)
   t.equal((await r.admin('POST', `/v1/tenants/${id}/activate`)).status, 200)
+  c.emit('error', Object.assign(new Error('a registry call failed'), { code: 'MT_REGISTRY_UNREACHABLE' }))
   await iterating
   t.same(seen, [`tenant.created ${id}`, `tenant.suspended ${id}`, `tenant.active ${id}`], 'in order, and the loop ends when its signal aborts')
   t.same(created, [id], 'an event per type')
@@ -216,6 +217,8 @@ t.test('retries honour Retry-After and go through the caller\'s dispatcher', asy
   flaky.get('/v1/tenants/:id', async (request, reply) => {
     calls++
     if (calls === 1) return await reply.code(503).header('retry-after', '1').send({})
+    if (calls === 3) return await reply.code(429).header('retry-after', new Date(Date.now() + 1500).toUTCString()).send({})
+    if (calls === 4) return await reply.code(503).header('retry-after', '0').send({})
     return { id: (request.params as { id: string }).id, name: 'x', status: 'active', tier: 'free', database: 'default', config: {}, limits: {}, domains: [] }
   })
   await flaky.listen({ port: 0, host: '127.0.0.1' })
@@ -228,6 +231,11 @@ t.test('retries honour Retry-After and go through the caller\'s dispatcher', asy
   const waited = performance.now() - started
   t.ok(waited >= 950, `waited the Retry-After second (${Math.round(waited)} ms)`)
   t.match(c.stats(), { upstreamCalls: 2, upstreamErrors: 1 })
+  c.invalidate('acme')
+  const again = performance.now()
+  t.match(await c.getTenant('acme'), { id: 'acme' }, 'an HTTP-date Retry-After, then Retry-After: 0 (the usual backoff)')
+  t.ok(performance.now() - again >= 450, `the date was honoured (${Math.round(performance.now() - again)} ms)`)
+  t.match(c.stats(), { upstreamCalls: 5, upstreamErrors: 3 })
   await c.close()
   t.equal(agent.closed, false, 'the caller\'s dispatcher stays open')
   await c.close()

@@ -174,13 +174,13 @@ async function ownParts (fastify: FastifyInstance, options: MultitenantPluginOpt
   if (options.migrations !== undefined) {
     const settings = options.migrations
     if (db === undefined) throw new InvalidOptionError('migrations needs db')
-    if (typeof settings?.dir !== 'string' || settings.dir === '') throw new InvalidOptionError('migrations.dir must name a folder of .sql files')
+    if (typeof settings.dir !== 'string' || settings.dir === '') throw new InvalidOptionError('migrations.dir must name a folder of .sql files')
     const { loadMigrations, TenantMigrator } = await import('../migrations.ts')
     let migrations
     try {
       migrations = await loadMigrations(settings.dir)
     } catch (err) {
-      throw new InvalidOptionError(`migrations.dir ${settings.dir} cannot be read: ${String((err as { code?: unknown }).code ?? err)}`)
+      throw new InvalidOptionError(`migrations.dir ${settings.dir} cannot be read: ${String((err as NodeJS.ErrnoException).code)}`)
     }
     const tenantDb = db
     const owned = migrator = new TenantMigrator({ migrations, pool: (cluster) => tenantDb.pool(cluster), concurrency: settings.concurrency, logger: fastify.log.child({ component: 'tenant-migrations' }) })

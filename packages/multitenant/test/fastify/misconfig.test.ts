@@ -43,6 +43,7 @@ t.test('each wrong setting fails ready() and names itself', async (t) => {
     ['a database that is not there', { registry, db: { url: `postgres://u:p@127.0.0.1:${free}/x` } }, { code: 'MT_INVALID_OPTION', message: /db \(DATABASE_URL\) cannot be used: ECONNREFUSED/ }],
     ['migrations without db', { registry, migrations: { dir: '.' } }, { code: 'MT_INVALID_OPTION', message: /migrations needs db/ }],
     ['a migrations folder that is not there', { registry, db: { url: r.serviceDatabaseUrl }, migrations: { dir: '/nonexistent/migrations' } }, { code: 'MT_INVALID_OPTION', message: /migrations.dir \/nonexistent\/migrations cannot be read: ENOENT/ }],
+    ['an empty migrations folder name', { registry, db: { url: r.serviceDatabaseUrl }, migrations: { dir: '' } }, { code: 'MT_INVALID_OPTION', message: /migrations.dir must name a folder/ }],
     ['auth without a key', { registry, auth: { issuer: 'i', audience: 'a' } }, { code: 'MT_INVALID_OPTION', message: /auth needs exactly one of secret \(JWT_SECRET\), publicKey \(JWT_PUBLIC_KEY\) or jwksUrl/ }],
     ['a short secret', { registry, auth: { secret: 'short', issuer: 'i', audience: 'a' } }, { code: 'MT_INVALID_OPTION', message: /JWT_SECRET/ }],
     ['a public key that is not PEM', { registry, auth: { publicKey: 'abc', issuer: 'i', audience: 'a' } }, { code: 'MT_INVALID_OPTION', message: /JWT_PUBLIC_KEY/ }],
@@ -63,4 +64,14 @@ t.test('the decorations of parts that were not configured say which option is mi
   t.throws(() => app.tenantDb, { code: 'MT_INVALID_OPTION', message: /fastify.tenantDb needs the multitenant plugin's db option/ })
   t.throws(() => app.tenantRegistry, { message: /registry option/ })
   t.throws(() => app.tenantMigrator, { message: /migrations option/ })
+})
+
+t.test('withTenant on a route whose tenant is optional: TENANT_REQUIRED, never a null', async (t) => {
+  const { withTenant, platformErrorHandler } = await import('../../src/fastify/plugin.ts')
+  const app = Fastify()
+  app.setErrorHandler(platformErrorHandler())
+  await app.register(multitenantPlugin, { provider: { getTenant: () => null } })
+  app.get('/maybe', { config: { tenant: 'optional' } }, withTenant(async (request) => ({ id: request.tenant.id })))
+  t.teardown(() => app.close())
+  t.match((await app.inject({ url: '/maybe' })).json(), { statusCode: 400, code: 'TENANT_REQUIRED', message: /send X-Tenant-ID/ })
 })

@@ -79,6 +79,22 @@ t.test('the migrator forgets purged tenants and re-reads everything after a feed
   t.ok(await until(async () => !migrator.isCurrent({ id, database: 'default' })), 'purged: forgotten')
   t.equal((await r.admin('POST', `/v1/tenants`, { id, name: 'again' })).status, 201)
   t.ok(await until(hasItems), 're-created with the same id: migrated again')
+  t.match(await migrator.migrateAll(client), { total: 0 }, 'a second run skips tenants known to be current')
+
+  // A trial tenant is served, so migrated; an announcement for a tenant that is gone or not
+  // served migrates nothing.
+  const trial = tid('trial')
+  t.equal((await r.admin('POST', '/v1/tenants', { id: trial, name: 'trial', status: 'trial' })).status, 201)
+  t.ok(await until(async () => migrator.isCurrent({ id: trial, database: 'default' })), 'a trial tenant is migrated when announced')
+  const held = tid('held')
+  t.equal((await r.admin('POST', '/v1/tenants', { id: held, name: 'held' })).status, 201)
+  await until(async () => migrator.isCurrent({ id: held, database: 'default' }))
+  t.equal((await r.admin('POST', `/v1/tenants/${held}/suspend`)).status, 200)
+  t.equal((await r.admin('DELETE', `/v1/tenants/${held}?purge=true&confirm=${held}`)).status, 204)
+  await until(async () => !migrator.isCurrent({ id: held, database: 'default' }))
+  client.emit('tenant.created', { seq: 0, tenantId: tid('ghost'), type: 'tenant.created', at: '' })
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.notOk(migrator.isCurrent({ id: tid('ghost'), database: 'default' }), 'an announced tenant that is not there is not migrated')
 
   // The registry's log is replaced: the migrator cannot know what it missed and re-reads all.
   await registrySql`truncate tenant_changes`
