@@ -510,7 +510,8 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
   }
 
   /**
-   * The change feed as an async iterator, from now on (buffered while the loop body runs). Ends
+   * The change feed as an async iterator, from its first `next()` on (a `for await` calls it at
+   * once; buffered while the loop body runs). Ends
    * when `signal` aborts or the client closes. Needs `follow` (the default).
    */
   async * changes (options: { signal?: AbortSignal } = {}): AsyncGenerator<TenantChange, void, undefined> {

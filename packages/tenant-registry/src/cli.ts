@@ -79,7 +79,9 @@ const OPTIONS = {
   'registry-user': { type: 'string' }
 } as const
 
-class UsageError extends Error {}
+class UsageError extends Error {
+  readonly code = 'MT_USAGE'
+}
 
 /** `a.b=1 c=text d=null` → the JSON merge patch `{ a: { b: 1 }, c: 'text', d: null }`. */
 function mergePatchOf (assignments: string[]): Record<string, unknown> {

@@ -24,6 +24,7 @@ export interface RegistryEnvConfig {
 
 /** A configuration error names the variable it is about. */
 export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID'
   readonly variable: string
   constructor (variable: string, message: string) {
     super(`${variable}: ${message}`)

@@ -100,6 +100,25 @@ t.test('a start that cannot reach the database fails and leaves nothing open', a
   }), { code: 'ECONNREFUSED' })
 })
 
+t.test('a port in use fails the start and closes what it opened', async (t) => {
+  const db = await createRegistryDatabase(t)
+  const config = { databaseUrl: db.url, jwt: { secret: SECRET }, baseDomain: undefined, port: 0, host: '127.0.0.1', logLevel: 'silent' }
+  const first = await startRegistryServer({ config, logger: createLogger('silent', false), poolSize: 2 })
+  t.teardown(first.close)
+  const port = Number(new URL(first.url).port)
+  await t.rejects(startRegistryServer({ config: { ...config, port }, logger: createLogger('silent', false), poolSize: 2 }), { code: 'EADDRINUSE' })
+})
+
+t.test('a tenant whose role another database of the cluster already has is a conflict', async (t) => {
+  const one = await startRegistry(t)
+  const two = await startRegistry(t)
+  const id = tid('twice')
+  t.equal((await one.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(one.admin), payload: { id, name: id } })).statusCode, 201)
+  const again = await two.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(two.admin), payload: { id, name: id } })
+  t.equal(again.statusCode, 409)
+  t.match(again.json(), { code: 'CONFLICT', message: /schema or role already exists in this cluster/ })
+})
+
 t.test('tokens signed with a key pair (ES256)', async (t) => {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
   const r = await startRegistry(t, { config: { jwt: { publicKey, privateKey }, baseDomain: 'example.com' } })

@@ -28,7 +28,9 @@ DATABASE_URL_<NAME> for cluster <name> (e.g. DATABASE_URL_EU_1 for "eu-1"). With
 running dev stack's .data/dev.json is used.
 `
 
-class UsageError extends Error {}
+class UsageError extends Error {
+  readonly code = 'MT_USAGE'
+}
 
 interface Dev { registryUrl?: string, databaseUrl?: string, serviceDatabaseUrl?: string, tokens?: { service?: string } }
 

@@ -77,7 +77,7 @@ t.test('the migrator forgets purged tenants and re-reads everything after a feed
   t.ok(migrator.isCurrent({ id, database: 'default' }))
   t.equal((await r.admin('DELETE', `/v1/tenants/${id}?purge=true&confirm=${id}`)).status, 204)
   t.ok(await until(async () => !migrator.isCurrent({ id, database: 'default' })), 'purged: forgotten')
-  t.equal((await r.admin('POST', `/v1/tenants`, { id, name: 'again' })).status, 201)
+  t.equal((await r.admin('POST', '/v1/tenants', { id, name: 'again' })).status, 201)
   t.ok(await until(hasItems), 're-created with the same id: migrated again')
   t.match(await migrator.migrateAll(client), { total: 0 }, 'a second run skips tenants known to be current')
 
