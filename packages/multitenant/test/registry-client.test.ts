@@ -244,6 +244,21 @@ t.test('retries honour Retry-After and go through the caller\'s dispatcher', asy
   t.pass('close() twice is fine')
 })
 
+t.test('close() during a Retry-After wait ends the look-up at once', async (t) => {
+  const slow = Fastify()
+  slow.get('/v1/tenants/:id', async (_request, reply) => await reply.code(503).header('retry-after', '5').send({}))
+  await slow.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => slow.close())
+  const c = new RegistryClient({ url: `http://127.0.0.1:${(slow.server.address() as { port: number }).port}`, token: 't', follow: false })
+  const pending = c.getTenant('acme') as Promise<unknown>
+  pending.catch(() => {})
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const started = performance.now()
+  await c.close()
+  await t.rejects(pending)
+  t.ok(performance.now() - started < 1000, `settled ${Math.round(performance.now() - started)} ms after close(), not after the 5 s wait`)
+})
+
 t.test('an answer that is not JSON is a registry response error, not a crash', async (t) => {
   const odd = Fastify()
   odd.get('/v1/tenants/:id', async (_request, reply) => await reply.type('application/json').send('<html>proxy error</html>'))

@@ -48,6 +48,7 @@ t.test('a client and a database you pass in stay yours; migrations may run in th
   t.equal(app.tenantRegistry, client)
   t.equal(app.tenantDb, db)
   t.same((await app.inject({ url: '/items', headers: { 'x-tenant-id': first } })).json(), [{ n: 0 }], 'a request waits for its own tenant if the background run has not reached it')
+  t.ok(app.tenantMigrator.isCurrent({ id: first, database: 'default' }))
   await app.close()
   t.same(await db.query('select 1 as one', [], { tenant: first }), [{ one: 1 }], 'the database you passed is still open after the app closed')
   t.equal((await client.getTenant(first))?.id, first, 'so is the client')
