@@ -180,6 +180,11 @@ export interface TenantMigratorOptions {
   pool: (cluster: string) => Sql
   /** Tenants migrated at once by `migrateAll` (default 8). */
   concurrency?: number
+  /**
+   * After a tenant's migration fails, how long `ensure` answers with that failure before trying
+   * again, in ms (default 5 s): a broken migration costs one attempt per interval, not one per request.
+   */
+  retryFailedAfter?: number
   logger?: MigratorLogger
 }
 
@@ -219,8 +224,12 @@ export class TenantMigrator {
     if (this.#done.has(key)) return undefined
     let run = this.#running.get(key)
     if (run === undefined) {
-      run = this.#migrate(tenant, key).finally(() => this.#running.delete(key))
+      run = this.#migrate(tenant, key)
       this.#running.set(key, run)
+      run.then(() => this.#running.delete(key), () => {
+        // The failure is kept (and answered) for a while before the next attempt.
+        setTimeout(() => this.#running.delete(key), this.#options.retryFailedAfter ?? 5000).unref()
+      })
     }
     return run
   }

@@ -35,6 +35,8 @@ export interface MigrationsOptions {
   dir: string
   /** Tenants migrated at once at start (default 8). */
   concurrency?: number
+  /** After a tenant's migration failed, ms before a request tries it again (default 5 s; until then 503). */
+  retryFailedAfter?: number
   /**
    * Wait for every tenant at start before `ready()` resolves (default true). With false the
    * start-up run goes on in the background; a request for a tenant not yet done waits for its
@@ -131,9 +133,21 @@ function isInstance<T> (value: unknown, method: string): value is T {
 /** Registry, database and migrations: created from options (and closed with the app) or given. */
 async function ownParts (fastify: FastifyInstance, options: MultitenantPluginOptions): Promise<{ provider: TenantProvider, migrator: TenantMigrator | undefined }> {
   const closers: Array<() => Promise<void>> = []
-  fastify.addHook('onClose', async () => {
-    for (const close of closers.reverse()) await close()
-  })
+  // Last opened, first closed: migrations under way finish before the pools close.
+  const closeAll = async (): Promise<void> => {
+    for (const close of closers.splice(0).reverse()) await close()
+  }
+  fastify.addHook('onClose', closeAll)
+  try {
+    return await createParts(fastify, options, closers)
+  } catch (err) {
+    // ready() fails: nothing the plugin opened (a feed long poll, pools) may keep the process alive.
+    await Promise.allSettled([closeAll()])
+    throw err
+  }
+}
+
+async function createParts (fastify: FastifyInstance, options: MultitenantPluginOptions, closers: Array<() => Promise<void>>): Promise<{ provider: TenantProvider, migrator: TenantMigrator | undefined }> {
   let registry: RegistryClient | undefined
   if (options.registry !== undefined) {
     if (isInstance<RegistryClient>(options.registry, 'getTenant')) {
@@ -183,8 +197,7 @@ async function ownParts (fastify: FastifyInstance, options: MultitenantPluginOpt
       throw new InvalidOptionError(`migrations.dir ${settings.dir} cannot be read: ${String((err as NodeJS.ErrnoException).code)}`)
     }
     const tenantDb = db
-    const owned = migrator = new TenantMigrator({ migrations, pool: (cluster) => tenantDb.pool(cluster), concurrency: settings.concurrency, logger: fastify.log.child({ component: 'tenant-migrations' }) })
-    // Closed first (closers run in reverse): migrations under way finish before the pools close.
+    const owned = migrator = new TenantMigrator({ migrations, pool: (cluster) => tenantDb.pool(cluster), concurrency: settings.concurrency, retryFailedAfter: settings.retryFailedAfter, logger: fastify.log.child({ component: 'tenant-migrations' }) })
     closers.push(async () => await owned.close())
     if (registry !== undefined) {
       const source = registry

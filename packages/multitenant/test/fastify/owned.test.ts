@@ -22,7 +22,7 @@ async function migrationsDir (t: Test): Promise<string> {
 }
 
 /** The whole service: the plugin and two routes. */
-async function service (t: Test, r: TestRegistry, dir: string, lines: Array<Record<string, unknown>>): Promise<FastifyInstance> {
+async function service (t: Test, r: TestRegistry, dir: string, lines: Array<Record<string, unknown>>, retryFailedAfter?: number): Promise<FastifyInstance> {
   const stream = new Writable({
     write (chunk: Buffer, _encoding, callback) {
       for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
@@ -34,7 +34,7 @@ async function service (t: Test, r: TestRegistry, dir: string, lines: Array<Reco
   await app.register(multitenantPlugin, {
     registry: { url: r.url, token: r.serviceToken },
     db: { url: r.serviceDatabaseUrl, max: 4 },
-    migrations: { dir },
+    migrations: { dir, ...(retryFailedAfter === undefined ? {} : { retryFailedAfter }) },
     auth: { secret: r.secret, issuer: 'tenant-registry', audience: 'platform' }
   })
   app.get('/notes', { config: { auth: { scope: 'notes:read' } } }, withTenant(async (request) => {
@@ -134,7 +134,7 @@ t.test('a tenant whose migration fails gets 503 with Retry-After; the others are
     await tx.unsafe(`create view "${schema}".notes as select 1 as id`)
   })
   const lines: Array<Record<string, unknown>> = []
-  const app = await service(t, r, dir, lines)
+  const app = await service(t, r, dir, lines, 300)
   t.match(lines.find((l) => l.msg === 'tenant migrations at start'), { total: 2, migrated: 1, failed: [{ tenant: bad, code: 'MT_MIGRATION_FAILED' }] })
   const token = (tenant: string): string => r.sign({ sub: 'u', tenant, roles: ['member'], scope: 'notes:read' })
   const res = await app.inject({ url: '/notes', headers: { 'x-tenant-id': bad, authorization: `Bearer ${token(bad)}` } })
@@ -142,5 +142,14 @@ t.test('a tenant whose migration fails gets 503 with Retry-After; the others are
   t.equal(res.json().code, 'SERVICE_UNAVAILABLE')
   t.equal(res.headers['retry-after'], '5')
   t.notMatch(res.body, /notes|view|relation/, 'no SQL detail in the answer')
+  t.equal((await app.inject({ url: '/notes', headers: { 'x-tenant-id': bad, authorization: `Bearer ${token(bad)}` } })).statusCode, 503)
+  t.equal(lines.filter((l) => l.msg === 'tenant migration failed' && l.tenant === bad).length, 1, 'two requests, one attempt: the failure is held for a while')
+  // The cause is fixed: after the hold, the next request migrates the tenant and is served.
+  await registrySql.begin(async (tx) => {
+    await tx.unsafe(`set local role "${schema}"`)
+    await tx.unsafe(`drop view "${schema}".notes`)
+  })
+  await new Promise((resolve) => setTimeout(resolve, 350))
+  t.equal((await app.inject({ url: '/notes', headers: { 'x-tenant-id': bad, authorization: `Bearer ${token(bad)}` } })).statusCode, 200, 'retried after the hold, and served')
   t.equal((await app.inject({ url: '/notes', headers: { 'x-tenant-id': good, authorization: `Bearer ${token(good)}` } })).statusCode, 200)
 })
