@@ -202,8 +202,11 @@ export class TenantMigrator {
   readonly #running = new Map<Key, Promise<void>>()
   #unfollow: (() => void) | undefined
 
+  readonly #retryFailedAfter: number
+
   constructor (options: TenantMigratorOptions) {
     this.#options = options
+    this.#retryFailedAfter = options.retryFailedAfter ?? 5000
   }
 
   get migrations (): readonly Migration[] {
@@ -228,7 +231,7 @@ export class TenantMigrator {
       this.#running.set(key, run)
       run.then(() => this.#running.delete(key), () => {
         // The failure is kept (and answered) for a while before the next attempt.
-        setTimeout(() => this.#running.delete(key), this.#options.retryFailedAfter ?? 5000).unref()
+        setTimeout(() => this.#running.delete(key), this.#retryFailedAfter).unref()
       })
     }
     return run
