@@ -62,6 +62,14 @@ export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDataba
    * transaction fails the whole unit, savepoint or not.
    */
   savepoint: <T>(fn: (sp: TenantTx<TSchema>) => Promise<T>) => Promise<T>
+  /**
+   * Runs `fn` in the same transaction as the service's own login — role reset, search path the
+   * idle one (`pg_catalog, pg_temp`: name your tables with their schema) — for the service's shared
+   * tables that tenant roles have no rights on, such as a job queue, written atomically with the
+   * tenant's rows. The tenant's role, search path and statement timeout are back when `fn`
+   * settles, whether it succeeded or not. Only code you wrote runs here: it acts as the service.
+   */
+  asService: <T>(fn: (sql: TransactionSql) => Promise<T>) => Promise<T>
 }
 
 // Everything a unit of work changes is transaction-local (`set_config(…, true)`): nothing can
@@ -81,6 +89,9 @@ const SESSION_SAFE = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', '
 // SET ROLE, a held cursor, a session advisory lock, LISTEN) is undone before the connection is
 // reused. Pipelined with COMMIT: no extra round trip.
 const RESET_SESSION = ['reset role', 'reset all', 'close all', 'unlisten *', 'select pg_catalog.pg_advisory_unlock_all()']
+// The service's own footing inside a unit (TenantTx.asService): its login's role (a command, since
+// a tenant role may not call set_config), then no tenant schema on the path.
+const AS_SERVICE = ['set local role none', `select pg_catalog.set_config('search_path', '${IDLE_SEARCH_PATH}', true)`]
 
 const noop = (): void => {}
 
@@ -486,7 +497,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
   }
 
   /** drizzle (and raw SQL) on one transaction; a savepoint gets its own, bound to the savepoint. */
-  #tx (conn: TransactionSql, options: Sql['options'], lane: Lane): TenantTx<TSchema> {
+  #tx (conn: TransactionSql, options: Sql['options'], lane: Lane, reopen: (conn: TransactionSql) => Promise<unknown>): TenantTx<TSchema> {
     const statement = this.#statement
     // drizzle's statements go out as named prepared statements (see #pipelined).
     const client = { options, unsafe: (text: string, params?: never[]) => lane.track(conn.unsafe(text, params, statement)) }
@@ -502,7 +513,22 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     return Object.assign(this.#drizzle(client), {
       sql,
       savepoint: async <R>(inner: (sp: TenantTx<TSchema>) => Promise<R>): Promise<R> =>
-        await conn.savepoint(async (sp) => await inner(this.#tx(sp, options, lane))) as R
+        await conn.savepoint(async (sp) => await inner(this.#tx(sp, options, lane, reopen))) as R,
+      asService: async <R>(inner: (service: TransactionSql) => Promise<R>): Promise<R> => {
+        // Pipelined: one round trip.
+        await Promise.all(AS_SERVICE.map((text) => lane.track(conn.unsafe(text, [], UNNAMED).execute())))
+        let result: R
+        try {
+          result = await inner(sql)
+        } catch (err) {
+          // Back to the tenant even if the caller goes on after catching this. When the failure
+          // aborted the transaction the reset fails too; the unit is lost anyway.
+          await lane.track(reopen(conn)).catch(noop)
+          throw err
+        }
+        await lane.track(reopen(conn))
+        return result
+      }
     }) as TenantTx<TSchema>
   }
 
@@ -523,7 +549,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
         began.resolve()
         // Not awaited: the settings go out together with the first statement.
         const open = lane.track(this.#open(conn, target, timeout))
-        const tx = this.#tx(conn, options, lane)
+        const tx = this.#tx(conn, options, lane, async (c) => await this.#open(c, target, timeout))
         const settled = await Promise.allSettled([open, (async () => await fn(tx))()])
         const failure = firstFailure(settled)
         if (failure !== undefined) throw failure
