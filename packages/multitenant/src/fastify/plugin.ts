@@ -2,6 +2,7 @@ import type {
   FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest,
   HookHandlerDoneFunction, onRequestHookHandler, RouteGenericInterface, RouteOptions
 } from 'fastify'
+import { setTimeout as delay } from 'node:timers/promises'
 import fp from 'fastify-plugin'
 import { runInScope, tenantScope, type TenantScope } from '../context.ts'
 import { UnauthorizedError } from '../claims.ts'
@@ -37,6 +38,11 @@ export interface MigrationsOptions {
   concurrency?: number
   /** After a tenant's migration failed, ms before a request tries it again (default 5 s; until then 503). */
   retryFailedAfter?: number
+  /**
+   * How long start-up waits for the registry's change feed before listing tenants, in ms (default
+   * 10 s). Past it the listing goes ahead: a tenant created meanwhile is migrated on first use.
+   */
+  feedTimeout?: number
   /**
    * Wait for every tenant at start before `ready()` resolves (default true). With false the
    * start-up run goes on in the background; a request for a tenant not yet done waits for its
@@ -203,7 +209,8 @@ async function createParts (fastify: FastifyInstance, options: MultitenantPlugin
       const source = registry
       // Feed first, then the list: a tenant created in between is announced, not missed.
       owned.follow(source)
-      await source.following
+      const followed = await Promise.race([source.following.then(() => true), delay(settings.feedTimeout ?? 10_000, false, { ref: false })])
+      if (!followed) fastify.log.warn('the registry\'s change feed is not followed yet: tenants created meanwhile are migrated on first use')
       const atStart: Promise<MigrateAllSummary> = owned.migrateAll(source)
       if (settings.wait ?? true) await atStart
       else atStart.catch((err: unknown) => fastify.log.error({ err }, 'tenant migrations at start failed'))

@@ -54,6 +54,24 @@ t.test('a client and a database you pass in stay yours; migrations may run in th
   t.equal((await client.getTenant(first))?.id, first, 'so is the client')
 })
 
+t.test('a change feed that never answers bounds the start instead of holding ready() forever', async (t) => {
+  const r = await startTestRegistry(t)
+  const db = new TenantDb({ url: r.serviceDatabaseUrl, max: 2 })
+  t.teardown(() => db.close())
+  // A client of a registry that is gone: its feed never makes first contact.
+  const free = (await import('node:net')).createServer()
+  await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve))
+  const port = (free.address() as { port: number }).port
+  free.close()
+  const gone = new RegistryClient({ url: `http://127.0.0.1:${port}`, token: r.serviceToken, retries: 0 })
+  t.teardown(() => gone.close())
+  const app = Fastify()
+  app.register(multitenantPlugin, { registry: gone, db, migrations: { dir: await migrationsDir(t), feedTimeout: 200 } })
+  const started = performance.now()
+  await t.rejects(async () => { await app.ready() }, { code: 'MT_REGISTRY_UNREACHABLE' }, 'the listing then fails the start, naming the registry')
+  t.ok(performance.now() - started < 3000, `after ${Math.round(performance.now() - started)} ms`)
+})
+
 t.test('the migrator forgets purged tenants and re-reads everything after a feed reset', async (t) => {
   const r = await startTestRegistry(t)
   const client = new RegistryClient({ url: r.url, token: r.serviceToken, followWait: 1 })
