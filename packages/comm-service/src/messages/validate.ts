@@ -40,6 +40,7 @@ export const messageBody = {
 
 const EMAIL = /^[^\s@<>()",;:\\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/
 const E164 = /^\+[1-9][0-9]{6,14}$/
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
 const CONTROL = /[\u0000-\u001f\u007f]/
 
 // Where a webhook may not go: loopback, private, link-local (cloud metadata), unspecified, CGNAT,
