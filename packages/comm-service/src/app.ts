@@ -3,6 +3,7 @@
 // queue and delivery.
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { pino } from 'pino'
 import { multitenantPlugin, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
 import { LogProvider } from './delivery/providers/log.ts'
 import type { Provider } from './delivery/providers/types.ts'
@@ -41,7 +42,7 @@ declare module 'fastify' {
 
 export async function buildApp (config: CommConfig, deps: CommDeps = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    ...(deps.logger === undefined ? {} : { loggerInstance: deps.logger }),
+    loggerInstance: deps.logger ?? pino({ level: 'silent' }),
     bodyLimit: 512 * 1024,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } }
   })

@@ -47,11 +47,13 @@ const CONTROL = /[\u0000-\u001f\u007f]/
 // multicast and their IPv6 forms.
 const BLOCKED = new BlockList()
 for (const [net, prefix] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) BLOCKED.addSubnet(net, prefix, 'ipv4')
-for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['::ffff:0:0', 96]] as const) BLOCKED.addSubnet(net, prefix, 'ipv6')
+for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) BLOCKED.addSubnet(net, prefix, 'ipv6')
 
 export function blockedAddress (address: string): boolean {
-  const family = isIP(address)
-  return BLOCKED.check(address, family === 6 ? 'ipv6' : 'ipv4')
+  // An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is judged as the IPv4 address it carries.
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1]
+  if (mapped !== undefined) return BLOCKED.check(mapped, 'ipv4')
+  return BLOCKED.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')
 }
 
 /**
