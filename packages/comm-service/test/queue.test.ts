@@ -4,7 +4,7 @@ import { loadMigrations, migrateTenant } from '@platform/multitenant/migrations'
 import { TenantDb } from '@platform/multitenant/pg'
 import postgres from 'postgres'
 import t from 'tap'
-import { DELIVER_QUEUE, DeliveryQueue } from '../src/queue/boss.ts'
+import { DELIVER_QUEUE, DeliveryQueue, inTransaction } from '../src/queue/boss.ts'
 import { startPlatform, tid } from './fixtures.ts'
 
 t.test('a message and its job commit together, as two logins in one transaction', async (t) => {
@@ -37,6 +37,8 @@ t.test('a message and its job commit together, as two logins in one transaction'
   t.same(await db.query('select count(*)::int as n from messages', [], { tenant: a }), [{ n: 1 }], 'and no message')
 
   await t.rejects(db.query('select * from pgboss.job', [], { tenant: a }), { code: '42501' }, 'a tenant role cannot read the queue')
+  t.same(await db.transaction(async (tx) => await tx.asService(async (sql) => await inTransaction(sql).executeSql('select current_user = session_user as service')), { tenant: a }), { rows: [{ service: true }] }, 'the adapter runs as the service, with or without parameters')
+  t.same(await db.transaction(async (tx) => await tx.asService(async (sql) => await inTransaction(sql).executeSql('select $1::text as s, $2::jsonb ->> \'k\' as k', ['text', { k: 'v' }])), { tenant: a }), { rows: [{ s: 'text', k: 'v' }] }, 'plain objects go out as JSON, the rest as they are')
 
   const seen: string[] = []
   await queue.work({ local: 2, perTenant: 1 }, async (job) => { seen.push(job.data.messageId) })

@@ -22,7 +22,7 @@ export interface QueueOptions {
 }
 
 /** pg-boss's database adapter over the unit's connection: the job commits with the message. */
-function inTransaction (sql: TransactionSql): { executeSql: (text: string, values?: unknown[]) => Promise<{ rows: unknown[] }> } {
+export function inTransaction (sql: TransactionSql): { executeSql: (text: string, values?: unknown[]) => Promise<{ rows: unknown[] }> } {
   // pg-boss writes for node-postgres, which sends a plain object as its JSON; postgres.js wants the text.
   const value = (v: unknown): unknown => Object.prototype.toString.call(v) === '[object Object]' ? JSON.stringify(v) : v
   return { executeSql: async (text, values = []) => ({ rows: await sql.unsafe(text, values.map(value) as never[]) }) }
