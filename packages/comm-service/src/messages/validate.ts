@@ -1,0 +1,113 @@
+// Validation at the edge: the JSON schema catches shapes and sizes; these checks catch what a
+// schema cannot say per channel. Every refusal is VALIDATION_FAILED with the field named.
+import createError from '@fastify/error'
+import { lookup } from 'node:dns/promises'
+import { BlockList, isIP } from 'node:net'
+
+export const ValidationError = createError<'VALIDATION_FAILED', 400, [string]>('VALIDATION_FAILED', '%s', 400, undefined, false)
+
+export const LIMITS = Object.freeze({ subject: 255, text: 100_000, html: 256_000, sms: 1600, webhookBody: 64_000, metadataBytes: 4096, scheduleDays: 30, skewMs: 5 * 60_000 })
+
+export type Channel = 'email' | 'sms' | 'webhook'
+
+export interface MessageInput {
+  channel: Channel
+  to: string
+  subject?: string
+  text?: string
+  html?: string
+  body?: string
+  metadata?: Record<string, unknown>
+  scheduledAt?: string
+}
+
+/** POST /v1/messages: shapes and sizes (the 413 for a whole body past the limit is Fastify's). */
+export const messageBody = {
+  type: 'object',
+  required: ['channel', 'to'],
+  additionalProperties: false,
+  properties: {
+    channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
+    to: { type: 'string', minLength: 1, maxLength: 2048 },
+    subject: { type: 'string', minLength: 1, maxLength: LIMITS.subject },
+    text: { type: 'string', maxLength: LIMITS.text },
+    html: { type: 'string', maxLength: LIMITS.html },
+    body: { type: 'string', maxLength: LIMITS.webhookBody },
+    metadata: { type: 'object', maxProperties: 20 },
+    scheduledAt: { type: 'string', format: 'date-time' }
+  }
+} as const
+
+const EMAIL = /^[^\s@<>()",;:\\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/
+const E164 = /^\+[1-9][0-9]{6,14}$/
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
+const CONTROL = /[\u0000-\u001f\u007f]/
+
+// Where a webhook may not go: loopback, private, link-local (cloud metadata), unspecified, CGNAT,
+// multicast and their IPv6 forms.
+const BLOCKED = new BlockList()
+for (const [net, prefix] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) BLOCKED.addSubnet(net, prefix, 'ipv4')
+for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) BLOCKED.addSubnet(net, prefix, 'ipv6')
+
+export function blockedAddress (address: string): boolean {
+  // An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is judged as the IPv4 address it carries.
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1]
+  if (mapped !== undefined) return BLOCKED.check(mapped, 'ipv4')
+  return BLOCKED.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')
+}
+
+/**
+ * A webhook target's addresses, refused when any is not public (checked again at connect time
+ * by the delivery's own lookup, against DNS rebinding). `allowHosts` names hosts a development
+ * setup may reach anyway.
+ */
+export async function checkWebhookTarget (target: string, allowHosts: readonly string[] = []): Promise<URL> {
+  let url: URL
+  try {
+    url = new URL(target)
+  } catch {
+    throw new ValidationError('to must be an absolute http or https URL for a webhook')
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ValidationError('to must be an absolute http or https URL for a webhook')
+  if (url.username !== '' || url.password !== '') throw new ValidationError('to must not carry credentials')
+  const host = url.hostname.replace(/^\[|\]$/g, '')
+  if (allowHosts.includes(host)) return url
+  const addresses = isIP(host) !== 0 ? [host] : await lookup(host, { all: true, verbatim: true }).then((found) => found.map((a) => a.address), () => [])
+  if (addresses.length === 0) throw new ValidationError('to: the webhook host does not resolve')
+  if (addresses.some(blockedAddress)) throw new ValidationError('to: webhook targets must be public addresses (not loopback, private, link-local or metadata)')
+  return url
+}
+
+/** The checks per channel; resolves to the normalised input. */
+export async function checkMessage (input: MessageInput, options: { now?: number, allowHosts?: readonly string[] } = {}): Promise<MessageInput> {
+  const now = options.now ?? Date.now()
+  switch (input.channel) {
+    case 'email':
+      if (!EMAIL.test(input.to)) throw new ValidationError('to must be an email address')
+      if (input.subject === undefined) throw new ValidationError('subject is required for email')
+      if (CONTROL.test(input.subject)) throw new ValidationError('subject must not contain line breaks or control characters')
+      if (input.text === undefined && input.html === undefined) throw new ValidationError('text or html is required for email')
+      if (input.body !== undefined) throw new ValidationError('body is for sms and webhook; email takes text or html')
+      break
+    case 'sms':
+      if (!E164.test(input.to)) throw new ValidationError('to must be an E.164 phone number such as +15550100')
+      if (input.body === undefined || input.body === '') throw new ValidationError('body is required for sms')
+      if (input.body.length > LIMITS.sms) throw new ValidationError(`body is at most ${LIMITS.sms} characters for sms`)
+      if (input.subject !== undefined || input.text !== undefined || input.html !== undefined) throw new ValidationError('sms takes body only')
+      break
+    case 'webhook':
+      await checkWebhookTarget(input.to, options.allowHosts)
+      if (input.body === undefined) throw new ValidationError('body is required for webhook')
+      if (input.subject !== undefined || input.text !== undefined || input.html !== undefined) throw new ValidationError('webhook takes body only')
+      break
+  }
+  if (input.metadata !== undefined && Buffer.byteLength(JSON.stringify(input.metadata)) > LIMITS.metadataBytes) {
+    throw new ValidationError(`metadata is at most ${LIMITS.metadataBytes} bytes of JSON`)
+  }
+  if (input.scheduledAt !== undefined) {
+    const at = Date.parse(input.scheduledAt)
+    if (at < now - LIMITS.skewMs) throw new ValidationError('scheduledAt is in the past')
+    if (at > now + LIMITS.scheduleDays * 86_400_000) throw new ValidationError(`scheduledAt is at most ${LIMITS.scheduleDays} days ahead`)
+  }
+  return input
+}

@@ -1,0 +1,60 @@
+import type { FastifyInstance } from 'fastify'
+import { withTenant } from '@platform/multitenant/fastify'
+import { decodeCursor, type MessageStore } from '../messages/store.ts'
+import { checkMessage, messageBody, ValidationError, type MessageInput } from '../messages/validate.ts'
+
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } as const
+const KEY = /^[\x21-\x7e]{1,255}$/
+
+export interface MessageRoutesOptions {
+  store: MessageStore
+  /** Webhook hosts allowed despite being private (development). */
+  allowHosts: readonly string[]
+}
+
+export async function messageRoutes (app: FastifyInstance, options: MessageRoutesOptions): Promise<void> {
+  const { store } = options
+
+  app.post<{ Body: MessageInput, Headers: { 'idempotency-key'?: string } }>('/v1/messages', {
+    config: { auth: { scope: 'messages:send' } },
+    schema: { body: messageBody }
+  }, withTenant(async (request, reply) => {
+    const key = request.headers['idempotency-key']
+    if (key !== undefined && !KEY.test(key)) throw new ValidationError('Idempotency-Key must be 1 to 255 printable ASCII characters')
+    const input = await checkMessage(request.body, { allowHosts: options.allowHosts })
+    const accepted = await store.accept(request.tenant, input, key)
+    if (accepted.replayed) reply.header('idempotent-replayed', 'true')
+    return await reply.code(accepted.statusCode).header('location', `/v1/messages/${accepted.body.id}`).send(accepted.body)
+  }))
+
+  app.get<{ Params: { id: string } }>('/v1/messages/:id', {
+    config: { auth: { scope: 'messages:read' } },
+    schema: { params: idParams }
+  }, withTenant(async (request) => await store.get(request.params.id)))
+
+  app.get<{ Querystring: { limit?: string, cursor?: string, status?: string, channel?: string, to?: string } }>('/v1/messages', {
+    config: { auth: { scope: 'messages:read' } },
+    schema: {
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          limit: { type: 'string', pattern: '^(100|[1-9][0-9]?)$' },
+          cursor: { type: 'string', maxLength: 200 },
+          status: { type: 'string', enum: ['queued', 'sending', 'sent', 'delivered', 'failed', 'bounced', 'canceled'] },
+          channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
+          to: { type: 'string', maxLength: 2048 }
+        }
+      }
+    }
+  }, withTenant(async (request) => {
+    const cursor = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
+    if (cursor === null) throw new ValidationError('cursor is not a cursor from this API')
+    return await store.list({ limit: Number(request.query.limit ?? 20), cursor, status: request.query.status, channel: request.query.channel, to: request.query.to })
+  }))
+
+  app.post<{ Params: { id: string } }>('/v1/messages/:id/cancel', {
+    config: { auth: { scope: 'messages:send' } },
+    schema: { params: idParams }
+  }, withTenant(async (request) => await store.cancel(request.params.id)))
+}
