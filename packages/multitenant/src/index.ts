@@ -17,3 +17,4 @@ export {
 export * from './errors.ts'
 export type * from './types.ts'
 export { assertClaims, hasScope, hasRole, UnauthorizedError, type PlatformClaims } from './claims.ts'
+export { closeOnSignals } from './process.ts'

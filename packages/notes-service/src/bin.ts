@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // `notes-service`: the environment (README), checked; then listen until a signal.
+import { closeOnSignals } from '@platform/multitenant'
 import { EnvError, loadConfig } from './config.ts'
 import { startNotesServer } from './server.ts'
 
@@ -7,18 +8,7 @@ const say = (line: string): void => { process.stderr.write(`[notes-service] ${li
 try {
   const running = await startNotesServer(loadConfig())
   say(`listening on ${running.url}`)
-  let stopping = false
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      if (stopping) process.exit(130)
-      stopping = true
-      say(`${signal}: shutting down`)
-      running.close().then(() => process.exit(0), (err: unknown) => {
-        say(`shutdown failed: ${String(err)}`)
-        process.exit(1)
-      })
-    })
-  }
+  closeOnSignals(running.close, say)
 } catch (err) {
   // Configuration mistakes name their variable or option; nothing else is printed for them.
   const code = (err as { code?: unknown }).code

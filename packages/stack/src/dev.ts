@@ -12,7 +12,8 @@ import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform
 import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import { startNotesServer, type RunningNotes } from '@platform/notes-service/server'
 import { ConfigError, loadConfig, nonEmpty } from '@platform/tenant-registry/config'
-import { closeOnSignals, createLogger, startRegistryServer, type RunningRegistry } from '@platform/tenant-registry/server'
+import { closeOnSignals } from '@platform/multitenant'
+import { createLogger, startRegistryServer, type RunningRegistry } from '@platform/tenant-registry/server'
 import type {} from '@platform/tenant-registry' // app.tenants (the registry's decoration)
 import type { CreateTenantInput } from '@platform/tenant-registry/tenants'
 import { tokenIssuer } from '@platform/tenant-registry/tokens'

@@ -69,26 +69,5 @@ export async function startRegistryServer (options: StartOptions): Promise<Runni
   }
 }
 
-/**
- * Runs `close` on SIGINT, SIGTERM or SIGHUP and exits 0 when it is done (1 if it failed); a
- * second signal while closing exits at once.
- */
-export function closeOnSignals (close: () => Promise<void>, log: (line: string) => void): void {
-  let stopping = false
-  const onSignal = (signal: NodeJS.Signals): void => {
-    /* c8 ignore next 4: an impatient second Ctrl-C; racy to provoke in a test */
-    if (stopping) {
-      log(`${signal} again: exiting now`)
-      process.exit(130)
-    }
-    stopping = true
-    log(`${signal}: shutting down`)
-    close().then(() => process.exit(0), failed)
-  }
-  /* c8 ignore next 4: close() drains and ends the pool; it has no failure we can provoke */
-  const failed = (err: unknown): void => {
-    log(`shutdown failed: ${String(err)}`)
-    process.exit(1)
-  }
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal)
-}
+/** Kept here for the registry's callers; the implementation is the library's (every service uses it). */
+export { closeOnSignals } from '@platform/multitenant'

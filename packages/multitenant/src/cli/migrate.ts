@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import postgres, { type Sql } from 'postgres'
+import { clusterEnvName } from '../clusters.ts'
 import { loadMigrations, migrateAll, migratableTenants, type MigrateAllSummary } from '../migrations.ts'
 import { RegistryClient } from '../registry-client.ts'
 import { isValidTenantId } from '../tenant-id.ts'
@@ -79,7 +80,7 @@ export async function runMigrateCli (argv: string[], io: MigrateCliIo): Promise<
 
     const dev = await devInfo(io.cwd)
     const urlFor = (cluster: string): string => {
-      const name = cluster === 'default' ? 'DATABASE_URL' : `DATABASE_URL_${cluster.toUpperCase().replaceAll('-', '_')}`
+      const name = clusterEnvName(cluster)
       const url = io.env[name] ?? (cluster === 'default' ? dev.serviceDatabaseUrl ?? dev.databaseUrl : undefined)
       if (url === undefined || url === '') throw new UsageError(`${name} is not set (the connection for cluster "${cluster}"): a service login, NOSUPERUSER and a member of platform_services (\`tenant-registry service-login <user>\`); inside the platform's repository a running \`pnpm start\` provides it`)
       return url

@@ -109,7 +109,8 @@ export function mapClaims (payload: Readonly<Record<string, unknown>>, mapping: 
   return out
 }
 
-function excluded (patterns: readonly string[], url: string): boolean {
+/** Whether a route URL is in a list of exact paths and prefixes ending in `*`. */
+export function excluded (patterns: readonly string[], url: string): boolean {
   for (const pattern of patterns) {
     if (pattern.endsWith('*') ? url.startsWith(pattern.slice(0, -1)) : url === pattern) return true
   }

@@ -1,3 +1,4 @@
+import { clusterVariables } from '../clusters.ts'
 import { isValidTenantId } from '../tenant-id.ts'
 import type { MultitenantPluginOptions } from './plugin.ts'
 
@@ -56,12 +57,7 @@ export function multitenantOptionsFromEnv (env: NodeJS.ProcessEnv = process.env,
   if (token === undefined) throw new EnvError('SERVICE_TOKEN', 'is required: a registry token with the tenants:read scope (`tenant-registry token --service <name>`)')
 
   const clusters: Record<string, string> = {}
-  for (const name of Object.keys(env).sort()) {
-    const match = /^DATABASE_URL(?:_([A-Z0-9_]{1,63}))?$/.exec(name)
-    if (match === null) continue
-    const found = url(env, name, ['postgres', 'postgresql'])
-    if (found !== undefined) clusters[match[1] === undefined ? 'default' : match[1].toLowerCase()] = found
-  }
+  for (const { variable, cluster } of clusterVariables(env)) clusters[cluster] = url(env, variable, ['postgres', 'postgresql']) as string
   if (Object.keys(clusters).length > 0 && clusters.default === undefined) throw new EnvError('DATABASE_URL', 'is required when DATABASE_URL_<NAME> clusters are set')
 
   const secret = value(env, 'JWT_SECRET')

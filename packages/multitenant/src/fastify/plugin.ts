@@ -15,7 +15,7 @@ import type { TenantDb, TenantDbOptions } from '../pg/tenant-db.ts'
 import type { RegistryClient, RegistryClientOptions } from '../registry-client.ts'
 import { TenantResolver, type ResolveInput, type Resolution, type ResolverOptions } from '../resolver.ts'
 import type { Tenant, TenantProvider, TenantTier } from '../types.ts'
-import { authPlugin, type AuthOptions } from './auth.ts'
+import { authPlugin, excluded, type AuthOptions } from './auth.ts'
 import { optionalPeer } from './peers.ts'
 import createError from '@fastify/error'
 
@@ -222,13 +222,6 @@ async function createParts (fastify: FastifyInstance, options: MultitenantPlugin
   fastify.decorate('tenantDb', { getter: db === undefined ? absent('tenantDb', 'db') : () => db })
   fastify.decorate('tenantMigrator', { getter: migrator === undefined ? absent('tenantMigrator', 'migrations') : () => migrator })
   return { provider, migrator }
-}
-
-function excluded (patterns: readonly string[], url: string): boolean {
-  for (const pattern of patterns) {
-    if (pattern.endsWith('*') ? url.startsWith(pattern.slice(0, -1)) : url === pattern) return true
-  }
-  return false
 }
 
 async function multitenant (fastify: FastifyInstance, options: MultitenantPluginOptions): Promise<void> {

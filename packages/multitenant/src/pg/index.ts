@@ -1,4 +1,5 @@
-export { TenantDb, clusterEnvName, clustersFromEnv, type TenantDbOptions, type TenantTx, type UnitOptions } from './tenant-db.ts'
+export { TenantDb, type TenantDbOptions, type TenantTx, type UnitOptions } from './tenant-db.ts'
+export { clusterEnvName, clustersFromEnv } from '../clusters.ts'
 export { DatabaseUnavailableError, UnknownClusterError } from './errors.ts'
 export {
   DEFAULT_GROUP_ROLE, setupDatabase, loginUrl, createServiceLogin, tenantRoleStatements, checkHardening, dropInheritance, assertRoleName,

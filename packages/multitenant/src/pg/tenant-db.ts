@@ -1,6 +1,7 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import postgres, { type Options, type Sql, type TransactionSql } from 'postgres'
 import { currentScope } from '../context.ts'
+import { clusterEnvName } from '../clusters.ts'
 import { InvalidOptionError, isConnectionError, NO_TENANT_IN_SCOPE, TenantRequiredError } from '../errors.ts'
 import { assertTenantId, schemaName } from '../tenant-id.ts'
 import type { Tenant } from '../types.ts'
@@ -287,26 +288,6 @@ function firstFailure (results: Array<PromiseSettledResult<unknown>>): unknown {
  * settles: a connection that fails or stalls fails its units with `SERVICE_UNAVAILABLE` and is
  * replaced, and one whose session state a unit changed is not reused as it is.
  */
-/** The environment variable that holds a cluster's URL: `DATABASE_URL` for "default", else `DATABASE_URL_<NAME>`. */
-export function clusterEnvName (cluster: string): string {
-  return cluster === 'default' ? 'DATABASE_URL' : `DATABASE_URL_${cluster.toUpperCase().replaceAll('-', '_')}`
-}
-
-/**
- * The clusters named in the environment: `DATABASE_URL` (cluster "default") and every
- * `DATABASE_URL_<NAME>` (cluster "<name>", lower case), for `TenantDb`'s `clusters` option.
- */
-export function clustersFromEnv (env: NodeJS.ProcessEnv): Record<string, string> {
-  const clusters: Record<string, string> = {}
-  for (const [key, value] of Object.entries(env)) {
-    if (value === undefined || value.trim() === '') continue
-    if (key === 'DATABASE_URL') clusters.default = value.trim()
-    const match = /^DATABASE_URL_([A-Z0-9_]{1,63})$/.exec(key)
-    if (match !== null) clusters[(match[1] as string).toLowerCase()] = value.trim()
-  }
-  return clusters
-}
-
 export class TenantDb<TSchema extends Record<string, unknown> = Record<string, never>> {
   readonly #clusters = new Map<string, Cluster>()
   readonly #urls: Record<string, string>
