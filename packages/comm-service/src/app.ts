@@ -1,16 +1,21 @@
 // The communication service as a Fastify app: the library's plugin owns the registry client, the
 // tenant database, the per-schema migrations and token checks; this package adds messages, the
-// queue and delivery.
+// queue, delivery, metrics and the API documentation.
+import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino } from 'pino'
 import { multitenantPlugin, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
-import { LogProvider } from './delivery/providers/log.ts'
+import { Providers, type ProviderDefaults } from './delivery/providers/index.ts'
 import type { Provider } from './delivery/providers/types.ts'
-import { deliveryHandler } from './delivery/worker.ts'
+import { DEFAULT_RETRY, deliveryHandler, type RetryPolicy } from './delivery/worker.ts'
 import { MessageStore } from './messages/store.ts'
-import { DeliveryQueue } from './queue/boss.ts'
+import { commMetrics, type CommMetrics } from './metrics.ts'
+import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
+import { commSettings } from './settings.ts'
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url))
 
@@ -20,23 +25,36 @@ export interface CommConfig {
   multitenant: MultitenantPluginOptions
   /** The service login's URL for the default cluster's queue. */
   queueUrl: string
+  /** Further clusters' queues by cluster name (a tenant's job lives on its own cluster). */
+  queueUrls?: Record<string, string>
   /** `api` takes requests only, `worker` delivers only, `all` both (default). */
   role?: CommRole
-  /** Jobs delivered at once by this process, and at most per tenant (fairness). */
+  /** Jobs delivered at once by this process, and at most per tenant across all workers (fairness). */
   concurrency?: { local: number, perTenant: number }
+  /** Attempts per message and the backoff between them. */
+  retry?: Partial<RetryPolicy>
+  /** The queue's crash recovery: heartbeat and how often dead workers' jobs are looked for, in seconds. */
+  queue?: { heartbeatSeconds?: number, superviseSeconds?: number }
+  /** Platform provider defaults (the log provider for email and SMS when nothing is configured). */
+  providers?: Partial<ProviderDefaults>
   /** Webhook hosts allowed despite being private (development only). */
   allowWebhookHosts?: string[]
+  /** Node process metrics on /metrics (default true). */
+  processMetrics?: boolean
 }
 
 export interface CommDeps {
   logger?: FastifyBaseLogger
-  /** The provider for a tenant and channel (default: the log provider for everything). */
+  /** One provider for every tenant and channel (tests); by default each is chosen per tenant. */
   provider?: Provider
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
+    /** The default cluster's queue. */
     commQueue: DeliveryQueue
+    commProviders: Providers
+    commMetrics: CommMetrics
   }
 }
 
@@ -47,20 +65,98 @@ export async function buildApp (config: CommConfig, deps: CommDeps = {}): Promis
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } }
   })
   app.setErrorHandler(platformErrorHandler())
-  await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, ...config.multitenant })
-  const queue = new DeliveryQueue({ url: config.queueUrl })
-  await queue.start()
-  app.decorate('commQueue', queue)
-  app.addHook('onClose', async () => await queue.stop())
-  const role = config.role ?? 'all'
-  const provider = deps.provider ?? new LogProvider({ log: app.log })
-
-  app.get('/health', { config: { tenant: false, auth: false } }, async () => ({ status: 'ok' }))
-  if (role !== 'worker') {
-    await app.register(messageRoutes, { store: new MessageStore(app.tenantDb, queue), allowHosts: config.allowWebhookHosts ?? [] })
-  }
-  if (role !== 'api') {
-    await queue.work(config.concurrency ?? { local: 8, perTenant: 2 }, deliveryHandler({ db: app.tenantDb, tenants: app.tenantRegistry, provider: () => provider, log: app.log }))
+  try {
+    await compose(app, config, deps)
+  } catch (err) {
+    // A start that fails half-way (a queue unreachable, a bad setting) closes what it opened.
+    await app.close()
+    throw err
   }
   return app
+}
+
+async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Communication service', version: '1', description: 'Accepts email, SMS and webhook messages for a tenant, queues them durably and delivers them.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ bearer: [] }]
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*'], ...config.multitenant })
+  const role = config.role ?? 'all'
+
+  // One queue per cluster: a tenant's message and its job are on the tenant's own cluster.
+  const urls = { ...config.queueUrls, default: config.queueUrl }
+  const queues = new Map<string, DeliveryQueue>()
+  app.addHook('onClose', async () => await Promise.all([...queues.values()].map(async (q) => await q.stop())))
+  for (const [cluster, url] of Object.entries(urls)) {
+    const queue = new DeliveryQueue({ url, ...config.queue, max: role === 'api' ? 4 : 8 })
+    await queue.start()
+    queues.set(cluster, queue)
+  }
+  const queueOf = (cluster: string): DeliveryQueue => {
+    const queue = queues.get(cluster)
+    if (queue === undefined) throw Object.assign(new Error(`no queue is configured for cluster ${cluster}`), { code: 'SERVICE_UNAVAILABLE', statusCode: 503 })
+    return queue
+  }
+  app.decorate('commQueue', queueOf('default'))
+
+  const metrics = commMetrics({
+    processMetrics: config.processMetrics ?? true,
+    depth: async () => new Map<string, QueueDepth>(await Promise.all([...queues].map(async ([cluster, q]) => [cluster, await q.depth()] as const)))
+  })
+  app.decorate('commMetrics', metrics)
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.requests.observe({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) }, reply.elapsedTime / 1000)
+  })
+
+  const providers = new Providers({
+    email: 'log',
+    sms: 'log',
+    webhook: 'webhook',
+    emailFrom: '',
+    smsSenderId: '',
+    smtp: null,
+    smsHttp: null,
+    // Without a configured secret, signatures verify only against this process's own (development).
+    webhookSecret: randomBytes(32).toString('base64'),
+    timeout: 10_000,
+    ...config.providers,
+    allowWebhookHosts: config.allowWebhookHosts ?? config.providers?.allowWebhookHosts ?? []
+  }, app.log)
+  app.decorate('commProviders', providers)
+  app.addHook('onClose', async () => await providers.close())
+  const settings = commSettings((tenant, problems) => app.log.warn({ tenant, problems }, 'config.comm is not valid: this tenant\'s messages fail until it is fixed'))
+  const retry = { ...DEFAULT_RETRY, ...config.retry }
+
+  const status = { type: 'object', properties: { status: { type: 'string' }, registry: { type: 'boolean' }, database: { type: 'boolean' } } } as const
+  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'], security: [], response: { 200: status } } }, async () => ({ status: 'ok' }))
+  app.get('/ready', { schema: { summary: 'Readiness: the database and the registry answer', tags: ['operations'], security: [], response: { 200: status, 503: status } } }, async (_request, reply) => {
+    const registry = app.tenantRegistry.state.state === 'up'
+    const database = await app.tenantDb.system(async (tx) => await tx.sql`select 1`).then(() => true, () => false)
+    return await reply.code(registry && database ? 200 : 503).send({ status: registry && database ? 'ready' : 'unavailable', registry, database })
+  })
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    return await reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
+  })
+
+  if (role !== 'worker') {
+    await app.register(messageRoutes, { store: new MessageStore(app.tenantDb, queueOf, retry.attempts), metrics, allowHosts: config.allowWebhookHosts ?? [] })
+  }
+  if (role !== 'api') {
+    const handler = deliveryHandler({
+      db: app.tenantDb,
+      tenants: app.tenantRegistry,
+      queue: queueOf,
+      settings: (tenant) => providers.settings(settings.for(tenant)),
+      provider: deps.provider === undefined ? (context, channel) => providers.for(context, channel) : () => deps.provider as Provider,
+      retry,
+      metrics,
+      log: app.log
+    })
+    for (const queue of queues.values()) await queue.work(config.concurrency ?? { local: 16, perTenant: 4 }, handler)
+  }
 }

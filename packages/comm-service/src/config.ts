@@ -1,6 +1,8 @@
 // The service's environment, checked at start; a wrong variable is named in the error.
 import { EnvError, multitenantOptionsFromEnv } from '@platform/multitenant/fastify'
 import type { CommConfig, CommRole } from './app.ts'
+import type { ProviderDefaults } from './delivery/providers/index.ts'
+import { parseSmtpUrl } from './delivery/providers/smtp.ts'
 
 export { EnvError }
 
@@ -24,7 +26,8 @@ function positive (env: NodeJS.ProcessEnv, name: string, fallback: number, max: 
  * The platform's variables (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_*, BASE_DOMAIN,
  * TENANT) through the library, plus COMM_ROLE (api, worker or all), COMM_CONCURRENCY (jobs at once
  * in this process, default 16), COMM_TENANT_CONCURRENCY (at most per tenant, default 4),
- * COMM_WEBHOOK_ALLOW_HOSTS (comma-separated, development only), PORT (4200), HOST, LOG_LEVEL.
+ * COMM_WEBHOOK_ALLOW_HOSTS (comma-separated, development only), PORT (4200), HOST, LOG_LEVEL,
+ * and the platform's provider defaults and retry policy (see `providersFromEnv`, `retryFromEnv`).
  */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig {
   const multitenant = multitenantOptionsFromEnv(env)
@@ -42,9 +45,68 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
     queueUrl: clusters.default,
     role,
     concurrency: { local: positive(env, 'COMM_CONCURRENCY', 16, 1000), perTenant: positive(env, 'COMM_TENANT_CONCURRENCY', 4, 1000) },
+    queueUrls: clusters,
     allowWebhookHosts: (env.COMM_WEBHOOK_ALLOW_HOSTS ?? '').split(',').map((h) => h.trim()).filter(Boolean),
+    providers: providersFromEnv(env),
+    retry: {
+      attempts: positive(env, 'COMM_MAX_ATTEMPTS', 5, 100),
+      baseMs: positive(env, 'COMM_RETRY_BASE_MS', 2000, 3_600_000),
+      maxMs: positive(env, 'COMM_RETRY_MAX_MS', 600_000, 86_400_000)
+    },
     port,
     host: env.HOST?.trim() || '127.0.0.1',
     logLevel
   }
+}
+
+const EMAIL = /^[^\s@<>",;]{1,64}@[^\s@<>",;]{1,255}$/
+
+/**
+ * The platform's provider defaults: SMTP_URL (`smtp://user:password@host:port`, or `smtps://`),
+ * SMS_HTTP_URL and SMS_HTTP_TOKEN, COMM_EMAIL_PROVIDER (`log` or `smtp`; default `smtp` when
+ * SMTP_URL is set), COMM_SMS_PROVIDER (`log` or `sms-http`; default `sms-http` when SMS_HTTP_URL
+ * is set), COMM_EMAIL_FROM and COMM_SMS_SENDER_ID (for tenants without their own), COMM_WEBHOOK_SECRET
+ * (each tenant's signing secret is derived from it; at least 32 characters) and
+ * COMM_SEND_TIMEOUT_MS (per attempt, default 10,000).
+ */
+export function providersFromEnv (env: NodeJS.ProcessEnv): Partial<ProviderDefaults> {
+  const out: Partial<ProviderDefaults> = {}
+  const smtpUrl = env.SMTP_URL?.trim()
+  if (smtpUrl) {
+    try {
+      out.smtp = parseSmtpUrl(smtpUrl)
+    } catch (err) {
+      throw new EnvError('SMTP_URL', `${(err as Error).message.replace(/^Invalid URL$/, 'must be a URL')} (smtp://user:password@host:port)`)
+    }
+  }
+  const smsUrl = env.SMS_HTTP_URL?.trim()
+  if (smsUrl) {
+    if (!/^https?:\/\/[^/]/.test(smsUrl) || !URL.canParse(smsUrl)) throw new EnvError('SMS_HTTP_URL', 'must be an http(s) URL')
+    out.smsHttp = { url: smsUrl, ...(env.SMS_HTTP_TOKEN?.trim() ? { token: env.SMS_HTTP_TOKEN.trim() } : {}) }
+  }
+  const email = env.COMM_EMAIL_PROVIDER?.trim() || (out.smtp === undefined ? 'log' : 'smtp')
+  if (email !== 'log' && email !== 'smtp') throw new EnvError('COMM_EMAIL_PROVIDER', 'must be log or smtp')
+  if (email === 'smtp' && out.smtp === undefined) throw new EnvError('SMTP_URL', 'is required when COMM_EMAIL_PROVIDER is smtp')
+  out.email = email
+  const sms = env.COMM_SMS_PROVIDER?.trim() || (out.smsHttp === undefined ? 'log' : 'sms-http')
+  if (sms !== 'log' && sms !== 'sms-http') throw new EnvError('COMM_SMS_PROVIDER', 'must be log or sms-http')
+  if (sms === 'sms-http' && out.smsHttp === undefined) throw new EnvError('SMS_HTTP_URL', 'is required when COMM_SMS_PROVIDER is sms-http')
+  out.sms = sms
+  const from = env.COMM_EMAIL_FROM?.trim()
+  if (from) {
+    if (!EMAIL.test(from)) throw new EnvError('COMM_EMAIL_FROM', 'must be an email address')
+    out.emailFrom = from
+  }
+  const sender = env.COMM_SMS_SENDER_ID?.trim()
+  if (sender) {
+    if (!/^([A-Za-z0-9 ]{1,11}|\+[1-9]\d{6,14})$/.test(sender)) throw new EnvError('COMM_SMS_SENDER_ID', 'must be 1 to 11 letters, digits or spaces, or an E.164 number')
+    out.smsSenderId = sender
+  }
+  const secret = env.COMM_WEBHOOK_SECRET?.trim()
+  if (secret) {
+    if (secret.length < 32) throw new EnvError('COMM_WEBHOOK_SECRET', 'must be at least 32 characters')
+    out.webhookSecret = secret
+  }
+  out.timeout = positive(env, 'COMM_SEND_TIMEOUT_MS', 10_000, 120_000)
+  return out
 }

@@ -1,38 +1,12 @@
 import t, { type Test } from 'tap'
-import { request } from 'undici'
-import { buildApp } from '../src/app.ts'
 import { LogProvider } from '../src/delivery/providers/log.ts'
-import { startPlatform, tid, type Platform, SECRET } from './fixtures.ts'
-
-interface Answer { status: number, body: any, headers: Record<string, unknown> }
+import { startPlatform, tid, type Platform } from './fixtures.ts'
+import { startComm, until } from './helpers.ts'
 
 async function service (t: Test, p: Platform) {
   const provider = new LogProvider()
-  const app = await buildApp({
-    multitenant: { registry: { url: p.registryUrl, token: p.serviceToken }, db: { url: p.serviceDatabaseUrl, max: 8 }, auth: { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' } },
-    queueUrl: p.serviceDatabaseUrl,
-    concurrency: { local: 8, perTenant: 4 }
-  }, { provider, ...(process.env.COMM_DEBUG === undefined ? {} : { logger: (await import('pino')).pino({ level: 'error' }) }) })
-  t.teardown(() => app.close())
-  const url = await app.listen({ port: 0, host: '127.0.0.1' })
-  const call = async (method: string, path: string, tenant: string, body?: unknown, headers: Record<string, string> = {}, scope = 'messages:send messages:read'): Promise<Answer> => {
-    const res = await request(url + path, {
-      method: method as 'GET',
-      headers: { 'x-tenant-id': tenant, authorization: `Bearer ${p.sign({ sub: 'u', tenant, roles: ['member'], scope })}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) })
-    })
-    const text = await res.body.text()
-    return { status: res.statusCode, body: text === '' ? null : JSON.parse(text), headers: res.headers }
-  }
-  return { app, provider, call }
-}
-
-async function until (check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!await check()) {
-    if (Date.now() > deadline) throw new Error('gave up waiting')
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+  const { app, call } = await startComm(t, p, {}, { provider })
+  return { app, provider, call: async (method: string, path: string, tenant: string, body?: unknown, headers: Record<string, string> = {}, scope = 'messages:send messages:read') => await call(method, path, tenant, body, { headers, scope }) }
 }
 
 const email = { channel: 'email', to: 'ann@example.com', subject: 'Hello', text: 'Hi Ann' }

@@ -7,7 +7,7 @@ import { LogProvider } from '../src/delivery/providers/log.ts'
 import { decodeCursor, encodeCursor, fingerprint } from '../src/messages/store.ts'
 import { blockedAddress, checkMessage, checkWebhookTarget } from '../src/messages/validate.ts'
 import { setupQueueSchema } from '../src/queue/setup.ts'
-import { makeTenant } from './tenant.ts'
+import { makeContext } from './tenant.ts'
 
 t.test('webhook targets: public addresses only, unless a development host is allowed', async (t) => {
   for (const address of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1']) {
@@ -52,9 +52,9 @@ t.test('the log provider logs, keeps the last ones, and answers with an id', asy
   const log = { info: (obj: unknown) => lines.push(obj) } as never
   const provider = new LogProvider({ log, keep: 1 })
   const message = { id: 'm1', channel: 'sms' as const, to: '+15550100', subject: null, text: null, html: null, body: 'hi', metadata: {} }
-  const result = await provider.send(message, makeTenant('acme'))
+  const result = await provider.send(message, makeContext('acme'))
   t.match(result, { providerMessageId: String })
   t.match(lines, [{ tenant: 'acme', messageId: 'm1', channel: 'sms' }])
-  await provider.send({ ...message, id: 'm2' }, makeTenant('acme'))
+  await provider.send({ ...message, id: 'm2' }, makeContext('acme'))
   t.same(provider.sent.map((s) => s.message.id), ['m2'], 'only the last one is kept')
 })

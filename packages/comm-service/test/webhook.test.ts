@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import { Webhook } from 'standardwebhooks'
 import t from 'tap'
 import { publicLookup, signWebhook, WebhookProvider } from '../src/delivery/providers/webhook.ts'
-import { makeTenant } from './tenant.ts'
+import { makeContext } from './tenant.ts'
 
 const secret = `whsec_${randomBytes(24).toString('base64')}`
 const message = (to: string, body = '{"event":"order.paid","id":42}') => ({ id: 'c0ffee00-0000-4000-8000-000000000001', channel: 'webhook' as const, to, subject: null, text: null, html: null, body, metadata: {} })
@@ -26,25 +26,25 @@ t.test('signed deliveries, verified independently; failures classified', async (
   const provider = new WebhookProvider({ secret: () => secret, allowHosts: ['localhost'], timeout: 2000 })
   t.teardown(() => provider.close())
 
-  const result = await provider.send(message(url), makeTenant('acme'))
+  const result = await provider.send(message(url), makeContext('acme'))
   t.equal(result.providerMessageId, 'msg_c0ffee00-0000-4000-8000-000000000001')
   const [first] = received
   t.same(new Webhook(secret).verify(first?.body as string, first?.headers as Record<string, string>), { event: 'order.paid', id: 42 }, 'the signature verifies with standardwebhooks')
   t.throws(() => new Webhook(`whsec_${randomBytes(24).toString('base64')}`).verify(first?.body as string, first?.headers as Record<string, string>), 'and not with another secret')
 
   answer = 500
-  await t.rejects(provider.send(message(url), makeTenant('acme')), { code: 'PROVIDER_TRANSIENT', message: /500/, retryAfterMs: undefined })
+  await t.rejects(provider.send(message(url), makeContext('acme')), { code: 'PROVIDER_TRANSIENT', message: /500/, retryAfterMs: undefined })
   answer = 429
-  await t.rejects(provider.send(message(url), makeTenant('acme')), { code: 'PROVIDER_TRANSIENT', retryAfterMs: 7000 })
+  await t.rejects(provider.send(message(url), makeContext('acme')), { code: 'PROVIDER_TRANSIENT', retryAfterMs: 7000 })
   answer = 410
-  await t.rejects(provider.send(message(url), makeTenant('acme')), { code: 'PROVIDER_REJECTED', message: /410/ })
+  await t.rejects(provider.send(message(url), makeContext('acme')), { code: 'PROVIDER_REJECTED', message: /410/ })
 
   // Connect-time check: the same name is refused when not allowed (it resolves to loopback).
   const strict = new WebhookProvider({ secret: () => secret })
   t.teardown(() => strict.close())
-  await t.rejects(strict.send(message(url), makeTenant('acme')), { code: 'PROVIDER_REJECTED', message: /non-public address/ })
+  await t.rejects(strict.send(message(url), makeContext('acme')), { code: 'PROVIDER_REJECTED', message: /non-public address/ })
   await receiver.close()
-  await t.rejects(provider.send(message(url), makeTenant('acme')), { code: 'PROVIDER_TRANSIENT', message: /unreachable/ })
+  await t.rejects(provider.send(message(url), makeContext('acme')), { code: 'PROVIDER_TRANSIENT', message: /unreachable/ })
 })
 
 t.test('the signature and the lookup on their own', async (t) => {

@@ -10,6 +10,7 @@ async function start (t: Test, p: Platform, role: CommRole, provider?: LogProvid
   const app = await buildApp({
     multitenant: { registry: { url: p.registryUrl, token: p.serviceToken, ttl: 100 }, db: { url: p.serviceDatabaseUrl, max: 4 }, auth: { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' } },
     queueUrl: p.serviceDatabaseUrl,
+    retry: { suspendedMs: 500 },
     role
   }, provider === undefined ? {} : { provider })
   t.teardown(() => app.close())

@@ -3,8 +3,8 @@
 // JSON goes out as text with a cast: drizzle owns the pool's JSON serializer (see TenantDb).
 import { createHash, randomUUID } from 'node:crypto'
 import createError from '@fastify/error'
-import type { Tenant } from '@platform/multitenant'
-import type { TenantDb } from '@platform/multitenant/pg'
+import { RateLimitedError, type Tenant } from '@platform/multitenant'
+import type { TenantDb, TenantTx } from '@platform/multitenant/pg'
 import type { DeliveryQueue } from '../queue/boss.ts'
 import type { MessageInput } from './validate.ts'
 
@@ -34,11 +34,64 @@ export interface MessageDetail extends Message {
   history: Array<{ status: string, at: string, detail?: string }>
 }
 
+/** Where the tenant stands against its tightest send limit after this request. */
+export interface RateState {
+  limit: number
+  remaining: number
+  /** Seconds until the window resets. */
+  reset: number
+}
+
 export interface Accepted {
   statusCode: number
   body: { id: string, status: string }
   /** True when this is the stored answer to an earlier request with the same key. */
   replayed: boolean
+  /** The tenant's send limit, when it has one (absent on a replay: it was not counted). */
+  rate?: RateState
+}
+
+/** Over a send limit: nothing was stored. `rate` feeds the rate-limit headers. */
+export class SendLimitError extends RateLimitedError {
+  readonly rate: RateState
+  constructor (rate: RateState) {
+    super(rate.reset)
+    this.rate = rate
+  }
+}
+
+// The windows' rows, kept at one per kind: a new window starts the count again.
+const WINDOW_ROWS = {
+  minute: "('minute', date_trunc('minute', now()), 1)",
+  day: "('day', date_trunc('day', now(), 'UTC'), 1)"
+} as const
+
+/**
+ * Counts this message against the tenant's `limits.messagesPerMinute` and `messagesPerDay`, in
+ * the accepting transaction (a refusal rolls the message back; the row lock makes the count exact
+ * across instances). Runs last, so the lock is held only until the commit.
+ */
+async function countSend (tx: TenantTx<Record<string, unknown>>, limits: Record<string, unknown>): Promise<RateState | undefined> {
+  const caps = new Map<string, number>()
+  for (const [name, key] of [['minute', 'messagesPerMinute'], ['day', 'messagesPerDay']] as const) {
+    const value = limits[key]
+    if (typeof value === 'number' && Number.isInteger(value) && value >= 0) caps.set(name, value)
+  }
+  if (caps.size === 0) return undefined
+  const rows = await tx.sql.unsafe<Array<{ name: 'minute' | 'day', count: number, reset: number }>>(`
+    insert into send_counters (name, window_start, count) values ${[...caps.keys()].map((name) => WINDOW_ROWS[name as keyof typeof WINDOW_ROWS]).join(', ')}
+    on conflict (name) do update set
+      count = case when send_counters.window_start = excluded.window_start then send_counters.count + 1 else 1 end,
+      window_start = excluded.window_start
+    returning name, count, ceil(extract(epoch from window_start + case name when 'minute' then interval '1 minute' else interval '1 day' end - now()))::int as reset`)
+  let tightest: RateState | undefined
+  for (const row of rows) {
+    const limit = caps.get(row.name) as number
+    const state = { limit, remaining: Math.max(0, limit - row.count), reset: Math.max(1, row.reset) }
+    if (row.count > limit) throw new SendLimitError({ ...state, remaining: 0 })
+    if (tightest === undefined || state.remaining < tightest.remaining) tightest = state
+  }
+  return tightest
 }
 
 interface Row {
@@ -102,11 +155,18 @@ export function decodeCursor (cursor: string): [string, string] | null {
 
 export class MessageStore {
   readonly #db: TenantDb<Record<string, unknown>>
-  readonly #queue: DeliveryQueue
+  readonly #queue: (cluster: string) => DeliveryQueue
+  readonly #attempts: number
 
-  constructor (db: TenantDb<Record<string, unknown>>, queue: DeliveryQueue) {
+  /** `queue` gives a cluster's queue; `attempts` is each message's attempt budget. */
+  constructor (db: TenantDb<Record<string, unknown>>, queue: (cluster: string) => DeliveryQueue, attempts = 5) {
     this.#db = db
     this.#queue = queue
+    this.#attempts = attempts
+  }
+
+  async #enqueue (tx: TenantTx<Record<string, unknown>>, tenant: Tenant, id: string, startAfter?: Date): Promise<void> {
+    await tx.asService(async (sql) => await this.#queue(tenant.database).enqueue(sql, { tenant: tenant.id, database: tenant.database, messageId: id }, { tier: tenant.tier, startAfter }))
   }
 
   /**
@@ -132,12 +192,12 @@ export class MessageStore {
         }
       }
       await tx.sql`
-        insert into messages (id, channel, recipient, subject, text_body, html_body, body, metadata, scheduled_at)
-        values (${id}, ${input.channel}, ${input.to}, ${input.subject ?? null}, ${input.text ?? null}, ${input.html ?? null}, ${input.body ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb, ${input.scheduledAt ?? null})`
+        insert into messages (id, channel, recipient, subject, text_body, html_body, body, metadata, scheduled_at, max_attempts)
+        values (${id}, ${input.channel}, ${input.to}, ${input.subject ?? null}, ${input.text ?? null}, ${input.html ?? null}, ${input.body ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb, ${input.scheduledAt ?? null}, ${this.#attempts})`
       await tx.sql`insert into message_events (message_id, status) values (${id}, 'queued')`
-      const startAfter = input.scheduledAt === undefined ? undefined : new Date(input.scheduledAt)
-      await tx.asService(async (sql) => await this.#queue.enqueue(sql, { tenant: tenant.id, database: tenant.database, messageId: id }, { tier: tenant.tier, startAfter }))
-      return { statusCode: 202, body: answer, replayed: false }
+      await this.#enqueue(tx, tenant, id, input.scheduledAt === undefined ? undefined : new Date(input.scheduledAt))
+      const rate = await countSend(tx, tenant.limits ?? {})
+      return { statusCode: 202, body: answer, replayed: false, ...(rate === undefined ? {} : { rate }) }
     }, { tenant })
   }
 
@@ -164,6 +224,24 @@ export class MessageStore {
     const rows = await this.#db.query(`select ${COLUMNS} from messages ${where.length === 0 ? '' : `where ${where.join(' and ')}`} order by created_at desc, id desc limit $${params.length}`, params) as unknown as Row[]
     const items = rows.slice(0, query.limit)
     return { items: items.map(toMessage), next: rows.length > query.limit ? encodeCursor(items.at(-1) as Row) : null }
+  }
+
+  /**
+   * Redrives a dead-lettered (`failed`) message: back to `queued` with a fresh attempt budget and a
+   * new job; 409 for any other status, 404 if unknown.
+   */
+  async retry (tenant: Tenant, id: string): Promise<Message> {
+    return await this.#db.transaction(async (tx) => {
+      const [row] = await tx.sql.unsafe<Row[]>(`update messages set status = 'queued', max_attempts = attempts + $2, claimed_by = null, updated_at = now() where id = $1 and status = 'failed' returning ${COLUMNS}`, [id, this.#attempts])
+      if (row === undefined) {
+        const [found] = await tx.sql<Array<{ status: string }>>`select status from messages where id = ${id}`
+        if (found === undefined) throw new NotFoundError()
+        throw new ConflictError(`the message is ${found.status}: only a failed message can be retried`)
+      }
+      await tx.sql`insert into message_events (message_id, status, detail) values (${id}, 'queued', 'redriven')`
+      await this.#enqueue(tx, tenant, id)
+      return toMessage(row)
+    }, { tenant })
   }
 
   /** Cancels a message that is queued or scheduled; 409 once sending started, 404 if unknown. */

@@ -17,8 +17,17 @@ export interface QueueOptions {
   url: string
   /** pg-boss's schema, created beforehand by the one-time setup and owned by the service login. */
   schema?: string
-  /** Retries of a transient failure before the job is dead-lettered (default 5). */
-  retryLimit?: number
+  /** Connections of pg-boss's own pool (default 4). */
+  max?: number
+  /**
+   * Seconds without a heartbeat after which a job whose worker died is handed to another worker
+   * (default 10, pg-boss's minimum). Workers beat at half of it while a send is under way.
+   */
+  heartbeatSeconds?: number
+  /** How often the monitor looks for such jobs, in seconds (default 5). */
+  superviseSeconds?: number
+  /** Longest a job may stay active, in seconds (default 300): past the provider's timeout. */
+  expireSeconds?: number
 }
 
 /** pg-boss's database adapter over the unit's connection: the job commits with the message. */
@@ -28,19 +37,44 @@ export function inTransaction (sql: TransactionSql): { executeSql: (text: string
   return { executeSql: async (text, values = []) => ({ rows: await sql.unsafe(text, values.map(value) as never[]) }) }
 }
 
+export interface QueueDepth {
+  /** Jobs due and waiting for a worker. */
+  depth: number
+  /** Age of the oldest of them, in seconds (0 when none). */
+  oldestSeconds: number
+}
+
 export class DeliveryQueue {
   readonly boss: PgBoss
-  readonly #retryLimit: number
+  readonly #schema: string
+  readonly #options: QueueOptions
 
   constructor (options: QueueOptions) {
-    this.boss = new PgBoss({ connectionString: options.url, schema: options.schema ?? 'pgboss', max: 4, application_name: 'comm-service-queue' })
-    this.#retryLimit = options.retryLimit ?? 5
-    this.boss.on('error', () => {}) // reported through the worker's own logging
+    this.#schema = options.schema ?? 'pgboss'
+    this.#options = options
+    this.boss = new PgBoss({
+      connectionString: options.url,
+      schema: this.#schema,
+      max: options.max ?? 4,
+      application_name: 'comm-service-queue',
+      superviseIntervalSeconds: options.superviseSeconds ?? 5
+    })
+    this.boss.on('error', () => {}) // a lost connection is retried by pg-boss; the worker logs its own failures
   }
 
   async start (): Promise<void> {
     await this.boss.start()
-    await this.boss.createQueue(DELIVER_QUEUE, { retryLimit: this.#retryLimit, retryBackoff: true, retryDelay: 1, expireInSeconds: 120 })
+    // pg-boss's own retries cover a worker that died or a database that failed mid-job: the same
+    // job runs again soon. A provider's transient failure is retried by the worker with a new job
+    // (its own backoff and Retry-After), so these are not the message's attempts.
+    await this.boss.createQueue(DELIVER_QUEUE, {
+      retryLimit: 1000,
+      retryDelay: 1,
+      retryBackoff: true,
+      retryDelayMax: 30,
+      heartbeatSeconds: this.#options.heartbeatSeconds ?? 10,
+      expireInSeconds: this.#options.expireSeconds ?? 300
+    })
   }
 
   /** Enqueues a delivery in the caller's transaction (run inside `tx.asService`). */
@@ -52,13 +86,32 @@ export class DeliveryQueue {
     })
   }
 
+  /**
+   * Runs `handler` for each job: at most `local` at once in this process and `perTenant` at once
+   * per tenant across every worker (pg-boss's group concurrency, enforced in its fetch query). A
+   * handler that throws hands its job back for another run.
+   */
   async work (concurrency: { local: number, perTenant: number }, handler: (job: Job<DeliverJob>) => Promise<void>): Promise<void> {
-    await this.boss.work<DeliverJob>(DELIVER_QUEUE, { localConcurrency: concurrency.local, groupConcurrency: concurrency.perTenant, pollingIntervalSeconds: 0.5 }, async ([job]) => {
+    await this.boss.work<DeliverJob>(DELIVER_QUEUE, {
+      localConcurrency: concurrency.local,
+      groupConcurrency: concurrency.perTenant,
+      pollingIntervalSeconds: 0.5
+    }, async ([job]) => {
       await handler(job as Job<DeliverJob>)
     })
   }
 
-  async stop (): Promise<void> {
-    await this.boss.stop({ graceful: true, timeout: 10_000 })
+  /** Due jobs waiting and the age of the oldest (for /metrics). */
+  async depth (): Promise<QueueDepth> {
+    const { rows } = await this.boss.getDb().executeSql(
+      `select count(*)::int as depth, coalesce(extract(epoch from now() - min(created_on)), 0)::float8 as oldest
+       from ${this.#schema}.job where name = $1 and state in ('created', 'retry') and start_after <= now()`, [DELIVER_QUEUE])
+    const row = rows[0] as { depth: number, oldest: number }
+    return { depth: row.depth, oldestSeconds: row.oldest }
+  }
+
+  /** Stops fetching, lets running jobs finish for up to `timeout` ms, then disconnects. */
+  async stop (timeout = 10_000): Promise<void> {
+    await this.boss.stop({ graceful: true, timeout })
   }
 }

@@ -1,6 +1,7 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import { withTenant } from '@platform/multitenant/fastify'
-import { decodeCursor, type MessageStore } from '../messages/store.ts'
+import type { CommMetrics } from '../metrics.ts'
+import { decodeCursor, SendLimitError, type MessageStore, type RateState } from '../messages/store.ts'
 import { checkMessage, messageBody, ValidationError, type MessageInput } from '../messages/validate.ts'
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } as const
@@ -8,6 +9,7 @@ const KEY = /^[\x21-\x7e]{1,255}$/
 
 export interface MessageRoutesOptions {
   store: MessageStore
+  metrics: CommMetrics
   /** Webhook hosts allowed despite being private (development). */
   allowHosts: readonly string[]
 }
@@ -22,8 +24,19 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
     const key = request.headers['idempotency-key']
     if (key !== undefined && !KEY.test(key)) throw new ValidationError('Idempotency-Key must be 1 to 255 printable ASCII characters')
     const input = await checkMessage(request.body, { allowHosts: options.allowHosts })
-    const accepted = await store.accept(request.tenant, input, key)
+    let accepted
+    try {
+      accepted = await store.accept(request.tenant, input, key)
+    } catch (err) {
+      if (err instanceof SendLimitError) {
+        rateHeaders(reply, err.rate)
+        reply.header('retry-after', String(err.rate.reset))
+      }
+      throw err
+    }
+    if (accepted.rate !== undefined) rateHeaders(reply, accepted.rate)
     if (accepted.replayed) reply.header('idempotent-replayed', 'true')
+    else options.metrics.accepted.inc({ channel: input.channel, tier: request.tenant.tier })
     return await reply.code(accepted.statusCode).header('location', `/v1/messages/${accepted.body.id}`).send(accepted.body)
   }))
 
@@ -57,4 +70,16 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
     config: { auth: { scope: 'messages:send' } },
     schema: { params: idParams }
   }, withTenant(async (request) => await store.cancel(request.params.id)))
+
+  app.post<{ Params: { id: string } }>('/v1/messages/:id/retry', {
+    config: { auth: { scope: 'messages:send', roles: ['admin', 'owner'] } },
+    schema: { params: idParams }
+  }, withTenant(async (request) => await store.retry(request.tenant, request.params.id)))
+}
+
+/** The tightest send limit, as the usual rate-limit headers. */
+function rateHeaders (reply: FastifyReply, rate: RateState): void {
+  reply.header('x-ratelimit-limit', String(rate.limit))
+  reply.header('x-ratelimit-remaining', String(rate.remaining))
+  reply.header('x-ratelimit-reset', String(rate.reset))
 }

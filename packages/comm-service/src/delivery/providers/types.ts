@@ -1,6 +1,7 @@
 import type { Tenant } from '@platform/multitenant'
+import type { CommSettings } from '../../settings.ts'
 
-/** What a provider gets: the message as stored, and whose it is (for the sender identity). */
+/** What a provider gets: the message as stored. */
 export interface OutgoingMessage {
   id: string
   channel: 'email' | 'sms' | 'webhook'
@@ -12,12 +13,18 @@ export interface OutgoingMessage {
   metadata: Record<string, unknown>
 }
 
+/** Whose message it is: the tenant and its settings (the sender identity comes from here only). */
+export interface SendContext {
+  tenant: Tenant
+  settings: CommSettings
+}
+
 export interface SendResult {
   /** The provider's own id for the message (recorded: it identifies a duplicate). */
   providerMessageId: string
 }
 
-/** A failure that another attempt may fix (network, timeout, 5xx, 429). Anything else is permanent. */
+/** A failure that another attempt may fix (network, timeout, 5xx, 429). */
 export class TransientError extends Error {
   readonly code = 'PROVIDER_TRANSIENT'
   readonly retryAfterMs: number | undefined
@@ -27,7 +34,22 @@ export class TransientError extends Error {
   }
 }
 
+/** A failure that another attempt will not fix (rejected address, auth failure, 4xx, bad settings). */
+export class PermanentError extends Error {
+  readonly code = 'PROVIDER_REJECTED'
+}
+
 export interface Provider {
   readonly name: string
-  send: (message: OutgoingMessage, tenant: Tenant) => Promise<SendResult>
+  send: (message: OutgoingMessage, context: SendContext) => Promise<SendResult>
+  close?: () => Promise<void>
+}
+
+/** `Retry-After` as ms: seconds or an HTTP date; undefined when absent or unreadable. */
+export function retryAfterMs (header: string | string[] | undefined, now = Date.now()): number | undefined {
+  const value = Array.isArray(header) ? header[0] : header
+  if (value === undefined || value.trim() === '') return undefined
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
+  const at = Date.parse(value)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
 }

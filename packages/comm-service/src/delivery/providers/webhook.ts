@@ -8,7 +8,7 @@ import type { LookupFunction } from 'node:net'
 import type { Tenant } from '@platform/multitenant'
 import { Agent, request, type Dispatcher } from 'undici'
 import { blockedAddress } from '../../messages/validate.ts'
-import { TransientError, type OutgoingMessage, type Provider, type SendResult } from './types.ts'
+import { PermanentError, retryAfterMs, TransientError, type OutgoingMessage, type Provider, type SendContext, type SendResult } from './types.ts'
 
 export interface WebhookProviderOptions {
   /** The signing secret for a tenant (`whsec_…`), from its configuration. */
@@ -50,7 +50,7 @@ export class WebhookProvider implements Provider {
     this.#dispatcher = new Agent({ connect: { lookup: publicLookup(options.allowHosts ?? []) } })
   }
 
-  async send (message: OutgoingMessage, tenant: Tenant): Promise<SendResult> {
+  async send (message: OutgoingMessage, { tenant }: SendContext): Promise<SendResult> {
     const body = message.body as string // a webhook message always has one (checked at accept)
     const timestamp = Math.floor(Date.now() / 1000)
     const id = `msg_${message.id}`
@@ -68,19 +68,28 @@ export class WebhookProvider implements Provider {
     } catch (err) {
       const code = (err as { code?: string }).code
       // A blocked address is permanent; anything else on the way (refused, reset, timeout) is not.
-      if (code === 'EBLOCKED') throw Object.assign(new Error(`webhook target refused: ${(err as Error).message}`), { code: 'PROVIDER_REJECTED' })
+      if (code === 'EBLOCKED') throw new PermanentError(`webhook target refused: ${(err as Error).message}`)
       throw new TransientError(`webhook unreachable: ${String(code)}`)
     }
     await res.body.dump()
     if (res.statusCode >= 200 && res.statusCode < 300) return { providerMessageId: id }
     if (res.statusCode === 429 || res.statusCode >= 500) {
-      const after = Number(res.headers['retry-after'])
-      throw new TransientError(`webhook answered ${res.statusCode}`, Number.isFinite(after) && after > 0 ? after * 1000 : undefined)
+      throw new TransientError(`webhook answered ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
     }
-    throw Object.assign(new Error(`webhook answered ${res.statusCode}`), { code: 'PROVIDER_REJECTED' })
+    throw new PermanentError(`webhook answered ${res.statusCode}`)
   }
 
   async close (): Promise<void> {
     await this.#dispatcher.close()
   }
+}
+
+/**
+ * A tenant's signing secret, derived from the platform's: HMAC-SHA256(platform secret, tenant id).
+ * Each tenant's receivers verify with their own secret, and knowing one tenant's secret tells
+ * nothing about another's. (Per-tenant, rotatable secrets stored encrypted come with the tenant
+ * configuration API.)
+ */
+export function tenantWebhookSecret (platformSecret: string, tenantId: string): string {
+  return `whsec_${createHmac('sha256', platformSecret).update(`webhook:${tenantId}`).digest('base64')}`
 }

@@ -1,0 +1,48 @@
+// Prometheus metrics (prom-client), one registry per app. Labels are bounded: channel, tier, reason,
+// route and status; never a tenant id or a message id.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { QueueDepth } from './queue/boss.ts'
+
+export interface CommMetrics {
+  registry: Registry
+  accepted: Counter<'channel' | 'tier'>
+  sent: Counter<'channel' | 'tier'>
+  failed: Counter<'channel' | 'tier' | 'reason'>
+  retried: Counter<'channel' | 'tier'>
+  requests: Histogram<'method' | 'route' | 'status'>
+}
+
+export function commMetrics (options: { processMetrics: boolean, depth: () => Promise<Map<string, QueueDepth>> }): CommMetrics {
+  const registry = new Registry()
+  if (options.processMetrics) collectDefaultMetrics({ register: registry })
+  const registers = [registry]
+  const depth = new Gauge({ name: 'comm_queue_depth', help: 'Delivery jobs due and waiting for a worker, per cluster', labelNames: ['cluster'], registers })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'comm_queue_oldest_seconds',
+    help: 'Age of the oldest due delivery job, per cluster',
+    labelNames: ['cluster'],
+    registers,
+    async collect () {
+      // One query per cluster answers both gauges.
+      for (const [cluster, d] of await options.depth().catch(() => new Map<string, QueueDepth>())) {
+        this.set({ cluster }, d.oldestSeconds)
+        depth.set({ cluster }, d.depth)
+      }
+    }
+  })
+  return {
+    registry,
+    accepted: new Counter({ name: 'comm_messages_accepted_total', help: 'Messages accepted (202), by channel and tier', labelNames: ['channel', 'tier'], registers }),
+    sent: new Counter({ name: 'comm_messages_sent_total', help: 'Messages a provider accepted, by channel and tier', labelNames: ['channel', 'tier'], registers }),
+    failed: new Counter({ name: 'comm_messages_failed_total', help: 'Messages that ended failed, by channel, tier and reason (permanent, exhausted)', labelNames: ['channel', 'tier', 'reason'], registers }),
+    retried: new Counter({ name: 'comm_messages_retried_total', help: 'Attempts that failed transiently and were scheduled again, by channel and tier', labelNames: ['channel', 'tier'], registers }),
+    requests: new Histogram({
+      name: 'comm_http_request_duration_seconds',
+      help: 'HTTP requests by method, route and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers
+    })
+  }
+}

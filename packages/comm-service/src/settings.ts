@@ -1,0 +1,53 @@
+// A tenant's communication settings: the registry's `config.comm`, typed, merged with defaults and
+// validated. An empty string means "the platform's default" (from the service's environment).
+import { defineTenantConfig, type TenantConfig } from '@platform/multitenant'
+
+export const EMAIL_PROVIDERS = ['log', 'smtp'] as const
+export const SMS_PROVIDERS = ['log', 'sms-http'] as const
+export const WEBHOOK_PROVIDERS = ['webhook', 'log'] as const
+
+export interface CommSettings {
+  /** The tenant's From address (`no-reply@acme.example.com`). */
+  emailFrom: string
+  /** The display name beside it (`Acme`). */
+  emailFromName: string
+  /** The SMS sender id (`ACME`: 1–11 letters and digits, or a phone number). */
+  smsSenderId: string
+  /** The provider per channel. */
+  providers: { email: '' | typeof EMAIL_PROVIDERS[number], sms: '' | typeof SMS_PROVIDERS[number], webhook: '' | typeof WEBHOOK_PROVIDERS[number] }
+  /** The tenant's own SMTP relay (host and port; the platform's credentials until per-tenant ones exist). */
+  smtp: { host: string, port: number, secure: boolean }
+}
+
+const EMAIL = /^[^\s@<>",;]{1,64}@[^\s@<>",;]{1,255}$/
+const SENDER_ID = /^([A-Za-z0-9 ]{1,11}|\+[1-9]\d{6,14})$/
+const HOST = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
+
+function check (value: CommSettings): string[] {
+  const problems: string[] = []
+  if (value.emailFrom !== '' && !EMAIL.test(value.emailFrom)) problems.push('emailFrom must be an email address')
+  if (value.emailFromName.length > 100 || /[\r\n"<>]/.test(value.emailFromName)) problems.push('emailFromName must be at most 100 characters, without line breaks, quotes or angle brackets')
+  if (value.smsSenderId !== '' && !SENDER_ID.test(value.smsSenderId)) problems.push('smsSenderId must be 1 to 11 letters, digits or spaces, or an E.164 number')
+  const { providers, smtp } = value
+  if (!(['', ...EMAIL_PROVIDERS] as string[]).includes(providers.email)) problems.push(`providers.email must be one of ${EMAIL_PROVIDERS.join(', ')}`)
+  if (!(['', ...SMS_PROVIDERS] as string[]).includes(providers.sms)) problems.push(`providers.sms must be one of ${SMS_PROVIDERS.join(', ')}`)
+  if (!(['', ...WEBHOOK_PROVIDERS] as string[]).includes(providers.webhook)) problems.push(`providers.webhook must be one of ${WEBHOOK_PROVIDERS.join(', ')}`)
+  if (smtp.host !== '' && !HOST.test(smtp.host)) problems.push('smtp.host must be a host name or an IPv4 address')
+  if (!Number.isInteger(smtp.port) || smtp.port < 0 || smtp.port > 65535) problems.push('smtp.port must be a port number (0: the default for secure or not)')
+  if (typeof smtp.secure !== 'boolean') problems.push('smtp.secure must be true or false')
+  return problems
+}
+
+/** The settings view; `report` hears once per tenant record whose section is not valid. */
+export const commSettings = (report: (tenant: string, problems: string[]) => void): TenantConfig<CommSettings> => defineTenantConfig<CommSettings>({
+  service: 'comm',
+  defaults: { emailFrom: '', emailFromName: '', smsSenderId: '', providers: { email: '', sms: '', webhook: '' }, smtp: { host: '', port: 0, secure: false } },
+  validate: (value) => {
+    const problems = check(value)
+    return problems.length > 0 ? { problems } : value
+  },
+  // A stored section that cannot work must not send with another identity: messages of that
+  // tenant fail with the problems named, and the operator hears once per record.
+  invalid: 'throw',
+  onInvalid: (tenant, problems) => report(tenant.id, problems)
+})
