@@ -25,8 +25,9 @@ export interface Platform {
   createTenant: (id: string, extra?: Record<string, unknown>) => Promise<void>
 }
 
-export async function startPlatform (t: Test): Promise<Platform> {
-  const db = await createTestDatabase(t)
+/** `server`: a superuser URL of another PostgreSQL server to use (its `postgres` database). */
+export async function startPlatform (t: Test, options: { server?: string } = {}): Promise<Platform> {
+  const db = options.server === undefined ? await createTestDatabase(t) : { url: options.server }
   const tag = randomBytes(4).toString('hex')
   const registry = { user: `reg_${tag}`, password: randomBytes(12).toString('hex') }
   const service = { user: `comm_${tag}`, password: randomBytes(12).toString('hex') }

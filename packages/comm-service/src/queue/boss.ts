@@ -57,7 +57,12 @@ export class DeliveryQueue {
       schema: this.#schema,
       max: options.max ?? 4,
       application_name: 'comm-service-queue',
-      superviseIntervalSeconds: options.superviseSeconds ?? 5
+      superviseIntervalSeconds: options.superviseSeconds ?? 5,
+      // The ready count behind burst mode (below) and /metrics' depth stay at most 2 s old.
+      monitorIntervalSeconds: 2,
+      queueCacheIntervalSeconds: 2,
+      // A new job wakes an idle worker at once (NOTIFY in the inserting transaction).
+      useListenNotify: true
     })
     this.boss.on('error', () => {}) // a lost connection is retried by pg-boss; the worker logs its own failures
   }
@@ -73,7 +78,8 @@ export class DeliveryQueue {
       retryBackoff: true,
       retryDelayMax: 30,
       heartbeatSeconds: this.#options.heartbeatSeconds ?? 10,
-      expireInSeconds: this.#options.expireSeconds ?? 300
+      expireInSeconds: this.#options.expireSeconds ?? 300,
+      notify: true
     })
   }
 
@@ -95,7 +101,11 @@ export class DeliveryQueue {
     await this.boss.work<DeliverJob>(DELIVER_QUEUE, {
       localConcurrency: concurrency.local,
       groupConcurrency: concurrency.perTenant,
-      pollingIntervalSeconds: 0.5
+      // While there is a backlog each worker fetches again as soon as it is done; idle, a NOTIFY
+      // wakes it, and a poll every 2 s is the backstop.
+      burstWhenReadyExceeds: 1,
+      pollingIntervalSeconds: 0.5,
+      notifyPollingIntervalSeconds: 2
     }, async ([job]) => {
       await handler(job as Job<DeliverJob>)
     })

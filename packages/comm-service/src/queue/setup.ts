@@ -6,11 +6,15 @@ import type { Sql } from 'postgres'
 
 /**
  * Creates `schema` owned by `owner` (the comm-service login) and installs pg-boss's tables in it
- * as that login, so the service can use them and no tenant role has any right on them. Run it
- * with a superuser's connection; it does nothing when the schema exists.
+ * as that login, so the service can use them and no tenant role has any right on them, and lets
+ * the login call pg_notify. Run it with a superuser's connection; the schema is left alone when it
+ * exists.
  */
 export async function setupQueueSchema (admin: Sql, owner: string, schema = 'pgboss'): Promise<boolean> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema) || !/^[a-z_][a-z0-9_]{0,62}$/.test(owner)) throw new Error('schema and owner must be plain lower-case names')
+  // pg-boss wakes idle workers with NOTIFY from the inserting transaction (its `asService` step, as
+  // this login). Tenant roles get nothing: the grant is to the login, not to the services' group.
+  await admin.unsafe(`grant execute on function pg_catalog.pg_notify(text, text) to ${owner}`)
   const [exists] = await admin`select 1 from pg_namespace where nspname = ${schema}`
   if (exists !== undefined) return false
   const plans = getConstructionPlans(schema).replace(`CREATE SCHEMA IF NOT EXISTS ${schema};`, '')
