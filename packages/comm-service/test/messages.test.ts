@@ -109,7 +109,32 @@ t.test('malformed requests: 400 with a code, nothing stored', async (t) => {
     ['metadata not an object', { ...email, metadata: [1] }],
     ['metadata too big', { ...email, metadata: { blob: 'x'.repeat(5000) } }],
     ['unknown field', { ...email, from: 'ceo@other.test' }],
-    ['numeric to', { ...email, to: 42 }]
+    ['numeric to', { ...email, to: 42 }],
+    ['channel in capitals', { ...email, channel: 'EMAIL' }],
+    ['email with a display name', { ...email, to: 'Ann <ann@example.com>' }],
+    ['email with two addresses', { ...email, to: 'ann@example.com,bob@example.com' }],
+    ['email with a bare LF', { ...email, to: 'ann@example.com\nX-Evil: 1' }],
+    ['subject too long', { ...email, subject: 'x'.repeat(256) }],
+    ['subject with a tab', { ...email, subject: 'a\tb' }],
+    ['subject empty', { ...email, subject: '' }],
+    ['html too long', { channel: 'email', to: 'a@b.co', subject: 'x', html: 'x'.repeat(256_001) }],
+    ['sms with letters', { channel: 'sms', to: '+1555CALLME', body: 'x' }],
+    ['sms number too long', { channel: 'sms', to: '+1234567890123456', body: 'x' }],
+    ['sms with text', { channel: 'sms', to: '+15550100', body: 'x', text: 'y' }],
+    ['webhook to 127.1', { channel: 'webhook', to: 'http://127.1/hook', body: '{}' }],
+    ['webhook to 0.0.0.0', { channel: 'webhook', to: 'http://0.0.0.0/', body: '{}' }],
+    ['webhook to IPv4-mapped loopback', { channel: 'webhook', to: 'http://[::ffff:127.0.0.1]/', body: '{}' }],
+    ['webhook to a hex address', { channel: 'webhook', to: 'http://0x7f000001/', body: '{}' }],
+    ['webhook to CGNAT', { channel: 'webhook', to: 'https://100.64.0.1/', body: '{}' }],
+    ['webhook to 192.168', { channel: 'webhook', to: 'https://192.168.1.1/', body: '{}' }],
+    ['webhook body too long', { channel: 'webhook', to: 'https://93.184.216.34/hook', body: 'x'.repeat(64_001) }],
+    ['metadata too many keys', { ...email, metadata: Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, i])) }],
+    ['metadata null', { ...email, metadata: null }],
+    ['scheduledAt a number', { ...email, scheduledAt: 1767225600000 }],
+    ['scheduledAt without a zone', { ...email, scheduledAt: '2030-01-01 10:00' }],
+    ['body an array', [email]],
+    ['body a string', '"hello"'],
+    ['to empty', { ...email, to: '' }]
   ]
   for (const [name, body] of cases) {
     const res = await call('POST', '/v1/messages', a, body)
@@ -120,6 +145,10 @@ t.test('malformed requests: 400 with a code, nothing stored', async (t) => {
   t.match(await call('POST', '/v1/messages', a, '{"channel":'), { status: 400, body: { code: 'VALIDATION_FAILED' } }, 'broken JSON')
   t.match(await call('POST', '/v1/messages', a, { ...email, text: 'x'.repeat(600_000) }), { status: 413, body: { code: 'PAYLOAD_TOO_LARGE' } })
   t.match(await call('GET', '/v1/messages/not-a-uuid', a), { status: 400 })
+  t.match(await call('POST', '/v1/messages', a, 'channel=email', { 'content-type': 'application/x-www-form-urlencoded' }), { status: 415, body: { code: 'UNSUPPORTED_MEDIA_TYPE' } }, 'not JSON')
+  t.match(await call('GET', '/v1/messages?limit=1000', a), { status: 400, body: { code: 'VALIDATION_FAILED' } }, 'limit out of range')
+  t.match(await call('GET', '/v1/messages?status=lost', a), { status: 400, body: { code: 'VALIDATION_FAILED' } }, 'unknown status filter')
+  t.match(await call('GET', '/v1/messages?sort=asc', a), { status: 400, body: { code: 'VALIDATION_FAILED' } }, 'unknown query parameter')
   t.match(await call('POST', '/v1/messages', a, email, {}, 'messages:read'), { status: 403, body: { code: 'FORBIDDEN' } })
   t.match(await call('GET', '/v1/messages', a), { body: { items: [] } }, 'nothing was stored')
 })

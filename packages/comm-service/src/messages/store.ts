@@ -191,10 +191,13 @@ export class MessageStore {
           return { statusCode: first.status_code, body: JSON.parse(first.response) as { id: string, status: string }, replayed: true }
         }
       }
+      // The message and its first event in one statement (one round trip).
       await tx.sql`
-        insert into messages (id, channel, recipient, subject, text_body, html_body, body, metadata, scheduled_at, max_attempts)
-        values (${id}, ${input.channel}, ${input.to}, ${input.subject ?? null}, ${input.text ?? null}, ${input.html ?? null}, ${input.body ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb, ${input.scheduledAt ?? null}, ${this.#attempts})`
-      await tx.sql`insert into message_events (message_id, status) values (${id}, 'queued')`
+        with message as (
+          insert into messages (id, channel, recipient, subject, text_body, html_body, body, metadata, scheduled_at, max_attempts)
+          values (${id}, ${input.channel}, ${input.to}, ${input.subject ?? null}, ${input.text ?? null}, ${input.html ?? null}, ${input.body ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb, ${input.scheduledAt ?? null}, ${this.#attempts})
+          returning id)
+        insert into message_events (message_id, status) select id, 'queued' from message`
       await this.#enqueue(tx, tenant, id, input.scheduledAt === undefined ? undefined : new Date(input.scheduledAt))
       const rate = await countSend(tx, tenant.limits ?? {})
       return { statusCode: 202, body: answer, replayed: false, ...(rate === undefined ? {} : { rate }) }

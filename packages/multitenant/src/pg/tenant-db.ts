@@ -496,11 +496,15 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       savepoint: async <R>(inner: (sp: TenantTx<TSchema>) => Promise<R>): Promise<R> =>
         await conn.savepoint(async (sp) => await inner(this.#tx(sp, options, lane, reopen))) as R,
       asService: async <R>(inner: (service: TransactionSql) => Promise<R>): Promise<R> => {
-        // Pipelined: one round trip.
-        await Promise.all(AS_SERVICE.map((text) => lane.track(conn.unsafe(text, [], UNNAMED).execute())))
+        // Pipelined with the caller's first statements: no round trip of its own. Statements on
+        // one connection run in order, and if the switch failed the transaction is aborted, so
+        // nothing of `inner` can run as the tenant.
+        const switched = Promise.all(AS_SERVICE.map((text) => lane.track(conn.unsafe(text, [], UNNAMED).execute())))
+        switched.catch(noop)
         let result: R
         try {
           result = await inner(sql)
+          await switched
         } catch (err) {
           // Back to the tenant even if the caller goes on after catching this. When the failure
           // aborted the transaction the reset fails too; the unit is lost anyway.
