@@ -11,6 +11,8 @@ import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
 import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import { startNotesServer, type RunningNotes } from '@platform/notes-service/server'
+import { startCommServer, type RunningComm } from '@platform/comm-service/server'
+import { setupQueueSchema } from '@platform/comm-service/setup'
 import { ConfigError, loadConfig, nonEmpty } from '@platform/tenant-registry/config'
 import { closeOnSignals } from '@platform/multitenant'
 import { createLogger, startRegistryServer, type RunningRegistry } from '@platform/tenant-registry/server'
@@ -22,14 +24,18 @@ import postgres from 'postgres'
 const DEFAULT_PG_PORT = 54329
 const DEFAULT_REGISTRY_PORT = 4000
 const DEFAULT_NOTES_PORT = 4100
+const DEFAULT_COMM_PORT = 4200
 const DEV_DB = 'platform'
 const DEV_REGISTRY_LOGIN = 'platform_registry'
 const DEV_SERVICE_LOGIN = 'platform_service'
+const DEV_COMM_LOGIN = 'platform_comm'
 
 export interface DevInfo {
   registryUrl: string
   /** The notes service (the example service built on the library). */
   notesUrl: string
+  /** The communication service (email, SMS and webhooks; the log provider in development). */
+  commUrl: string
   /** The registry's login (the registry CLI uses it). */
   databaseUrl: string
   /** A service's login: what services and `tenant-migrate` connect as. */
@@ -82,7 +88,7 @@ async function choosePort (env: NodeJS.ProcessEnv, variable: string, fallback: n
  * and runs the one-time setup as the superuser: the registry's login and a service login, which
  * is all that ever runs afterwards (README, "Database roles").
  */
-async function embeddedDatabase (dataDir: string, port: number): Promise<{ pg: RunningPostgres, url: string, serviceUrl: string }> {
+async function embeddedDatabase (dataDir: string, port: number): Promise<{ pg: RunningPostgres, url: string, serviceUrl: string, commUrl: string }> {
   const pgDir = join(dataDir, 'pg')
   say(`starting the embedded PostgreSQL in ${pgDir} (port ${port}; first start initialises it)`)
   let pg: RunningPostgres
@@ -102,13 +108,16 @@ async function embeddedDatabase (dataDir: string, port: number): Promise<{ pg: R
   const superUrl = pg.url.replace(/\/postgres$/, `/${DEV_DB}`)
   const registry = { user: DEV_REGISTRY_LOGIN, password: await devSecret(dataDir, 'registry-db-password', 18) }
   const service = { user: DEV_SERVICE_LOGIN, password: await devSecret(dataDir, 'service-db-password', 18) }
+  const comm = { user: DEV_COMM_LOGIN, password: await devSecret(dataDir, 'comm-db-password', 18) }
   const setup = postgres(superUrl, { max: 1, onnotice: () => {} })
   try {
-    await setupDatabase(setup, { registry, services: [service] })
+    await setupDatabase(setup, { registry, services: [service, comm] })
+    // The communication service's queue schema, owned by its login.
+    await setupQueueSchema(setup, comm.user)
   } finally {
     await setup.end()
   }
-  return { pg, url: loginUrl(superUrl, registry), serviceUrl: loginUrl(superUrl, service) }
+  return { pg, url: loginUrl(superUrl, registry), serviceUrl: loginUrl(superUrl, service), commUrl: loginUrl(superUrl, comm) }
 }
 
 async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise<string[]> {
@@ -149,19 +158,24 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   const registryPort = await choosePort(env, 'PORT', DEFAULT_REGISTRY_PORT, 'the registry')
   const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env, PORT: String(registryPort) }, { fallbackSecret: await devSecret(dataDir, 'jwt-secret', 36) })
   const notesPort = await choosePort(env, 'NOTES_PORT', DEFAULT_NOTES_PORT, 'the notes service')
+  const commPort = await choosePort(env, 'COMM_PORT', DEFAULT_COMM_PORT, 'the communication service')
   const baseDomain = config.baseDomain ?? 'platform.localhost'
 
   let pg: RunningPostgres | undefined
   let databaseUrl = config.databaseUrl
   let serviceDatabaseUrl: string
+  let commDatabaseUrl: string
   if (databaseUrl === undefined) {
     const embedded = await embeddedDatabase(dataDir, await choosePort(env, 'DEV_PG_PORT', DEFAULT_PG_PORT, 'PostgreSQL'))
     pg = embedded.pg
     databaseUrl = embedded.url
     serviceDatabaseUrl = embedded.serviceUrl
+    commDatabaseUrl = embedded.commUrl
   } else {
-    // Your own server: the registry's login in DATABASE_URL, a service's in SERVICE_DATABASE_URL.
+    // Your own server: the registry's login in DATABASE_URL, a service's in SERVICE_DATABASE_URL,
+    // the communication service's (owner of the queue schema) in COMM_DATABASE_URL.
     serviceDatabaseUrl = nonEmpty(env, 'SERVICE_DATABASE_URL') ?? databaseUrl
+    commDatabaseUrl = nonEmpty(env, 'COMM_DATABASE_URL') ?? serviceDatabaseUrl
     say('using DATABASE_URL')
   }
 
@@ -175,7 +189,9 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     throw err
   }
   let notes: RunningNotes | undefined
+  let comm: RunningComm | undefined
   const stop = async (): Promise<void> => {
+    await comm?.close()
     await notes?.close()
     await registry.close()
     await pg?.stop()
@@ -204,11 +220,35 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     /* c8 ignore next 2: anything else needs the database or the registry to go away mid-start */
     throw err
   }
+  try {
+    // The communication service: API and worker in one process, its own login (owner of the
+    // queue schema), email and SMS to the log provider, webhooks signed and sent for real.
+    comm = await startCommServer({
+      multitenant: {
+        registry: { url: registry.url, token: issue({ sub: 'comm-service', roles: [], scope: 'tenants:read' }, month) },
+        db: { url: commDatabaseUrl },
+        auth: 'secret' in config.jwt ? { secret: config.jwt.secret, issuer: 'tenant-registry', audience: 'platform' } : { publicKey: config.jwt.publicKey, issuer: 'tenant-registry', audience: 'platform' },
+        baseDomain
+      },
+      queueUrl: commDatabaseUrl,
+      providers: { webhookSecret: await devSecret(dataDir, 'webhook-secret', 36) },
+      port: commPort,
+      host: config.host,
+      logLevel: config.logLevel
+    }, createLogger(config.logLevel))
+  } catch (err) {
+    await stop()
+    if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('COMM_PORT', `${commPort} is in use; set COMM_PORT to another port`)
+    /* c8 ignore next 2: anything else needs the database or the registry to go away mid-start */
+    throw err
+  }
 
   const running = notes as RunningNotes
+  const c = (comm as RunningComm).url
   const info: DevInfo = {
     registryUrl: registry.url,
     notesUrl: running.url,
+    commUrl: c,
     databaseUrl,
     serviceDatabaseUrl,
     baseDomain,
@@ -234,6 +274,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   print(`
   Tenant registry   ${u}          (API docs: ${u}/docs, metrics: ${u}/metrics)
   Notes service     ${n}          (the example service built on @platform/multitenant)
+  Comm service      ${c}          (email, SMS, webhooks; API docs: ${c}/docs; email and SMS go to its log)
   PostgreSQL        ${databaseUrl}
   Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
   Tokens            .data/dev.json (platformAdmin, service, acmeOwner; valid 30 days)
@@ -250,6 +291,10 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     export ACME=$(node -p "require('./.data/dev.json').tokens.acmeOwner")
     curl -s -X POST ${n}/v1/notes -H "authorization: Bearer $ACME" -H 'content-type: application/json' -d '{"title":"Hello from acme"}'
     curl -s ${n}/v1/notes -H "authorization: Bearer $ACME"
+
+    export ID=$(curl -s -X POST ${c}/v1/messages -H "authorization: Bearer $ACME" -H 'content-type: application/json' -d '{"channel":"email","to":"ann@example.com","subject":"Hello","text":"Hi Ann"}' | node -p "JSON.parse(require('fs').readFileSync(0, 'utf8')).id")
+    curl -s ${c}/v1/messages/$ID -H "authorization: Bearer $ACME"
+    curl -s ${c}/v1/messages -H "authorization: Bearer $ACME"
 
   Ctrl-C stops the services${pg === undefined ? '' : ' and the database (the data stays in .data/pg)'}.
 `)

@@ -1,20 +1,23 @@
 import { randomBytes } from 'node:crypto'
 import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import { createTestDatabase } from '@platform/testkit'
+import { setupQueueSchema } from '@platform/comm-service/setup'
 import postgres from 'postgres'
 import type { Test } from 'tap'
 
-/** A fresh database after the one-time setup: the registry's login and a service login. */
-export async function createStackDatabase (t: Test): Promise<{ url: string, serviceUrl: string }> {
+/** A fresh database after the one-time setup: the registry's login, a service login and the comm-service's (with its queue schema). */
+export async function createStackDatabase (t: Test): Promise<{ url: string, serviceUrl: string, commUrl: string }> {
   const db = await createTestDatabase(t)
   const tag = randomBytes(4).toString('hex')
   const registry = { user: `reg_${tag}`, password: `pw-${randomBytes(12).toString('hex')}` }
   const service = { user: `svc_${tag}`, password: `pw-${randomBytes(12).toString('hex')}` }
+  const comm = { user: `comm_${tag}`, password: `pw-${randomBytes(12).toString('hex')}` }
   const admin = postgres(db.url, { max: 1, onnotice: () => {} })
   try {
-    await setupDatabase(admin, { registry, services: [service] })
+    await setupDatabase(admin, { registry, services: [service, comm] })
+    await setupQueueSchema(admin, comm.user)
   } finally {
     await admin.end()
   }
-  return { url: loginUrl(db.url, registry), serviceUrl: loginUrl(db.url, service) }
+  return { url: loginUrl(db.url, registry), serviceUrl: loginUrl(db.url, service), commUrl: loginUrl(db.url, comm) }
 }

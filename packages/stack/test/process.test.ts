@@ -43,7 +43,7 @@ t.test('pnpm start (packages/stack/src/dev.ts): prints the stack, serves, and st
   const cwd = await mkdtemp(join(tmpdir(), 'dev-proc-'))
   await chmod(cwd, 0o755)
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const proc = start({ DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, PORT: '0', NOTES_PORT: '0', LOG_LEVEL: 'silent' }, cwd)
+  const proc = start({ DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent' }, cwd)
   t.teardown(() => proc.child.kill('SIGKILL'))
   await until('the banner', () => /Notes service {5}http/.test(proc.out()))
   const registry = /Tenant registry {3}(\S+)/.exec(proc.out())?.[1] as string
@@ -63,7 +63,7 @@ t.test('pnpm start with a bad variable exits 1 naming it', async (t) => {
   const proc = start({ PORT: 'http' }, cwd)
   t.equal(await proc.exited, 1)
   t.match(proc.err(), /\[dev\] PORT: must be a port number/)
-  const down = start({ DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none', PORT: '0', NOTES_PORT: '0' }, cwd)
+  const down = start({ DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none', PORT: '0', NOTES_PORT: '0', COMM_PORT: '0' }, cwd)
   t.equal(await down.exited, 1)
   t.match(down.err(), /\[dev\] could not start: .*ECONNREFUSED/)
 })

@@ -26,7 +26,7 @@ t.test('the README example is examples/quick.ts, and it serves a tenant created 
   const cwd = await mkdtemp(join(tmpdir(), 'readme-'))
   await chmod(cwd, 0o755)
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const stack = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, PORT: '0', NOTES_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
+  const stack = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
   t.teardown(stack.close)
 
   const child = spawn(process.execPath, [`--env-file=${join(cwd, '.data', 'dev.env')}`, join(root, 'examples', 'quick.ts')], {

@@ -2,7 +2,7 @@
 // A message's job is inserted in the tenant's own transaction (TenantTx.asService), so a 202 means
 // the message and its job are both committed, and a failure before commit leaves neither.
 import { PgBoss, type Job } from 'pg-boss'
-import type { TransactionSql } from 'postgres'
+import postgres, { type TransactionSql } from 'postgres'
 
 export const DELIVER_QUEUE = 'comm-deliver'
 
@@ -68,6 +68,19 @@ export class DeliveryQueue {
   }
 
   async start (): Promise<void> {
+    // Service logins may not create schemas: without the one-time setup pg-boss would fail with a
+    // bare "permission denied". Say what to do instead.
+    const probe = postgres(this.#options.url, { max: 1, onnotice: () => {}, connect_timeout: 10 })
+    let installed: boolean
+    try {
+      const [row] = await probe`select to_regclass(${`${this.#schema}.job`}) is not null as installed`
+      installed = row?.installed === true
+    } finally {
+      await probe.end()
+    }
+    if (!installed) {
+      throw Object.assign(new Error(`the queue schema "${this.#schema}" is not installed on this database: run the one-time setup as a superuser (setupQueueSchema(admin, '<comm login>') from @platform/comm-service/setup)`), { code: 'COMM_QUEUE_MISSING' })
+    }
     await this.boss.start()
     // pg-boss's own retries cover a worker that died or a database that failed mid-job: the same
     // job runs again soon. A provider's transient failure is retried by the worker with a new job
