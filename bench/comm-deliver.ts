@@ -66,10 +66,10 @@ async function noop (): Promise<number> {
   for (let i = 0; i < MESSAGES; i += 1000) {
     await queue.boss.insert(name, Array.from({ length: Math.min(1000, MESSAGES - i) }, (_, k) => ({ data: { n: i + k }, group: { id: platform.tenants[(i + k) % TENANTS] as string } })))
   }
-  let done = 0
+  const counter = { done: 0 }
   const started = performance.now()
-  await queue.boss.work(name, { localConcurrency: CONCURRENCY.local, groupConcurrency: CONCURRENCY.perTenant, burstWhenReadyExceeds: 1, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 2 }, async () => { done++ })
-  while (done < MESSAGES) await new Promise((resolve) => setTimeout(resolve, 50))
+  await queue.boss.work(name, { localConcurrency: CONCURRENCY.local, groupConcurrency: CONCURRENCY.perTenant, burstWhenReadyExceeds: 1, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 2 }, async () => { counter.done++ })
+  while (counter.done < MESSAGES) await new Promise((resolve) => setTimeout(resolve, 50))
   const seconds = (performance.now() - started) / 1000
   await queue.stop()
   return MESSAGES / seconds

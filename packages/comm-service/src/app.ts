@@ -132,14 +132,16 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   const settings = commSettings((tenant, problems) => app.log.warn({ tenant, problems }, 'config.comm is not valid: this tenant\'s messages fail until it is fixed'))
   const retry = { ...DEFAULT_RETRY, ...config.retry }
 
+  // Operations routes: no tenant, no token (scrapers and probes).
+  const OPEN = { tenant: false, auth: false } as const
   const status = { type: 'object', properties: { status: { type: 'string' }, registry: { type: 'boolean' }, database: { type: 'boolean' } } } as const
-  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'], security: [], response: { 200: status } } }, async () => ({ status: 'ok' }))
-  app.get('/ready', { schema: { summary: 'Readiness: the database and the registry answer', tags: ['operations'], security: [], response: { 200: status, 503: status } } }, async (_request, reply) => {
+  app.get('/health', { config: OPEN, schema: { summary: 'Liveness', tags: ['operations'], security: [], response: { 200: status } } }, async () => ({ status: 'ok' }))
+  app.get('/ready', { config: OPEN, schema: { summary: 'Readiness: the database and the registry answer', tags: ['operations'], security: [], response: { 200: status, 503: status } } }, async (_request, reply) => {
     const registry = app.tenantRegistry.state.state === 'up'
     const database = await app.tenantDb.system(async (tx) => await tx.sql`select 1`).then(() => true, () => false)
     return await reply.code(registry && database ? 200 : 503).send({ status: registry && database ? 'ready' : 'unavailable', registry, database })
   })
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { config: OPEN, schema: { hide: true } }, async (_request, reply) => {
     return await reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
   })
 

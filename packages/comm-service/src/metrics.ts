@@ -16,21 +16,22 @@ export function commMetrics (options: { processMetrics: boolean, depth: () => Pr
   const registry = new Registry()
   if (options.processMetrics) collectDefaultMetrics({ register: registry })
   const registers = [registry]
-  const depth = new Gauge({ name: 'comm_queue_depth', help: 'Delivery jobs due and waiting for a worker, per cluster', labelNames: ['cluster'], registers })
+  const oldest = new Gauge({ name: 'comm_queue_oldest_seconds', help: 'Age of the oldest due delivery job, per cluster', labelNames: ['cluster'], registers: [] })
   // eslint-disable-next-line no-new
   new Gauge({
-    name: 'comm_queue_oldest_seconds',
-    help: 'Age of the oldest due delivery job, per cluster',
+    name: 'comm_queue_depth',
+    help: 'Delivery jobs due and waiting for a worker, per cluster',
     labelNames: ['cluster'],
     registers,
     async collect () {
-      // One query per cluster answers both gauges.
+      // One query per cluster answers both gauges (this one is collected first).
       for (const [cluster, d] of await options.depth().catch(() => new Map<string, QueueDepth>())) {
-        this.set({ cluster }, d.oldestSeconds)
-        depth.set({ cluster }, d.depth)
+        this.set({ cluster }, d.depth)
+        oldest.set({ cluster }, d.oldestSeconds)
       }
     }
   })
+  registry.registerMetric(oldest)
   return {
     registry,
     accepted: new Counter({ name: 'comm_messages_accepted_total', help: 'Messages accepted (202), by channel and tier', labelNames: ['channel', 'tier'], registers }),

@@ -127,9 +127,9 @@ t.test('PostgreSQL stopped and started during a stream of POSTs: no lost 202, 50
   const { call } = await startComm(t, p, { multitenant: { registry: { url: p.registryUrl, token: p.serviceToken, ttl: 60_000 }, db: { url: p.serviceDatabaseUrl, max: 8 }, auth: { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' } } })
 
   const answers: Array<{ status: number, code?: string, id?: string, tenant: string }> = []
-  let streaming = true
+  const flow = { streaming: true }
   const stream = async (tenant: string): Promise<void> => {
-    while (streaming) {
+    while (flow.streaming) {
       const res = await call('POST', '/v1/messages', tenant, { channel: 'sms', to: '+15550100', body: 'hi' }).catch((err: Error) => ({ status: 0, body: { code: err.message } }))
       answers.push({ status: res.status, code: res.body?.code, id: res.body?.id, tenant })
       await sleep(5)
@@ -143,7 +143,7 @@ t.test('PostgreSQL stopped and started during a stream of POSTs: no lost 202, 50
   pg = await startEmbeddedPostgres({ dataDir: join(dataDir, 'data'), port })
   const restartedAt = answers.length
   await sleep(4000)
-  streaming = false
+  flow.streaming = false
   await running
 
   const byStatus = new Map<number, number>()

@@ -55,7 +55,7 @@ export interface HttpPeer {
   app: FastifyInstance
   received: Array<{ at: number, headers: Record<string, string>, body: string }>
   /** The answer to the next requests: status and headers (default 200 with an id). */
-  answer: { status: number, headers?: Record<string, string>, delayMs?: number }
+  answer: { status: number, headers?: Record<string, string>, delayMs?: number, body?: string }
 }
 
 /** An HTTP endpoint at `path` that records each request and answers as told. */
@@ -65,8 +65,9 @@ export async function httpPeer (t: Test, path = '/hook'): Promise<HttpPeer> {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => done(null, body))
   app.post(path, async (request, reply) => {
     peer.received.push({ at: Date.now(), headers: request.headers as Record<string, string>, body: request.body as string })
-    const { status, headers = {}, delayMs = 0 } = peer.answer
+    const { status, headers = {}, delayMs = 0, body } = peer.answer
     if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs))
+    if (body !== undefined) return await reply.code(status).headers(headers).type('text/plain').send(body)
     return await reply.code(status).headers(headers).send(status < 300 ? { id: `sms-${peer.received.length}` } : { error: 'nope' })
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
