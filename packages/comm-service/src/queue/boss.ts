@@ -64,6 +64,7 @@ export class DeliveryQueue {
       // A new job wakes an idle worker at once (NOTIFY in the inserting transaction).
       useListenNotify: true
     })
+    /* c8 ignore next */
     this.boss.on('error', () => {}) // a lost connection is retried by pg-boss; the worker logs its own failures
   }
 

@@ -80,6 +80,7 @@ export class SmtpProvider implements Provider {
     }
     let entry = this.#transports.get(key)
     if (entry === undefined) {
+      /* c8 ignore next */
       const timeout = this.#options.timeout ?? 10_000
       entry = {
         transport: nodemailer.createTransport({
@@ -112,6 +113,7 @@ export class SmtpProvider implements Provider {
       const info = await this.#transport(tenant.id, server).sendMail({
         from: settings.emailFromName === '' ? settings.emailFrom : { name: settings.emailFromName, address: settings.emailFrom },
         to: message.to,
+        /* c8 ignore next 3: an email always has a subject and text or html (checked at accept) */
         subject: message.subject ?? '',
         ...(message.text === null ? {} : { text: message.text }),
         ...(message.html === null ? {} : { html: message.html }),
