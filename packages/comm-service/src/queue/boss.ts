@@ -34,7 +34,8 @@ export interface QueueOptions {
 export function inTransaction (sql: TransactionSql): { executeSql: (text: string, values?: unknown[]) => Promise<{ rows: unknown[] }> } {
   // pg-boss writes for node-postgres, which sends a plain object as its JSON; postgres.js wants the text.
   const value = (v: unknown): unknown => Object.prototype.toString.call(v) === '[object Object]' ? JSON.stringify(v) : v
-  return { executeSql: async (text, values = []) => ({ rows: await sql.unsafe(text, values.map(value) as never[]) }) }
+  // Prepared: pg-boss's insert is long and constant, and parsing it each time doubled its cost.
+  return { executeSql: async (text, values = []) => ({ rows: await sql.unsafe(text, values.map(value) as never[], { prepare: true }) }) }
 }
 
 export interface QueueDepth {

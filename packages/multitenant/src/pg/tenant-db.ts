@@ -482,11 +482,15 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     const statement = this.#statement
     // drizzle's statements go out as named prepared statements (see #pipelined).
     const client = { options, unsafe: (text: string, params?: never[]) => lane.track(conn.unsafe(text, params, statement)) }
-    // Raw `unsafe()` on the transaction also sends one statement on the extended protocol.
+    // Raw `unsafe()` on the transaction also sends one statement on the extended protocol, and is
+    // prepared (named) only when the caller asks for it and this TenantDb prepares at all (not
+    // behind a PgBouncer that cannot: `prepare: false`).
+    const prepares = statement.prepare
     const sql = new Proxy(conn, {
       get (target, property, receiver) {
         if (property === 'unsafe') {
-          return (text: string, params?: never[], opts?: Record<string, unknown>) => target.unsafe(text, params, { ...opts, ...EXTENDED })
+          return (text: string, params?: never[], opts?: Record<string, unknown>) =>
+            target.unsafe(text, params, { ...opts, ...EXTENDED, prepare: opts?.prepare === true && prepares })
         }
         return Reflect.get(target, property, receiver) as unknown
       }

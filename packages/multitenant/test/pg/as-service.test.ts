@@ -70,3 +70,26 @@ t.test('asService: the service login inside a tenant unit, atomically, and back 
   t.equal(nested, schemaName(b))
   t.equal((await jobs()).length, 2)
 })
+
+t.test('raw unsafe() in a unit is prepared only when asked and when the TenantDb prepares at all', async (t) => {
+  const db = await createPlatformDatabase(t)
+  const a = tid('qp')
+  const registry = postgres(db.registryUrl, { max: 1, onnotice: () => {} })
+  await provision(registry, a, 'create table notes (body text not null)')
+  const prepared = new TenantDb({ url: db.serviceUrl, max: 2, lanes: 1 })
+  const unprepared = new TenantDb({ url: db.serviceUrl, max: 2, lanes: 1, prepare: false })
+  t.teardown(async () => {
+    await prepared.close()
+    await unprepared.close()
+    await unprovision(registry, [a])
+    await registry.end()
+  })
+  const named = async (tdb: TenantDb, options?: { prepare: boolean }): Promise<number> => await tdb.transaction(async (tx) => {
+    await tx.sql.unsafe('select count(*) from notes where body = $1', ['x'], options)
+    const [row] = await tx.sql.unsafe<Array<{ n: number }>>('select count(*)::int as n from pg_prepared_statements where statement like $1', ['select count(*) from notes where body%'])
+    return row?.n as number
+  }, { tenant: a })
+  t.equal(await named(prepared), 0, 'unnamed by default')
+  t.equal(await named(prepared, { prepare: true }), 1, 'named when asked')
+  t.equal(await named(unprepared, { prepare: true }), 0, 'never on a TenantDb with prepare: false (PgBouncer before 1.21)')
+})
