@@ -13,7 +13,7 @@ import { fmt, median, progress } from './lib/harness.ts'
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000)
 const TENANTS = 20
-const PAIRS = Number(process.env.BENCH_PAIRS ?? 2)
+const PAIRS = Number(process.env.BENCH_PAIRS ?? 3)
 const CONCURRENCY = { local: Number(process.env.BENCH_CONCURRENCY ?? 32), perTenant: 4 }
 
 const platform = await commPlatform(TENANTS)
