@@ -37,6 +37,8 @@ t.test('a message and its job commit together, as two logins in one transaction'
   t.same(await db.query('select count(*)::int as n from messages', [], { tenant: a }), [{ n: 1 }], 'and no message')
 
   await t.rejects(db.query('select * from pgboss.job', [], { tenant: a }), { code: '42501' }, 'a tenant role cannot read the queue')
+  await t.rejects(db.query('insert into pgboss.job (name, data) values ($1, $2)', ['comm-deliver', '{}'], { tenant: a }), { code: '42501' }, 'nor write it')
+  await t.rejects(db.query('select pg_catalog.pg_notify($1, $2)', ['x', 'y'], { tenant: a }), { code: '42501' }, 'nor NOTIFY (granted to the comm login only)')
   t.same(await db.transaction(async (tx) => await tx.asService(async (sql) => await inTransaction(sql).executeSql('select current_user = session_user as service')), { tenant: a }), { rows: [{ service: true }] }, 'the adapter runs as the service, with or without parameters')
   t.same(await db.transaction(async (tx) => await tx.asService(async (sql) => await inTransaction(sql).executeSql('select $1::text as s, $2::jsonb ->> \'k\' as k', ['text', { k: 'v' }])), { tenant: a }), { rows: [{ s: 'text', k: 'v' }] }, 'plain objects go out as JSON, the rest as they are')
 
