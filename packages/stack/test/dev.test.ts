@@ -84,6 +84,8 @@ t.test('bad configuration is refused before anything starts', async (t) => {
   await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: port, NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT', message: /in use/ })
   const notesPort = new URL(running.info.notesUrl).port
   await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: notesPort, COMM_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'NOTES_PORT', message: /in use/ })
+  const commPort = new URL(running.info.commUrl).port
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: commPort, LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'COMM_PORT', message: /in use/ })
 })
 
 t.test('without DATABASE_URL: an embedded PostgreSQL under .data/pg that survives restarts', async (t) => {
