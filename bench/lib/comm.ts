@@ -5,11 +5,11 @@ import postgres from 'postgres'
 import { createSigner } from 'fast-jwt'
 import { pino } from 'pino'
 import { request } from 'undici'
-import { loginUrl, setupDatabase } from '../../packages/multitenant/src/pg/roles.ts'
 import { setupQueueSchema } from '../../packages/comm-service/src/queue/setup.ts'
 import { loadConfig } from '../../packages/tenant-registry/src/config.ts'
 import { startRegistryServer } from '../../packages/tenant-registry/src/server.ts'
-import { createTestDatabase, type TestDatabase } from '@platform/testkit'
+import type { TestDatabase } from '@platform/testkit'
+import { platformDatabase } from './platform.ts'
 
 export const SECRET = randomBytes(24).toString('hex')
 
@@ -26,18 +26,14 @@ export interface CommPlatform {
 }
 
 export async function commPlatform (count: number): Promise<CommPlatform> {
-  const db = await createTestDatabase()
+  const { db, registryUrl: registryDb, serviceUrl, serviceUser } = await platformDatabase()
   const tag = randomBytes(3).toString('hex')
-  const registry = { user: `bench_reg_${tag}`, password: randomBytes(16).toString('hex') }
-  const service = { user: `bench_comm_${tag}`, password: randomBytes(16).toString('hex') }
   const admin = postgres(db.url, { max: 1, onnotice: () => {} })
   try {
-    await setupDatabase(admin, { registry, services: [service] })
-    await setupQueueSchema(admin, service.user)
+    await setupQueueSchema(admin, serviceUser)
   } finally {
     await admin.end()
   }
-  const registryDb = loginUrl(db.url, registry)
   const running = await startRegistryServer({
     config: { ...loadConfig({ DATABASE_URL: registryDb, JWT_SECRET: SECRET, PORT: '0', LOG_LEVEL: 'silent' }), databaseUrl: registryDb },
     logger: pino({ level: 'silent' })
@@ -53,7 +49,6 @@ export async function commPlatform (count: number): Promise<CommPlatform> {
     tenants.push(id)
   }
   const serviceToken = sign({ sub: 'comm-service', scope: 'tenants:read' })
-  const serviceUrl = loginUrl(db.url, service)
   return {
     db,
     registryUrl: running.url,

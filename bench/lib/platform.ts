@@ -9,6 +9,8 @@ export interface PlatformDatabase {
   db: TestDatabase
   registryUrl: string
   serviceUrl: string
+  /** The service login's name (to give it more, e.g. a queue schema). */
+  serviceUser: string
 }
 
 export async function platformDatabase (): Promise<PlatformDatabase> {
@@ -22,5 +24,5 @@ export async function platformDatabase (): Promise<PlatformDatabase> {
   } finally {
     await admin.end()
   }
-  return { db, registryUrl: loginUrl(db.url, registry), serviceUrl: loginUrl(db.url, service) }
+  return { db, registryUrl: loginUrl(db.url, registry), serviceUrl: loginUrl(db.url, service), serviceUser: service.user }
 }

@@ -36,7 +36,7 @@ export interface CommConfig {
   /** The queue's crash recovery: heartbeat and how often dead workers' jobs are looked for, in seconds. */
   queue?: { heartbeatSeconds?: number, superviseSeconds?: number }
   /** Platform provider defaults (the log provider for email and SMS when nothing is configured). */
-  providers?: Partial<ProviderDefaults>
+  providers?: Partial<Omit<ProviderDefaults, 'allowWebhookHosts'>>
   /** Webhook hosts allowed despite being private (development only). */
   allowWebhookHosts?: string[]
   /** Node process metrics on /metrics (default true). */
@@ -126,7 +126,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     webhookSecret: randomBytes(32).toString('base64'),
     timeout: 10_000,
     ...config.providers,
-    allowWebhookHosts: config.allowWebhookHosts ?? config.providers?.allowWebhookHosts ?? []
+    allowWebhookHosts: config.allowWebhookHosts ?? []
   }, app.log)
   app.decorate('commProviders', providers)
   app.addHook('onClose', async () => await providers.close())

@@ -1,8 +1,8 @@
 // The service's environment, checked at start; a wrong variable is named in the error.
 import { EnvError, multitenantOptionsFromEnv } from '@platform/multitenant/fastify'
 import type { CommConfig, CommRole } from './app.ts'
-import type { ProviderDefaults } from './delivery/providers/index.ts'
 import { parseSmtpUrl } from './delivery/providers/smtp.ts'
+import { SENDER_EMAIL, SENDER_ID } from './settings.ts'
 
 export { EnvError }
 
@@ -59,8 +59,6 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
   }
 }
 
-const EMAIL = /^[^\s@<>",;]{1,64}@[^\s@<>",;]{1,255}$/
-
 /**
  * The platform's provider defaults: SMTP_URL (`smtp://user:password@host:port`, or `smtps://`),
  * SMS_HTTP_URL and SMS_HTTP_TOKEN, COMM_EMAIL_PROVIDER (`log` or `smtp`; default `smtp` when
@@ -69,8 +67,8 @@ const EMAIL = /^[^\s@<>",;]{1,64}@[^\s@<>",;]{1,255}$/
  * (each tenant's signing secret is derived from it; at least 32 characters) and
  * COMM_SEND_TIMEOUT_MS (per attempt, default 10,000).
  */
-export function providersFromEnv (env: NodeJS.ProcessEnv): Partial<ProviderDefaults> {
-  const out: Partial<ProviderDefaults> = {}
+export function providersFromEnv (env: NodeJS.ProcessEnv): NonNullable<CommConfig['providers']> {
+  const out: NonNullable<CommConfig['providers']> = {}
   const smtpUrl = env.SMTP_URL?.trim()
   if (smtpUrl) {
     try {
@@ -94,12 +92,12 @@ export function providersFromEnv (env: NodeJS.ProcessEnv): Partial<ProviderDefau
   out.sms = sms
   const from = env.COMM_EMAIL_FROM?.trim()
   if (from) {
-    if (!EMAIL.test(from)) throw new EnvError('COMM_EMAIL_FROM', 'must be an email address')
+    if (!SENDER_EMAIL.test(from)) throw new EnvError('COMM_EMAIL_FROM', 'must be an email address')
     out.emailFrom = from
   }
   const sender = env.COMM_SMS_SENDER_ID?.trim()
   if (sender) {
-    if (!/^([A-Za-z0-9 ]{1,11}|\+[1-9]\d{6,14})$/.test(sender)) throw new EnvError('COMM_SMS_SENDER_ID', 'must be 1 to 11 letters, digits or spaces, or an E.164 number')
+    if (!SENDER_ID.test(sender)) throw new EnvError('COMM_SMS_SENDER_ID', 'must be 1 to 11 letters, digits or spaces, or an E.164 number')
     out.smsSenderId = sender
   }
   const secret = env.COMM_WEBHOOK_SECRET?.trim()

@@ -19,13 +19,15 @@ export interface CommSettings {
   smtp: { host: string, port: number, secure: boolean }
 }
 
-const EMAIL = /^[^\s@<>",;]{1,64}@[^\s@<>",;]{1,255}$/
-const SENDER_ID = /^([A-Za-z0-9 ]{1,11}|\+[1-9]\d{6,14})$/
+/** A sender address (`emailFrom`, COMM_EMAIL_FROM). */
+export const SENDER_EMAIL = /^[^\s@<>",;]{1,64}@[^\s@<>",;]{1,255}$/
+/** An SMS sender id (`smsSenderId`, COMM_SMS_SENDER_ID): alphanumeric, or a phone number. */
+export const SENDER_ID = /^([A-Za-z0-9 ]{1,11}|\+[1-9]\d{6,14})$/
 const HOST = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
 
 function check (value: CommSettings): string[] {
   const problems: string[] = []
-  if (value.emailFrom !== '' && !EMAIL.test(value.emailFrom)) problems.push('emailFrom must be an email address')
+  if (value.emailFrom !== '' && !SENDER_EMAIL.test(value.emailFrom)) problems.push('emailFrom must be an email address')
   if (value.emailFromName.length > 100 || /[\r\n"<>]/.test(value.emailFromName)) problems.push('emailFromName must be at most 100 characters, without line breaks, quotes or angle brackets')
   if (value.smsSenderId !== '' && !SENDER_ID.test(value.smsSenderId)) problems.push('smsSenderId must be 1 to 11 letters, digits or spaces, or an E.164 number')
   const { providers, smtp } = value

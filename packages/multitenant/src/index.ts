@@ -17,4 +17,5 @@ export {
 export * from './errors.ts'
 export type * from './types.ts'
 export { assertClaims, hasScope, hasRole, UnauthorizedError, type PlatformClaims } from './claims.ts'
-export { closeOnSignals } from './process.ts'
+export { closeOnSignals, runService, type RunningService } from './process.ts'
+export { retryAfterMs } from './http.ts'

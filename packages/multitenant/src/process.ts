@@ -20,3 +20,28 @@ export function closeOnSignals (close: () => Promise<void>, log: (line: string) 
   }
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal)
 }
+
+/** A service that listens: where, and how to stop it (idempotent). */
+export interface RunningService {
+  url: string
+  close: () => Promise<void>
+}
+
+/**
+ * A service's entry point: starts it, says where it listens, and closes it on a signal
+ * (`closeOnSignals`). A start that fails prints one line and exits 1: a configuration mistake (the
+ * library's `MT_…` codes, `EnvError` among them, name the variable or option) as its own message,
+ * anything else as "could not start: …".
+ */
+export async function runService (name: string, start: () => Promise<RunningService>): Promise<void> {
+  const say = (line: string): void => { process.stderr.write(`[${name}] ${line}\n`) }
+  try {
+    const running = await start()
+    say(`listening on ${running.url}`)
+    closeOnSignals(running.close, say)
+  } catch (err) {
+    const code = (err as { code?: unknown }).code
+    say(typeof code === 'string' && code.startsWith('MT_') ? (err as Error).message : `could not start: ${String(err)}`)
+    process.exit(1)
+  }
+}

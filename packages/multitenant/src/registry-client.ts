@@ -4,6 +4,7 @@ import { interceptors, Pool, type Dispatcher } from 'undici'
 import {
   InvalidOptionError, RegistryRefusedError, RegistryResponseError, RegistryUnreachableError, TenantUnavailableError
 } from './errors.ts'
+import { retryAfterMs } from './http.ts'
 import { normalizeHost } from './resolver.ts'
 import { isValidTenantId } from './tenant-id.ts'
 import type { Tenant, TenantProvider, TenantStatus, TenantTier } from './types.ts'
@@ -364,13 +365,9 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
       return
     }
     // Retry-After (seconds or an HTTP date), bounded; otherwise exponential backoff with jitter.
-    const value = err.headers?.['retry-after']
+    const ms = retryAfterMs(err.headers?.['retry-after'])
     let delay = 25 * 2 ** counter + Math.random() * 25
-    if (value !== undefined) {
-      const seconds = Number(value)
-      const ms = Number.isNaN(seconds) ? new Date(String(value)).getTime() - Date.now() : seconds * 1000
-      if (ms > 0) delay = Math.min(ms, MAX_RETRY_AFTER_MS)
-    }
+    if (ms !== undefined && ms > 0) delay = Math.min(ms, MAX_RETRY_AFTER_MS)
     this.#sleep(delay).then((waited) => callback(waited ? null : err), callback)
   }
 

@@ -197,6 +197,8 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     await pg?.stop()
   }
   const issue = tokenIssuer(config.jwt)
+  // How every service verifies the registry's tokens.
+  const auth = { ...('secret' in config.jwt ? { secret: config.jwt.secret } : { publicKey: config.jwt.publicKey }), issuer: 'tenant-registry', audience: 'platform' }
   const month = 30 * 24 * 3600
   try {
     const seeded = await seedDemo(registry, baseDomain)
@@ -207,7 +209,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
       multitenant: {
         registry: { url: registry.url, token: issue({ sub: 'notes-service', roles: [], scope: 'tenants:read' }, month) },
         db: { url: serviceDatabaseUrl },
-        auth: 'secret' in config.jwt ? { secret: config.jwt.secret, issuer: 'tenant-registry', audience: 'platform' } : { publicKey: config.jwt.publicKey, issuer: 'tenant-registry', audience: 'platform' },
+        auth,
         baseDomain
       },
       port: notesPort,
@@ -227,7 +229,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
       multitenant: {
         registry: { url: registry.url, token: issue({ sub: 'comm-service', roles: [], scope: 'tenants:read' }, month) },
         db: { url: commDatabaseUrl },
-        auth: 'secret' in config.jwt ? { secret: config.jwt.secret, issuer: 'tenant-registry', audience: 'platform' } : { publicKey: config.jwt.publicKey, issuer: 'tenant-registry', audience: 'platform' },
+        auth,
         baseDomain
       },
       queueUrl: commDatabaseUrl,

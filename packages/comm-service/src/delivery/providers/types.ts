@@ -45,11 +45,5 @@ export interface Provider {
   close?: () => Promise<void>
 }
 
-/** `Retry-After` as ms: seconds or an HTTP date; undefined when absent or unreadable. */
-export function retryAfterMs (header: string | string[] | undefined, now = Date.now()): number | undefined {
-  const value = Array.isArray(header) ? header[0] : header
-  if (value === undefined || value.trim() === '') return undefined
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
-  const at = Date.parse(value)
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
-}
+// `Retry-After` as ms (seconds or an HTTP date): the library's reading, shared with its registry client.
+export { retryAfterMs } from '@platform/multitenant'
