@@ -4,7 +4,7 @@ import { interceptors, Pool, type Dispatcher } from 'undici'
 import {
   InvalidOptionError, RegistryRefusedError, RegistryResponseError, RegistryUnreachableError, TenantUnavailableError
 } from './errors.ts'
-import { retryAfterMs } from './http.ts'
+import { retryAfterMs } from './retry-after.ts'
 import { normalizeHost } from './resolver.ts'
 import { isValidTenantId } from './tenant-id.ts'
 import type { Tenant, TenantProvider, TenantStatus, TenantTier } from './types.ts'
