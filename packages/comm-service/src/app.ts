@@ -15,6 +15,8 @@ import { MessageStore } from './messages/store.ts'
 import { commMetrics, type CommMetrics } from './metrics.ts'
 import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
+import { templateRoutes } from './routes/templates.ts'
+import { TemplateStore } from './templates/store.ts'
 import { commSettings } from './settings.ts'
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url))
@@ -148,7 +150,9 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   })
 
   if (role !== 'worker') {
-    await app.register(messageRoutes, { store: new MessageStore(app.tenantDb, queueOf, retry.attempts), metrics, allowHosts: config.allowWebhookHosts ?? [] })
+    const templates = new TemplateStore(app.tenantDb)
+    await app.register(messageRoutes, { store: new MessageStore(app.tenantDb, queueOf, retry.attempts), templates, metrics, allowHosts: config.allowWebhookHosts ?? [] })
+    await app.register(templateRoutes, { templates })
   }
   if (role !== 'api') {
     const handler = deliveryHandler({

@@ -19,6 +19,8 @@ export interface MessageInput {
   body?: string
   metadata?: Record<string, unknown>
   scheduledAt?: string
+  /** A stored template instead of inline content (rendered at accept time). */
+  template?: { name: string, locale?: string, version?: number, data?: Record<string, unknown> }
 }
 
 /** POST /v1/messages: shapes and sizes (the 413 for a whole body past the limit is Fastify's). */
@@ -34,7 +36,18 @@ export const messageBody = {
     html: { type: 'string', maxLength: LIMITS.html },
     body: { type: 'string', maxLength: LIMITS.webhookBody },
     metadata: { type: 'object', maxProperties: 20 },
-    scheduledAt: { type: 'string', format: 'date-time' }
+    scheduledAt: { type: 'string', format: 'date-time' },
+    template: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name'],
+      properties: {
+        name: { type: 'string', pattern: '^[a-z0-9][a-z0-9_.-]{0,63}$' },
+        locale: { type: 'string', pattern: '^[a-z]{2,3}(-[A-Z]{2})?$' },
+        version: { type: 'integer', minimum: 1 },
+        data: { type: 'object' }
+      }
+    }
   }
 } as const
 

@@ -3,12 +3,14 @@ import { withTenant } from '@platform/multitenant/fastify'
 import type { CommMetrics } from '../metrics.ts'
 import { decodeCursor, SendLimitError, type MessageStore, type RateState } from '../messages/store.ts'
 import { checkMessage, messageBody, ValidationError, type MessageInput } from '../messages/validate.ts'
+import type { TemplateStore } from '../templates/store.ts'
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } as const
 const KEY = /^[\x21-\x7e]{1,255}$/
 
 export interface MessageRoutesOptions {
   store: MessageStore
+  templates: TemplateStore
   metrics: CommMetrics
   /** Webhook hosts allowed despite being private (development). */
   allowHosts: readonly string[]
@@ -23,10 +25,22 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
   }, withTenant(async (request, reply) => {
     const key = request.headers['idempotency-key']
     if (key !== undefined && !KEY.test(key)) throw new ValidationError('Idempotency-Key must be 1 to 255 printable ASCII characters')
-    const input = await checkMessage(request.body, { allowHosts: options.allowHosts })
+    // A template is rendered now, with exactly the function a preview uses: a missing variable
+    // is this request's 400, and the message keeps the content, version and locale it was sent with.
+    let from: Parameters<MessageStore['accept']>[3]
+    let body = request.body
+    if (body.template !== undefined) {
+      const { template, ...rest } = body
+      if (rest.subject !== undefined || rest.text !== undefined || rest.html !== undefined || rest.body !== undefined) throw new ValidationError('a message takes a template or inline content, not both')
+      const rendered = await options.templates.render(template.name, { locale: template.locale, version: template.version, data: template.data ?? {} })
+      if (rendered.channel !== body.channel) throw new ValidationError(`template ${template.name} is for ${rendered.channel}, not ${body.channel}`)
+      from = { request: body, template: { name: rendered.name, version: rendered.version, locale: rendered.locale } }
+      body = { ...rest, ...rendered.content }
+    }
+    const input = await checkMessage(body, { allowHosts: options.allowHosts })
     let accepted
     try {
-      accepted = await store.accept(request.tenant, input, key)
+      accepted = await store.accept(request.tenant, input, key, from)
     } catch (err) {
       if (err instanceof SendLimitError) {
         rateHeaders(reply, err.rate)
