@@ -117,12 +117,12 @@ export class TemplateStore {
   }
 
   async history (name: string): Promise<Array<{ version: number, createdAt: string }>> {
-    const rows = await this.#db.query(`select version, to_json(created_at) #>> '{}' as "createdAt" from template_versions where name = $1 order by version`, [name])
+    const rows = await this.#db.query('select version, to_json(created_at) #>> \'{}\' as "createdAt" from template_versions where name = $1 order by version', [name])
     return rows as unknown as Array<{ version: number, createdAt: string }>
   }
 
   async list (): Promise<Array<{ name: string, channel: Channel, currentVersion: number, updatedAt: string }>> {
-    const rows = await this.#db.query(`select name, channel, current_version as "currentVersion", to_json(updated_at) #>> '{}' as "updatedAt" from templates order by name`, [])
+    const rows = await this.#db.query('select name, channel, current_version as "currentVersion", to_json(updated_at) #>> \'{}\' as "updatedAt" from templates order by name', [])
     return rows as unknown as Array<{ name: string, channel: Channel, currentVersion: number, updatedAt: string }>
   }
 
