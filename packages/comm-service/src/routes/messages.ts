@@ -3,6 +3,7 @@ import { withTenant } from '@platform/multitenant/fastify'
 import type { CommMetrics } from '../metrics.ts'
 import { decodeCursor, SendLimitError, type MessageStore, type RateState } from '../messages/store.ts'
 import { checkMessage, messageBody, ValidationError, type MessageInput } from '../messages/validate.ts'
+import { ACCESS } from '../roles.ts'
 import type { TemplateStore } from '../templates/store.ts'
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } as const
@@ -20,7 +21,7 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
   const { store } = options
 
   app.post<{ Body: MessageInput, Headers: { 'idempotency-key'?: string } }>('/v1/messages', {
-    config: { auth: { scope: 'messages:send' } },
+    config: { auth: ACCESS.send },
     schema: { body: messageBody }
   }, withTenant(async (request, reply) => {
     const key = request.headers['idempotency-key']
@@ -55,12 +56,12 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
   }))
 
   app.get<{ Params: { id: string } }>('/v1/messages/:id', {
-    config: { auth: { scope: 'messages:read' } },
+    config: { auth: ACCESS.read },
     schema: { params: idParams }
   }, withTenant(async (request) => await store.get(request.params.id)))
 
   app.get<{ Querystring: { limit?: string, cursor?: string, status?: string, channel?: string, to?: string } }>('/v1/messages', {
-    config: { auth: { scope: 'messages:read' } },
+    config: { auth: ACCESS.read },
     schema: {
       querystring: {
         type: 'object',
@@ -81,12 +82,12 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
   }))
 
   app.post<{ Params: { id: string } }>('/v1/messages/:id/cancel', {
-    config: { auth: { scope: 'messages:send' } },
+    config: { auth: ACCESS.send },
     schema: { params: idParams }
   }, withTenant(async (request) => await store.cancel(request.params.id)))
 
   app.post<{ Params: { id: string } }>('/v1/messages/:id/retry', {
-    config: { auth: { scope: 'messages:send', roles: ['admin', 'owner'] } },
+    config: { auth: ACCESS.redrive },
     schema: { params: idParams }
   }, withTenant(async (request) => await store.retry(request.tenant, request.params.id)))
 }

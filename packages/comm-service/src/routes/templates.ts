@@ -2,6 +2,7 @@
 // with the same function as sending. `templates:write` changes, `messages:read` reads.
 import type { FastifyInstance } from 'fastify'
 import { withTenant } from '@platform/multitenant/fastify'
+import { ACCESS } from '../roles.ts'
 import { TEMPLATE_LIMITS } from '../templates/render.ts'
 import type { Channel, TemplateInput, TemplateStore } from '../templates/store.ts'
 
@@ -15,8 +16,8 @@ const content = {
   defaults: { type: 'object', maxProperties: 100 }
 } as const
 const nameParams = { type: 'object', required: ['name'], properties: { name: NAME } } as const
-const READ = { auth: { scope: 'messages:read' } }
-const WRITE = { auth: { scope: 'templates:write' } }
+const READ = { auth: ACCESS.read }
+const WRITE = { auth: ACCESS.editTemplates }
 
 export async function templateRoutes (app: FastifyInstance, options: { templates: TemplateStore }): Promise<void> {
   const { templates } = options
