@@ -15,7 +15,9 @@ import { MessageStore } from './messages/store.ts'
 import { commMetrics, type CommMetrics } from './metrics.ts'
 import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
+import { configRoutes } from './routes/config.ts'
 import { templateRoutes } from './routes/templates.ts'
+import type { KeyRing } from './secrets.ts'
 import { TemplateStore } from './templates/store.ts'
 import { commSettings } from './settings.ts'
 
@@ -43,6 +45,8 @@ export interface CommConfig {
   allowWebhookHosts?: string[]
   /** Node process metrics on /metrics (default true). */
   processMetrics?: boolean
+  /** The key ring that seals tenants' secrets (COMM_ENCRYPTION_KEYS); without it, secret writes are refused. */
+  keys?: KeyRing | null
 }
 
 export interface CommDeps {
@@ -128,7 +132,8 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     webhookSecret: randomBytes(32).toString('base64'),
     timeout: 10_000,
     ...config.providers,
-    allowWebhookHosts: config.allowWebhookHosts ?? []
+    allowWebhookHosts: config.allowWebhookHosts ?? [],
+    keys: config.keys ?? null
   }, app.log)
   app.decorate('commProviders', providers)
   app.addHook('onClose', async () => await providers.close())
@@ -153,6 +158,12 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     const templates = new TemplateStore(app.tenantDb)
     await app.register(messageRoutes, { store: new MessageStore(app.tenantDb, queueOf, retry.attempts), templates, metrics, allowHosts: config.allowWebhookHosts ?? [] })
     await app.register(templateRoutes, { templates })
+    const platform = config.providers ?? {}
+    await app.register(configRoutes, {
+      keys: config.keys ?? null,
+      allowHosts: config.allowWebhookHosts ?? [],
+      platform: { smtp: platform.smtp != null, smsHttp: platform.smsHttp != null, emailFrom: (platform.emailFrom ?? '') !== '', smsSenderId: (platform.smsSenderId ?? '') !== '' }
+    })
   }
   if (role !== 'api') {
     const handler = deliveryHandler({

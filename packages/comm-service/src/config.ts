@@ -2,6 +2,7 @@
 import { EnvError, multitenantOptionsFromEnv } from '@platform/multitenant/fastify'
 import type { CommConfig, CommRole } from './app.ts'
 import { parseSmtpUrl } from './delivery/providers/smtp.ts'
+import { KeyRing } from './secrets.ts'
 import { SENDER_EMAIL, SENDER_ID } from './settings.ts'
 
 export { EnvError }
@@ -53,6 +54,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
       baseMs: positive(env, 'COMM_RETRY_BASE_MS', 2000, 3_600_000),
       maxMs: positive(env, 'COMM_RETRY_MAX_MS', 600_000, 86_400_000)
     },
+    keys: keysFromEnv(env),
     port,
     host: env.HOST?.trim() || '127.0.0.1',
     logLevel
@@ -107,4 +109,18 @@ export function providersFromEnv (env: NodeJS.ProcessEnv): NonNullable<CommConfi
   }
   out.timeout = positive(env, 'COMM_SEND_TIMEOUT_MS', 10_000, 120_000)
   return out
+}
+
+/**
+ * COMM_ENCRYPTION_KEYS: `id:base64key,…`, newest first (each key 32 random bytes, e.g.
+ * `k1:$(openssl rand -base64 32)`). Unset: tenants' secrets cannot be stored (PATCH answers 503).
+ */
+export function keysFromEnv (env: NodeJS.ProcessEnv): KeyRing | null {
+  const raw = env.COMM_ENCRYPTION_KEYS?.trim()
+  if (!raw) return null
+  try {
+    return KeyRing.parse(raw)
+  } catch (err) {
+    throw new EnvError('COMM_ENCRYPTION_KEYS', `${(err as Error).message} (id:base64key,… newest first, each key 32 random bytes)`)
+  }
 }

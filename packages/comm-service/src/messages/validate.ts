@@ -83,12 +83,22 @@ export async function checkWebhookTarget (target: string, allowHosts: readonly s
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ValidationError('to must be an absolute http or https URL for a webhook')
   if (url.username !== '' || url.password !== '') throw new ValidationError('to must not carry credentials')
-  const host = url.hostname.replace(/^\[|\]$/g, '')
-  if (allowHosts.includes(host)) return url
-  const addresses = isIP(host) !== 0 ? [host] : await lookup(host, { all: true, verbatim: true }).then((found) => found.map((a) => a.address), () => [])
-  if (addresses.length === 0) throw new ValidationError('to: the webhook host does not resolve')
-  if (addresses.some(blockedAddress)) throw new ValidationError('to: webhook targets must be public addresses (not loopback, private, link-local or metadata)')
+  const problem = await hostProblem(url.hostname, allowHosts)
+  if (problem === 'unresolved') throw new ValidationError('to: the webhook host does not resolve')
+  if (problem === 'private') throw new ValidationError('to: webhook targets must be public addresses (not loopback, private, link-local or metadata)')
   return url
+}
+
+/**
+ * Why a tenant-supplied host may not be reached: it does not resolve, or one of its addresses is
+ * not public; null when it may (or when `allowHosts` names it, for development).
+ */
+export async function hostProblem (hostname: string, allowHosts: readonly string[] = []): Promise<'unresolved' | 'private' | null> {
+  const host = hostname.replace(/^\[|\]$/g, '')
+  if (allowHosts.includes(host)) return null
+  const addresses = isIP(host) !== 0 ? [host] : await lookup(host, { all: true, verbatim: true }).then((found) => found.map((a) => a.address), () => [])
+  if (addresses.length === 0) return 'unresolved'
+  return addresses.some(blockedAddress) ? 'private' : null
 }
 
 /** The checks per channel; resolves to the normalised input. */
