@@ -17,6 +17,7 @@ import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
 import { configRoutes } from './routes/config.ts'
 import { templateRoutes } from './routes/templates.ts'
+import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
 import type { KeyRing } from './secrets.ts'
 import { TemplateStore } from './templates/store.ts'
 import { commSettings } from './settings.ts'
@@ -45,6 +46,8 @@ export interface CommConfig {
   allowWebhookHosts?: string[]
   /** Node process metrics on /metrics (default true). */
   processMetrics?: boolean
+  /** Each provider's callback signing secret (COMM_CALLBACK_SECRET_SMS_HTTP, COMM_CALLBACK_SECRET_SMTP). */
+  callbackSecrets?: Partial<Record<CallbackProvider, string>>
   /** The key ring that seals tenants' secrets (COMM_ENCRYPTION_KEYS); without it, secret writes are refused. */
   keys?: KeyRing | null
 }
@@ -158,6 +161,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     const templates = new TemplateStore(app.tenantDb)
     await app.register(messageRoutes, { store: new MessageStore(app.tenantDb, queueOf, retry.attempts), templates, metrics, allowHosts: config.allowWebhookHosts ?? [] })
     await app.register(templateRoutes, { templates })
+    await app.register(webhookRoutes, { db: app.tenantDb, secrets: config.callbackSecrets ?? {} })
     const platform = config.providers ?? {}
     await app.register(configRoutes, {
       keys: config.keys ?? null,

@@ -133,9 +133,11 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
       log.warn({ tenant: tenant.id, messageId: message.id, attempt: claimed.attempts, err: reason }, permanent ? 'delivery rejected: message failed' : 'delivery attempts exhausted: message failed')
       return
     }
+    // A receipt that arrived while the provider call was under way (delivered, bounced) stays: a
+    // message never moves backwards.
     await db.query(`
       with sent as (
-        update messages set status = 'sent', provider = $3, provider_message_id = $4, last_error = null, claimed_by = null, updated_at = now()
+        update messages set status = case when status = 'sending' then 'sent' else status end, provider = $3, provider_message_id = $4, last_error = null, claimed_by = null, updated_at = now()
         where id = $1 and claimed_by = $2 returning id)
       insert into message_events (message_id, status, detail) select id, 'sent', $5 from sent`,
     [message.id, job.id, provider.name, result.providerMessageId, `${provider.name} ${result.providerMessageId}`], { tenant })
