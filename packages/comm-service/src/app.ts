@@ -15,7 +15,9 @@ import { MessageStore } from './messages/store.ts'
 import { commMetrics, type CommMetrics } from './metrics.ts'
 import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
+import { adminRoutes } from './routes/admin.ts'
 import { configRoutes } from './routes/config.ts'
+import { StatsRecorder, tenantStats } from './stats.ts'
 import { templateRoutes } from './routes/templates.ts'
 import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
 import type { KeyRing } from './secrets.ts'
@@ -98,11 +100,17 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   const role = config.role ?? 'all'
 
   // One queue per cluster: a tenant's message and its job are on the tenant's own cluster.
+  // Dedicated mode (TENANT): the same code, pinned to one tenant, with a queue of its own.
+  const dedicated = config.multitenant.fixedTenant
   const urls = { ...config.queueUrls, default: config.queueUrl }
   const queues = new Map<string, DeliveryQueue>()
-  app.addHook('onClose', async () => await Promise.all([...queues.values()].map(async (q) => await q.stop())))
+  let stats: StatsRecorder | undefined
+  app.addHook('onClose', async () => {
+    await stats?.close()
+    await Promise.all([...queues.values()].map(async (q) => await q.stop()))
+  })
   for (const [cluster, url] of Object.entries(urls)) {
-    const queue = new DeliveryQueue({ url, ...config.queue, max: role === 'api' ? 4 : 8 })
+    const queue = new DeliveryQueue({ url, ...config.queue, max: role === 'api' ? 4 : 8, ...(dedicated === undefined ? {} : { tenant: dedicated }) })
     await queue.start()
     queues.set(cluster, queue)
   }
@@ -113,6 +121,9 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     return queue
   }
   app.decorate('commQueue', queueOf('default'))
+  stats = new StatsRecorder(queueOf('default'))
+  await stats.install()
+  const recorder = stats
 
   const metrics = commMetrics({
     processMetrics: config.processMetrics ?? true,
@@ -159,9 +170,11 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
 
   if (role !== 'worker') {
     const templates = new TemplateStore(app.tenantDb)
-    await app.register(messageRoutes, { store: new MessageStore(app.tenantDb, queueOf, retry.attempts), templates, metrics, allowHosts: config.allowWebhookHosts ?? [] })
+    const store = new MessageStore(app.tenantDb, queueOf, retry.attempts)
+    await app.register(messageRoutes, { store, templates, metrics, stats: recorder, allowHosts: config.allowWebhookHosts ?? [] })
+    await app.register(adminRoutes, { store, dedicated, stats: async () => await tenantStats(queueOf('default'), [...queues.values()]) })
     await app.register(templateRoutes, { templates })
-    await app.register(webhookRoutes, { db: app.tenantDb, secrets: config.callbackSecrets ?? {} })
+    await app.register(webhookRoutes, { db: app.tenantDb, stats: recorder, dedicated, secrets: config.callbackSecrets ?? {} })
     const platform = config.providers ?? {}
     await app.register(configRoutes, {
       keys: config.keys ?? null,
@@ -178,6 +191,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
       provider: deps.provider === undefined ? (context, channel) => providers.for(context, channel) : () => deps.provider as Provider,
       retry,
       metrics,
+      stats: recorder,
       log: app.log
     })
     for (const queue of queues.values()) await queue.work(config.concurrency ?? { local: 16, perTenant: 4 }, handler)

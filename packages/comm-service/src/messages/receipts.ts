@@ -28,7 +28,7 @@ export interface ReceiptOutcome {
 
 const FROM: Record<ReceiptEvent, string[]> = { delivered: ['sending', 'sent'], bounced: ['sending', 'sent', 'delivered'] }
 
-export async function applyReceipt (db: TenantDb, tenant: Tenant, receipt: Receipt): Promise<ReceiptOutcome> {
+export async function applyReceipt (db: TenantDb<Record<string, unknown>>, tenant: Tenant, receipt: Receipt): Promise<ReceiptOutcome> {
   return await db.transaction(async (tx) => {
     const [message] = receipt.messageId !== undefined
       ? await tx.sql<Array<{ id: string, status: string, channel: string }>>`select id, status, channel from messages where id = ${receipt.messageId} for update`

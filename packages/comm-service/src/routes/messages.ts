@@ -4,15 +4,30 @@ import type { CommMetrics } from '../metrics.ts'
 import { decodeCursor, SendLimitError, type MessageStore, type RateState } from '../messages/store.ts'
 import { checkMessage, messageBody, ValidationError, type MessageInput } from '../messages/validate.ts'
 import { ACCESS } from '../roles.ts'
+import type { StatsRecorder } from '../stats.ts'
 import type { TemplateStore } from '../templates/store.ts'
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } as const
 const KEY = /^[\x21-\x7e]{1,255}$/
 
+/** The list's filters and page (also the admin view's). */
+export const listQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'string', pattern: '^(100|[1-9][0-9]?)$' },
+    cursor: { type: 'string', maxLength: 200 },
+    status: { type: 'string', enum: ['queued', 'sending', 'sent', 'delivered', 'failed', 'bounced', 'canceled'] },
+    channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
+    to: { type: 'string', maxLength: 2048 }
+  }
+} as const
+
 export interface MessageRoutesOptions {
   store: MessageStore
   templates: TemplateStore
   metrics: CommMetrics
+  stats: StatsRecorder
   /** Webhook hosts allowed despite being private (development). */
   allowHosts: readonly string[]
 }
@@ -51,7 +66,10 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
     }
     if (accepted.rate !== undefined) rateHeaders(reply, accepted.rate)
     if (accepted.replayed) reply.header('idempotent-replayed', 'true')
-    else options.metrics.accepted.inc({ channel: input.channel, tier: request.tenant.tier })
+    else {
+      options.metrics.accepted.inc({ channel: input.channel, tier: request.tenant.tier })
+      options.stats.count(request.tenant.id, 'queued')
+    }
     return await reply.code(accepted.statusCode).header('location', `/v1/messages/${accepted.body.id}`).send(accepted.body)
   }))
 
@@ -62,19 +80,7 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
 
   app.get<{ Querystring: { limit?: string, cursor?: string, status?: string, channel?: string, to?: string } }>('/v1/messages', {
     config: { auth: ACCESS.read },
-    schema: {
-      querystring: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          limit: { type: 'string', pattern: '^(100|[1-9][0-9]?)$' },
-          cursor: { type: 'string', maxLength: 200 },
-          status: { type: 'string', enum: ['queued', 'sending', 'sent', 'delivered', 'failed', 'bounced', 'canceled'] },
-          channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
-          to: { type: 'string', maxLength: 2048 }
-        }
-      }
-    }
+    schema: { querystring: listQuery }
   }, withTenant(async (request) => {
     const cursor = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
     if (cursor === null) throw new ValidationError('cursor is not a cursor from this API')
@@ -84,12 +90,20 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
   app.post<{ Params: { id: string } }>('/v1/messages/:id/cancel', {
     config: { auth: ACCESS.send },
     schema: { params: idParams }
-  }, withTenant(async (request) => await store.cancel(request.params.id)))
+  }, withTenant(async (request) => {
+    const canceled = await store.cancel(request.params.id)
+    options.stats.count(request.tenant.id, 'canceled')
+    return canceled
+  }))
 
   app.post<{ Params: { id: string } }>('/v1/messages/:id/retry', {
     config: { auth: ACCESS.redrive },
     schema: { params: idParams }
-  }, withTenant(async (request) => await store.retry(request.tenant, request.params.id)))
+  }, withTenant(async (request) => {
+    const redriven = await store.retry(request.tenant, request.params.id)
+    options.stats.count(request.tenant.id, 'queued')
+    return redriven
+  }))
 }
 
 /** The tightest send limit, as the usual rate-limit headers. */

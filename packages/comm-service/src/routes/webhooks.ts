@@ -12,6 +12,7 @@ import type { TenantDb } from '@platform/multitenant/pg'
 import { signWebhook } from '../delivery/providers/webhook.ts'
 import { applyReceipt, type ReceiptEvent } from '../messages/receipts.ts'
 import { ValidationError } from '../messages/validate.ts'
+import type { StatsRecorder } from '../stats.ts'
 
 export const CALLBACK_PROVIDERS = { 'sms-http': 'sms', smtp: 'email' } as const
 export type CallbackProvider = keyof typeof CALLBACK_PROVIDERS
@@ -25,7 +26,10 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const CALLBACK_ID = /^[\x21-\x7e]{1,255}$/
 
 export interface WebhookRoutesOptions {
-  db: TenantDb
+  db: TenantDb<Record<string, unknown>>
+  stats: StatsRecorder
+  /** Dedicated mode: callbacks for any other tenant are refused. */
+  dedicated?: string | undefined
   /** Each provider's callback secret (`whsec_…` or raw text of at least 32 characters). */
   secrets: Partial<Record<CallbackProvider, string>>
 }
@@ -68,7 +72,7 @@ export async function webhookRoutes (app: FastifyInstance, options: WebhookRoute
     // Signed: now it may be read.
     const receipt = parseReceipt(request.body)
     const named = request.headers['x-tenant-id']
-    if (named !== undefined && named !== receipt.tenant) throw new TenantMismatchError()
+    if ((named !== undefined && named !== receipt.tenant) || (options.dedicated !== undefined && receipt.tenant !== options.dedicated)) throw new TenantMismatchError()
     const tenant = await app.tenantRegistry.getTenant(receipt.tenant)
     if (tenant === null) throw new TenantNotFoundError()
     const outcome = await applyReceipt(options.db, tenant, {
@@ -78,6 +82,7 @@ export async function webhookRoutes (app: FastifyInstance, options: WebhookRoute
       ...(receipt.messageId === undefined ? { providerMessageId: receipt.providerMessageId as string } : { messageId: receipt.messageId }),
       detail: receipt.detail === undefined ? `${provider} ${receipt.type}` : `${provider} ${receipt.type}: ${receipt.detail}`
     })
+    if (outcome.applied) options.stats.count(tenant.id, receipt.type)
     request.log.info({ tenant: tenant.id, messageId: outcome.messageId, event: receipt.type, applied: outcome.applied, duplicate: outcome.duplicate }, 'provider callback')
     return await reply.send(outcome)
   })
