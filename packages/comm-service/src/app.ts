@@ -24,6 +24,8 @@ import type { KeyRing } from './secrets.ts'
 import { TemplateStore } from './templates/store.ts'
 import { commSettings } from './settings.ts'
 
+export { KeyRing } from './secrets.ts'
+
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url))
 
 export type CommRole = 'api' | 'worker' | 'all'
