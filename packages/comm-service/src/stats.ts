@@ -45,6 +45,13 @@ export class StatsRecorder {
         primary key (hour, tenant, status))`)
   }
 
+  /** Counts not yet flushed. */
+  get pending (): number {
+    let n = 0
+    for (const count of this.#pending.values()) n += count
+    return n
+  }
+
   count (tenant: string, status: CountedStatus): void {
     const key = `${tenant}\u0000${status}`
     this.#pending.set(key, (this.#pending.get(key) ?? 0) + 1)

@@ -54,6 +54,8 @@ t.test('callbacks: verified before read, tenant-bound, idempotent, never backwar
     ['header names another tenant than the signed body', post('sms-http', bounceA, { headers: { 'x-tenant-id': b } }), 403, 'TENANT_MISMATCH'],
     ['unknown tenant', post('sms-http', { ...bounceA, tenant: tid('nobody') }), 404, 'TENANT_NOT_FOUND'],
     ['unknown provider', post('carrier-pigeon', bounceA), 400, 'VALIDATION_FAILED'],
+    ['malformed webhook-id', post('sms-http', bounceA, { id: 'has space' }), 401, 'UNAUTHORIZED'],
+    ['malformed timestamp', post('sms-http', bounceA, { secret: null, headers: { 'webhook-id': 'x', 'webhook-timestamp': 'soon', 'webhook-signature': 'v1,x' } }), 401, 'UNAUTHORIZED'],
     ['signed garbage', post('sms-http', null, { raw: '{"type":' }), 400, 'VALIDATION_FAILED'],
     ['signed, bad type', post('sms-http', { ...bounceA, type: 'sent' }), 400, 'VALIDATION_FAILED'],
     ['signed, injected tenant', post('sms-http', { ...bounceA, tenant: 'a"; drop table messages; --' }), 400, 'VALIDATION_FAILED'],
@@ -97,6 +99,10 @@ t.test('callbacks: verified before read, tenant-bound, idempotent, never backwar
   // A queued (not yet sent) message is not marked delivered.
   const scheduled = await call('POST', '/v1/messages', a, { channel: 'sms', to: '+15550100', body: 'later', scheduledAt: new Date(Date.now() + 3_600_000).toISOString() })
   t.same((await post('sms-http', { type: 'delivered', tenant: a, messageId: scheduled.body.id })).body, { messageId: scheduled.body.id, status: 'queued', applied: false, duplicate: false })
+
+  const empty = await request(`${url}/v1/webhooks/sms-http`, { method: 'POST', headers: { 'webhook-id': 'x', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,x' } })
+  t.equal(empty.statusCode, 401, 'no body')
+  await empty.body.dump()
 
   // A provider without a configured secret has no callbacks.
   const { url: bare } = await startComm(t, p)

@@ -132,6 +132,16 @@ t.test('dedicated mode: other tenants refused; its worker sends only its own que
   t.equal(adminB.statusCode, 403, 'the admin view of a dedicated instance shows its tenant only')
   await adminB.body.dump()
 
+  // A signed callback for another tenant is refused by a dedicated instance.
+  const { Webhook } = await import('standardwebhooks')
+  const secret = `whsec_${Buffer.alloc(32, 3).toString('base64')}`
+  const withSecret = await startComm(t, p, { callbackSecrets: { 'sms-http': secret }, multitenant: { registry: { url: p.registryUrl, token: p.serviceToken, ttl: 200 }, db: { url: p.serviceDatabaseUrl, max: 4 }, auth: { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' }, fixedTenant: a } })
+  const payload = JSON.stringify({ type: 'delivered', tenant: b, messageId: queuedB.body.id })
+  const at = new Date()
+  const callback = await request(`${withSecret.url}/v1/webhooks/sms-http`, { method: 'POST', headers: { 'content-type': 'application/json', 'webhook-id': 'evt-1', 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(secret).sign('evt-1', at, payload) }, body: payload })
+  t.equal(callback.statusCode, 403, 'a callback for B at A\'s dedicated instance')
+  t.equal((await callback.body.json() as { code: string }).code, 'TENANT_MISMATCH')
+
   const mine = await dedicated.call('POST', '/v1/messages', a, { channel: 'sms', to: '+15550100', body: 'for a' })
   t.equal((await settled(dedicated.call, a, mine.body.id)).status, 'sent', 'its own message is sent by its worker')
   await until(async () => (await dedicated.app.commQueue.depth()).depth === 0, 5000, 'the dedicated queue to drain')

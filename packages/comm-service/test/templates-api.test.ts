@@ -61,6 +61,20 @@ t.test('templates: locales, versions, preview = sent, escaping, missing data, is
   t.match(await call('POST', '/v1/messages', a, { channel: 'sms', to: '+15550100', template: { name: 'welcome', data: { code: 1 } } }), { status: 400, body: { code: 'VALIDATION_FAILED' } }, 'a template for another channel')
   t.match(await call('POST', '/v1/messages', a, { channel: 'email', to: 'c@example.com', subject: 'x', template: { name: 'welcome', data: { code: 1 } } }), { status: 400, body: { code: 'VALIDATION_FAILED' } }, 'template and inline content together')
   t.equal((await call('GET', '/v1/messages?limit=100', a)).body.items.length, 2, 'refused messages were not stored')
+  t.match(await call('GET', '/v1/templates/welcome?version=99', a), { status: 404, body: { message: /no version 99/ } })
+
+  // Without data the template's defaults apply; an Idempotency-Key fingerprints the request (the
+  // template and its data), so the repeat is the same message.
+  const note = { name: 'note', channel: 'sms', defaultLocale: 'en', defaults: { who: 'there' }, variants: { en: { body: 'Hi {{ who }}' } } }
+  t.equal((await call('POST', '/v1/templates', a, note, WRITE)).status, 201)
+  t.match(await call('POST', '/v1/templates/note/preview', a, {}), { status: 200, body: { content: { body: 'Hi there' } } }, 'a preview without data')
+  const keyed = { channel: 'sms', to: '+15550100', template: { name: 'note' } }
+  const k1 = await call('POST', '/v1/messages', a, keyed, { headers: { 'idempotency-key': 'tpl-1' } })
+  const k2 = await call('POST', '/v1/messages', a, keyed, { headers: { 'idempotency-key': 'tpl-1' } })
+  t.equal(k1.status, 202)
+  t.equal(k2.body.id, k1.body.id, 'the repeat is the same message')
+  t.match(await call('POST', '/v1/messages', a, { ...keyed, template: { name: 'note', data: { who: 'else' } } }, { headers: { 'idempotency-key': 'tpl-1' } }), { status: 422, body: { code: 'IDEMPOTENCY_KEY_REUSED' } }, 'other data under the same key')
+  t.equal((await call('DELETE', '/v1/templates/note', a, undefined, WRITE)).status, 204)
 
   // Isolation: B sees none of A's templates and cannot send with them.
   t.match(await call('GET', '/v1/templates/welcome', b), { status: 404, body: { code: 'NOT_FOUND' } })

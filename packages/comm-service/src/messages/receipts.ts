@@ -16,7 +16,8 @@ export interface Receipt {
   providerMessageId?: string
   /** The channel the provider serves: a receipt for another channel's message does not apply. */
   channel: 'email' | 'sms'
-  detail?: string
+  /** What the history shows. */
+  detail: string
 }
 
 export interface ReceiptOutcome {
@@ -39,7 +40,7 @@ export async function applyReceipt (db: TenantDb<Record<string, unknown>>, tenan
     const applies = message.channel === receipt.channel && FROM[receipt.event].includes(message.status)
     if (!applies) return { messageId: message.id, status: message.status, applied: false, duplicate: false }
     await tx.sql`update messages set status = ${receipt.event}, updated_at = now() where id = ${message.id}`
-    await tx.sql`insert into message_events (message_id, status, detail) values (${message.id}, ${receipt.event}, ${receipt.detail ?? null})`
+    await tx.sql`insert into message_events (message_id, status, detail) values (${message.id}, ${receipt.event}, ${receipt.detail})`
     await tx.sql`update receipts set applied = true where id = ${receipt.id}`
     return { messageId: message.id, status: receipt.event, applied: true, duplicate: false }
   }, { tenant })

@@ -24,7 +24,7 @@ export const TEMPLATE_LIMITS = Object.freeze({
 export type Part = keyof typeof TEMPLATE_LIMITS.output
 
 /** No file system: `include`, `render` and `layout` name nothing that exists. */
-const NO_FS: FS = {
+export const NO_FS: FS = {
   exists: async () => false,
   existsSync: () => false,
   readFile: async (file: string) => { throw new Error(`templates cannot include files (${file})`) },
@@ -65,6 +65,7 @@ export function checkTemplate (part: Part, source: string): void {
 }
 
 function firstLine (err: unknown): string {
+  /* c8 ignore next: LiquidJS throws Errors with a message; the fallbacks are for anything else */
   return (err instanceof Error ? err.message : String(err)).split('\n')[0]?.slice(0, 300) ?? 'invalid'
 }
 
