@@ -106,9 +106,10 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   const dedicated = config.multitenant.fixedTenant
   const urls = { ...config.queueUrls, default: config.queueUrl }
   const queues = new Map<string, DeliveryQueue>()
-  let stats: StatsRecorder | undefined
+  // Counts for the admin view, added to the default cluster's queue schema once a second.
+  const stats = new StatsRecorder(() => queues.get('default') as DeliveryQueue)
   app.addHook('onClose', async () => {
-    await stats?.close()
+    await stats.close()
     await Promise.all([...queues.values()].map(async (q) => await q.stop()))
   })
   for (const [cluster, url] of Object.entries(urls)) {
@@ -123,9 +124,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     return queue
   }
   app.decorate('commQueue', queueOf('default'))
-  stats = new StatsRecorder(queueOf('default'))
   await stats.install()
-  const recorder = stats
 
   const metrics = commMetrics({
     processMetrics: config.processMetrics ?? true,
@@ -173,10 +172,10 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   if (role !== 'worker') {
     const templates = new TemplateStore(app.tenantDb)
     const store = new MessageStore(app.tenantDb, queueOf, retry.attempts)
-    await app.register(messageRoutes, { store, templates, metrics, stats: recorder, allowHosts: config.allowWebhookHosts ?? [] })
+    await app.register(messageRoutes, { store, templates, metrics, stats, allowHosts: config.allowWebhookHosts ?? [] })
     await app.register(adminRoutes, { store, dedicated, stats: async () => await tenantStats(queueOf('default'), [...queues.values()]) })
     await app.register(templateRoutes, { templates })
-    await app.register(webhookRoutes, { db: app.tenantDb, stats: recorder, dedicated, secrets: config.callbackSecrets ?? {} })
+    await app.register(webhookRoutes, { db: app.tenantDb, stats, dedicated, secrets: config.callbackSecrets ?? {} })
     const platform = config.providers ?? {}
     await app.register(configRoutes, {
       keys: config.keys ?? null,
@@ -193,7 +192,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
       provider: deps.provider === undefined ? (context, channel) => providers.for(context, channel) : () => deps.provider as Provider,
       retry,
       metrics,
-      stats: recorder,
+      stats,
       log: app.log
     })
     for (const queue of queues.values()) await queue.work(config.concurrency ?? { local: 16, perTenant: 4 }, handler)

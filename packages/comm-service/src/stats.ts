@@ -20,23 +20,24 @@ export interface TenantStats {
 const table = (schema: string): string => `${schema}.comm_tenant_hourly`
 
 export class StatsRecorder {
-  readonly #queue: DeliveryQueue
+  readonly #queue: () => DeliveryQueue
   readonly #schema: string
   #pending = new Map<string, number>()
   #timer: NodeJS.Timeout | undefined
   #flushing: Promise<void> = Promise.resolve()
   #lastPrune = 0
 
-  constructor (queue: DeliveryQueue, options: { schema?: string, flushMs?: number } = {}) {
+  /** `queue`: the default cluster's queue (its pool and schema), asked for when first needed. */
+  constructor (queue: () => DeliveryQueue, options: { schema?: string, flushMs?: number } = {}) {
     this.#queue = queue
     this.#schema = options.schema ?? 'pgboss'
-    this.#timer = setInterval(() => { void this.flush() }, options.flushMs ?? 1000)
+    this.#timer = setInterval(() => { this.flush().catch(() => {}) }, options.flushMs ?? 1000)
     this.#timer.unref()
   }
 
   /** Creates the table when missing (the service login owns the schema). */
   async install (): Promise<void> {
-    await this.#queue.boss.getDb().executeSql(`
+    await this.#queue().boss.getDb().executeSql(`
       create table if not exists ${table(this.#schema)} (
         tenant text not null,
         hour timestamptz not null,
@@ -72,13 +73,13 @@ export class StatsRecorder {
     const statuses = keys.map((k) => k.slice(k.indexOf('\u0000') + 1))
     const counts = keys.map((k) => batch.get(k) as number)
     try {
-      await this.#queue.boss.getDb().executeSql(`
+      await this.#queue().boss.getDb().executeSql(`
         insert into ${table(this.#schema)} (hour, tenant, status, n)
         select date_trunc('hour', now()), t, s, n from unnest($1::text[], $2::text[], $3::bigint[]) as u (t, s, n)
         on conflict (hour, tenant, status) do update set n = ${table(this.#schema)}.n + excluded.n`, [tenants, statuses, counts])
       if (Date.now() - this.#lastPrune > 600_000) {
         this.#lastPrune = Date.now()
-        await this.#queue.boss.getDb().executeSql(`delete from ${table(this.#schema)} where hour < now() - interval '48 hours'`)
+        await this.#queue().boss.getDb().executeSql(`delete from ${table(this.#schema)} where hour < now() - interval '48 hours'`)
       }
     } catch {
       // The database is away: keep the counts for the next flush.

@@ -82,7 +82,7 @@ t.test('the stats recorder keeps its counts while the database is away', async (
   const { StatsRecorder } = await import('../src/stats.ts')
   const queue = new DeliveryQueue({ url: p.serviceDatabaseUrl, max: 1 })
   await queue.start()
-  const recorder = new StatsRecorder(queue, { flushMs: 60_000 })
+  const recorder = new StatsRecorder(() => queue, { flushMs: 60_000 })
   await recorder.install()
   recorder.count('x', 'sent')
   recorder.count('x', 'sent')
