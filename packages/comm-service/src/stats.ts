@@ -117,5 +117,5 @@ export async function tenantStats (stats: DeliveryQueue, queues: DeliveryQueue[]
       e.queue.oldestSeconds = Math.max(e.queue.oldestSeconds, depth.oldestSeconds)
     }
   }
-  return [...byTenant.values()].sort((a, b) => a.tenant < b.tenant ? -1 : 1)
+  return [...byTenant.values()].sort((a, b) => a.tenant.localeCompare(b.tenant))
 }

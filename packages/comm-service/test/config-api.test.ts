@@ -100,6 +100,20 @@ t.test('config: roles, sealed secrets, If-Match, refusals, the SMTP password rea
   t.equal((await settled(call, b, other.body.id)).status, 'sent')
   t.equal(smtp.logins.length, 1, 'B\'s mail (log provider) never reached A\'s server')
 
+  // A's own SMS API: its URL, and its token in the Authorization header of that API only.
+  const smsApi = await httpPeer(t, '/sms')
+  const TOKEN = 'sms-token-of-a-7d1e'
+  t.equal((await call('PATCH', '/v1/config', a, { smsSenderId: 'ACOMP', providers: { sms: 'sms-http' }, smsHttp: { url: smsApi.url, token: TOKEN } }, OWNER)).status, 200)
+  const text = await call('POST', '/v1/messages', a, { channel: 'sms', to: '+15550100', body: 'hi' })
+  t.equal((await settled(call, a, text.body.id)).status, 'sent')
+  t.equal(smsApi.received.length, 1)
+  t.equal(smsApi.received[0]?.headers.authorization, `Bearer ${TOKEN}`, 'A\'s token went to A\'s API')
+  t.match(JSON.parse(smsApi.received[0]?.body as string), { from: 'ACOMP', to: '+15550100' })
+  const [smsRow] = await admin`select config::text as config from tenants where id = ${a}`
+  t.notOk(String(smsRow?.config).includes(TOKEN), 'the registry has the token sealed only')
+  const again = await call('POST', '/v1/messages', a, { channel: 'sms', to: '+15550100', body: 'again' })
+  t.equal((await settled(call, a, again.body.id)).status, 'sent', 'the client for A\'s API is reused')
+
   // A's box copied into B's configuration does not open there (bound to tenant and field).
   const box = JSON.parse(String(row?.config)).comm.smtp.password as string
   await admin`update tenants set config = ${admin.json({ comm: { emailFrom: 'x@b.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'a-user', password: box } } })}, version = version + 1 where id = ${b}`

@@ -65,6 +65,12 @@ t.test('templates: locales, versions, preview = sent, escaping, missing data, is
 
   // Without data the template's defaults apply; an Idempotency-Key fingerprints the request (the
   // template and its data), so the repeat is the same message.
+  for (const [name, body, message] of [
+    ['an SMS template with a subject', { name: 'x1', channel: 'sms', defaultLocale: 'en', variants: { en: { body: 'b', subject: 's' } } }, /sms templates take body/],
+    ['an email template without text or html', { name: 'x2', channel: 'email', defaultLocale: 'en', variants: { en: { subject: 's' } } }, /needs a subject and text or html/],
+    ['a default locale without a variant', { name: 'x3', channel: 'sms', defaultLocale: 'fr', variants: { en: { body: 'b' } } }, /defaultLocale/]
+  ] as const) t.match(await call('POST', '/v1/templates', a, body, WRITE), { status: 400, body: { code: 'TEMPLATE_INVALID', message } }, name)
+  t.equal((await call('POST', '/v1/templates', a, { name: 'html-only', channel: 'email', defaultLocale: 'en', variants: { en: { subject: 's', html: '<b>{{ x | default: "y" }}</b>' } } }, WRITE)).status, 201, 'html alone, and no defaults')
   const note = { name: 'note', channel: 'sms', defaultLocale: 'en', defaults: { who: 'there' }, variants: { en: { body: 'Hi {{ who }}' } } }
   t.equal((await call('POST', '/v1/templates', a, note, WRITE)).status, 201)
   t.match(await call('POST', '/v1/templates/note/preview', a, {}), { status: 200, body: { content: { body: 'Hi there' } } }, 'a preview without data')

@@ -255,8 +255,8 @@ async function forward (registryUrl: string, tenant: string, authorization: stri
     const answer = await res.body.json().catch(() => null) as { code?: string, message?: string } | null
     // The registry's refusals pass through with its codes; anything unexpected is a 503.
     if (res.statusCode === 200 || (res.statusCode >= 400 && res.statusCode < 500 && typeof answer?.code === 'string')) return { status: res.statusCode, body: answer }
+    /* c8 ignore start: a registry answering 5xx, or failing between the read just made and this write */
     throw new Error(`registry answered ${res.statusCode}`)
-    /* c8 ignore start: the registry failing between the read just made and this write */
   } catch (err) {
     const unavailable = new TenantUnavailableError()
     unavailable.cause = err
