@@ -4,6 +4,7 @@
 // tenant's queued message.
 import t, { type Test } from 'tap'
 import { request } from 'undici'
+import type { CommConfig } from '../src/app.ts'
 import { KeyRing } from '../src/secrets.ts'
 import { SECRET, startPlatform, tid, type Platform } from './fixtures.ts'
 import { settled, startComm, until, type Running } from './helpers.ts'
@@ -83,13 +84,16 @@ function callerFor (url: string, p: Platform, tenant: string, role: Role): Calle
   }
 }
 
+/** The comm-service's plugin options with the instance pinned to `tenant` (TENANT). */
+function pinned (p: Platform, tenant: string): Partial<CommConfig> {
+  return { multitenant: { registry: { url: p.registryUrl, token: p.serviceToken, ttl: 200 }, db: { url: p.serviceDatabaseUrl, max: 4 }, auth: { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' }, fixedTenant: tenant } }
+}
+
 async function suite (t: Test, mode: 'pooled' | 'dedicated'): Promise<void> {
   const p = await startPlatform(t)
   const a = tid(`rm-${mode}`)
   await p.createTenant(a)
-  const overrides = mode === 'dedicated'
-    ? { multitenant: { registry: { url: p.registryUrl, token: p.serviceToken, ttl: 200 }, db: { url: p.serviceDatabaseUrl, max: 8 }, auth: { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' }, fixedTenant: a } }
-    : {}
+  const overrides = mode === 'dedicated' ? pinned(p, a) : {}
   const comm = await startComm(t, p, { keys: KeyRing.parse(KeyRing.generate()), ...overrides })
   owner = (tenant) => callerFor(comm.url, p, tenant, 'owner')
   const first = await owner(a)('POST', '/v1/messages', { channel: 'sms', to: '+15550100', body: 'first' })
@@ -121,7 +125,7 @@ t.test('dedicated mode: other tenants refused; its worker sends only its own que
   const pooled = await startComm(t, p, { role: 'api' })
   const queuedB = await pooled.call('POST', '/v1/messages', b, { channel: 'sms', to: '+15550100', body: 'for b' })
   t.equal(queuedB.status, 202)
-  const dedicated: Running = await startComm(t, p, { multitenant: { registry: { url: p.registryUrl, token: p.serviceToken, ttl: 200 }, db: { url: p.serviceDatabaseUrl, max: 8 }, auth: { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' }, fixedTenant: a } })
+  const dedicated: Running = await startComm(t, p, pinned(p, a))
   t.match(await dedicated.call('POST', '/v1/messages', b, { channel: 'sms', to: '+15550100', body: 'x' }), { status: 403, body: { code: 'TENANT_MISMATCH' } }, 'B\'s token and header')
   t.match(await dedicated.call('GET', '/v1/messages', a, undefined, { headers: { 'x-tenant-id': b } }), { status: 403, body: { code: 'TENANT_MISMATCH' } }, 'A\'s token naming B')
   const noHeader = await request(`${dedicated.url}/v1/messages`, { headers: { authorization: `Bearer ${p.sign({ sub: 'u', tenant: a, roles: ['member'], scope: 'messages:read' })}` } })
@@ -135,7 +139,7 @@ t.test('dedicated mode: other tenants refused; its worker sends only its own que
   // A signed callback for another tenant is refused by a dedicated instance.
   const { Webhook } = await import('standardwebhooks')
   const secret = `whsec_${Buffer.alloc(32, 3).toString('base64')}`
-  const withSecret = await startComm(t, p, { callbackSecrets: { 'sms-http': secret }, multitenant: { registry: { url: p.registryUrl, token: p.serviceToken, ttl: 200 }, db: { url: p.serviceDatabaseUrl, max: 4 }, auth: { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' }, fixedTenant: a } })
+  const withSecret = await startComm(t, p, { ...pinned(p, a), callbackSecrets: { 'sms-http': secret } })
   const payload = JSON.stringify({ type: 'delivered', tenant: b, messageId: queuedB.body.id })
   const at = new Date()
   const callback = await request(`${withSecret.url}/v1/webhooks/sms-http`, { method: 'POST', headers: { 'content-type': 'application/json', 'webhook-id': 'evt-1', 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(secret).sign('evt-1', at, payload) }, body: payload })

@@ -128,3 +128,18 @@ t.test('templates have no file system', async (t) => {
 t.test('template data must be a JSON object', async (t) => {
   for (const data of [[], null, 'x', 5]) t.throws(() => checkData(data), { code: 'TEMPLATE_INVALID', message: /an object/ })
 })
+
+t.test('a tenant\'s own servers: credentials only when set, one SMS client per URL and token', async (t) => {
+  const { Providers } = await import('../src/delivery/providers/index.ts')
+  const ring = KeyRing.parse(KeyRing.generate())
+  const providers = new Providers({ email: 'log', sms: 'log', webhook: 'webhook', emailFrom: '', smsSenderId: '', smtp: null, smsHttp: null, webhookSecret: 'x'.repeat(32), allowWebhookHosts: ['127.0.0.1'], timeout: 1000, keys: ring })
+  t.teardown(() => providers.close())
+  const smtp = { host: '127.0.0.1', port: 2525, secure: false, user: 'u', password: '', passwordSetAt: '' }
+  t.same(await providers.smtpServer(makeSettings({ smtp }), 'acme'), { host: '127.0.0.1', port: 2525, secure: false, user: 'u', password: '' }, 'a user without a password (written around the service) sends none')
+  const plain = makeSettings({ smsHttp: { url: 'http://127.0.0.1:9/sms', token: '', tokenSetAt: '' } })
+  const first = await providers.smsFor(plain, 'acme')
+  t.equal(await providers.smsFor(plain, 'globex'), first, 'the same URL without a token shares one client')
+  const sealed = makeSettings({ smsHttp: { url: 'http://127.0.0.1:9/sms', token: ring.seal('tok', secretContext('acme', 'smsHttp.token')), tokenSetAt: '' } })
+  t.not(await providers.smsFor(sealed, 'acme'), first, 'a token makes its own client')
+  await t.rejects(providers.smsFor(sealed, 'globex'), { code: 'PROVIDER_REJECTED', message: /does not open/ }, 'and only for its tenant')
+})
