@@ -15,7 +15,16 @@ import { MessageStore } from './messages/store.ts'
 import { commMetrics, type CommMetrics } from './metrics.ts'
 import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
+import { adminRoutes } from './routes/admin.ts'
+import { configRoutes } from './routes/config.ts'
+import { StatsRecorder, tenantStats } from './stats.ts'
+import { templateRoutes } from './routes/templates.ts'
+import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
+import type { KeyRing } from './secrets.ts'
+import { TemplateStore } from './templates/store.ts'
 import { commSettings } from './settings.ts'
+
+export { KeyRing } from './secrets.ts'
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url))
 
@@ -41,6 +50,10 @@ export interface CommConfig {
   allowWebhookHosts?: string[]
   /** Node process metrics on /metrics (default true). */
   processMetrics?: boolean
+  /** Each provider's callback signing secret (COMM_CALLBACK_SECRET_SMS_HTTP, COMM_CALLBACK_SECRET_SMTP). */
+  callbackSecrets?: Partial<Record<CallbackProvider, string>>
+  /** The key ring that seals tenants' secrets (COMM_ENCRYPTION_KEYS); without it, secret writes are refused. */
+  keys?: KeyRing | null
 }
 
 export interface CommDeps {
@@ -89,11 +102,18 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   const role = config.role ?? 'all'
 
   // One queue per cluster: a tenant's message and its job are on the tenant's own cluster.
+  // Dedicated mode (TENANT): the same code, pinned to one tenant, with a queue of its own.
+  const dedicated = config.multitenant.fixedTenant
   const urls = { ...config.queueUrls, default: config.queueUrl }
   const queues = new Map<string, DeliveryQueue>()
-  app.addHook('onClose', async () => await Promise.all([...queues.values()].map(async (q) => await q.stop())))
+  // Counts for the admin view, added to the default cluster's queue schema once a second.
+  const stats = new StatsRecorder(() => queues.get('default') as DeliveryQueue)
+  app.addHook('onClose', async () => {
+    await stats.close()
+    await Promise.all([...queues.values()].map(async (q) => await q.stop()))
+  })
   for (const [cluster, url] of Object.entries(urls)) {
-    const queue = new DeliveryQueue({ url, ...config.queue, max: role === 'api' ? 4 : 8 })
+    const queue = new DeliveryQueue({ url, ...config.queue, max: role === 'api' ? 4 : 8, ...(dedicated === undefined ? {} : { tenant: dedicated }) })
     await queue.start()
     queues.set(cluster, queue)
   }
@@ -104,6 +124,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     return queue
   }
   app.decorate('commQueue', queueOf('default'))
+  await stats.install()
 
   const metrics = commMetrics({
     processMetrics: config.processMetrics ?? true,
@@ -126,7 +147,8 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     webhookSecret: randomBytes(32).toString('base64'),
     timeout: 10_000,
     ...config.providers,
-    allowWebhookHosts: config.allowWebhookHosts ?? []
+    allowWebhookHosts: config.allowWebhookHosts ?? [],
+    keys: config.keys ?? null
   }, app.log)
   app.decorate('commProviders', providers)
   app.addHook('onClose', async () => await providers.close())
@@ -148,7 +170,18 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   })
 
   if (role !== 'worker') {
-    await app.register(messageRoutes, { store: new MessageStore(app.tenantDb, queueOf, retry.attempts), metrics, allowHosts: config.allowWebhookHosts ?? [] })
+    const templates = new TemplateStore(app.tenantDb)
+    const store = new MessageStore(app.tenantDb, queueOf, retry.attempts)
+    await app.register(messageRoutes, { store, templates, metrics, stats, allowHosts: config.allowWebhookHosts ?? [] })
+    await app.register(adminRoutes, { store, dedicated, stats: async () => await tenantStats(queueOf('default'), [...queues.values()]) })
+    await app.register(templateRoutes, { templates })
+    await app.register(webhookRoutes, { db: app.tenantDb, stats, dedicated, secrets: config.callbackSecrets ?? {} })
+    const platform = config.providers ?? {}
+    await app.register(configRoutes, {
+      keys: config.keys ?? null,
+      allowHosts: config.allowWebhookHosts ?? [],
+      platform: { smtp: platform.smtp != null, smsHttp: platform.smsHttp != null, emailFrom: (platform.emailFrom ?? '') !== '', smsSenderId: (platform.smsSenderId ?? '') !== '' }
+    })
   }
   if (role !== 'api') {
     const handler = deliveryHandler({
@@ -159,6 +192,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
       provider: deps.provider === undefined ? (context, channel) => providers.for(context, channel) : () => deps.provider as Provider,
       retry,
       metrics,
+      stats,
       log: app.log
     })
     for (const queue of queues.values()) await queue.work(config.concurrency ?? { local: 16, perTenant: 4 }, handler)

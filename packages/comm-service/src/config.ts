@@ -2,6 +2,8 @@
 import { EnvError, multitenantOptionsFromEnv } from '@platform/multitenant/fastify'
 import type { CommConfig, CommRole } from './app.ts'
 import { parseSmtpUrl } from './delivery/providers/smtp.ts'
+import type { CallbackProvider } from './routes/webhooks.ts'
+import { KeyRing } from './secrets.ts'
 import { SENDER_EMAIL, SENDER_ID } from './settings.ts'
 
 export { EnvError }
@@ -53,6 +55,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
       baseMs: positive(env, 'COMM_RETRY_BASE_MS', 2000, 3_600_000),
       maxMs: positive(env, 'COMM_RETRY_MAX_MS', 600_000, 86_400_000)
     },
+    keys: keysFromEnv(env),
+    callbackSecrets: callbackSecretsFromEnv(env),
     port,
     host: env.HOST?.trim() || '127.0.0.1',
     logLevel
@@ -106,5 +110,31 @@ export function providersFromEnv (env: NodeJS.ProcessEnv): NonNullable<CommConfi
     out.webhookSecret = secret
   }
   out.timeout = positive(env, 'COMM_SEND_TIMEOUT_MS', 10_000, 120_000)
+  return out
+}
+
+/**
+ * COMM_ENCRYPTION_KEYS: `id:base64key,…`, newest first (each key 32 random bytes, e.g.
+ * `k1:$(openssl rand -base64 32)`). Unset: tenants' secrets cannot be stored (PATCH answers 503).
+ */
+export function keysFromEnv (env: NodeJS.ProcessEnv): KeyRing | null {
+  const raw = env.COMM_ENCRYPTION_KEYS?.trim()
+  if (!raw) return null
+  try {
+    return KeyRing.parse(raw)
+  } catch (err) {
+    throw new EnvError('COMM_ENCRYPTION_KEYS', `${(err as Error).message} (id:base64key,… newest first, each key 32 random bytes)`)
+  }
+}
+
+/** COMM_CALLBACK_SECRET_SMS_HTTP and COMM_CALLBACK_SECRET_SMTP: the secrets providers sign their callbacks with. */
+export function callbackSecretsFromEnv (env: NodeJS.ProcessEnv): Partial<Record<CallbackProvider, string>> {
+  const out: Partial<Record<CallbackProvider, string>> = {}
+  for (const [provider, name] of [['sms-http', 'COMM_CALLBACK_SECRET_SMS_HTTP'], ['smtp', 'COMM_CALLBACK_SECRET_SMTP']] as const) {
+    const secret = env[name]?.trim()
+    if (!secret) continue
+    if (!secret.startsWith('whsec_') && secret.length < 32) throw new EnvError(name, 'must be a whsec_… secret or at least 32 characters')
+    out[provider] = secret
+  }
   return out
 }

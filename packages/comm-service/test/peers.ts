@@ -10,17 +10,20 @@ export interface SmtpPeer {
   mails: Mail[]
   /** Recipients refused with 550. */
   reject: Set<string>
+  /** Every AUTH attempt, as the server saw it. */
+  logins: Array<{ user: string, password: string }>
 }
 
 /** An SMTP server that keeps what it receives; `auth` requires that user and password. */
 export async function smtpPeer (t: Test, auth?: { user: string, password: string }): Promise<SmtpPeer> {
-  const peer: SmtpPeer = { port: 0, mails: [], reject: new Set() }
+  const peer: SmtpPeer = { port: 0, mails: [], reject: new Set(), logins: [] }
   const server = new SMTPServer({
     authOptional: auth === undefined,
     allowInsecureAuth: true,
     disabledCommands: ['STARTTLS'],
     logger: false,
     onAuth (login, _session, callback) {
+      peer.logins.push({ user: login.username as string, password: login.password as string })
       if (auth !== undefined && login.username === auth.user && login.password === auth.password) return callback(null, { user: login.username })
       callback(Object.assign(new Error('Invalid username or password'), { responseCode: 535 }))
     },

@@ -23,7 +23,7 @@ t.test('signed deliveries, verified independently; failures classified', async (
   await receiver.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => receiver.close())
   const url = `http://localhost:${(receiver.server.address() as { port: number }).port}/hook`
-  const provider = new WebhookProvider({ secret: () => secret, allowHosts: ['localhost'], timeout: 2000 })
+  const provider = new WebhookProvider({ secrets: () => [secret], allowHosts: ['localhost'], timeout: 2000 })
   t.teardown(() => provider.close())
 
   const result = await provider.send(message(url), makeContext('acme'))
@@ -40,7 +40,7 @@ t.test('signed deliveries, verified independently; failures classified', async (
   await t.rejects(provider.send(message(url), makeContext('acme')), { code: 'PROVIDER_REJECTED', message: /410/ })
 
   // Connect-time check: the same name is refused when not allowed (it resolves to loopback).
-  const strict = new WebhookProvider({ secret: () => secret })
+  const strict = new WebhookProvider({ secrets: () => [secret] })
   t.teardown(() => strict.close())
   await t.rejects(strict.send(message(url), makeContext('acme')), { code: 'PROVIDER_REJECTED', message: /non-public address/ })
   await receiver.close()

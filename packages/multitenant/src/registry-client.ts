@@ -477,6 +477,23 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     return res.body as TenantPage
   }
 
+  /** The registry's base URL (origin and any path prefix), for writes a service forwards to it. */
+  get url (): string {
+    return this.#origin + this.#prefix
+  }
+
+  /**
+   * Remembers a tenant record the registry has just answered (say, to a PATCH a service
+   * forwarded for its user), so the next look-up serves it without waiting for the change feed.
+   * An older version than the one cached is ignored; hosts are looked up again.
+   */
+  remember (tenant: Tenant, etag?: string): void {
+    const cached = this.#ids.peek(tenant.id, { allowStale: true })?.tenant
+    if (cached != null && cached.version > tenant.version) return
+    this.invalidate(tenant.id)
+    this.#ids.set(tenant.id, { tenant, etag, confirmedAt: Date.now() })
+  }
+
   /** Forgets a tenant (by id and by every host it was resolved from). */
   invalidate (id: string): void {
     this.#ids.delete(id)

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { multitenantPlugin } from '../src/fastify/plugin.ts'
 import { RegistryClient, type RegistryClientOptions } from '../src/registry-client.ts'
+import type { Tenant } from '../src/types.ts'
 import { startTestRegistry, type TestRegistry } from './fixtures/registry.ts'
 import { suffix } from './pg/fixtures.ts'
 
@@ -356,4 +357,23 @@ t.test('made-up Host values neither evict known hosts nor cost a call each time'
   t.equal((c.getTenantByHost(host) as { id: string } | null)?.id, id, 'the known host is still a synchronous hit')
   t.equal(c.getTenantByHost('junk-199.attacker.test'), null, 'a repeated unknown host is answered from memory')
   t.equal(await registryCalls(r, '/v1/resolve'), before, 'with no registry call')
+})
+
+t.test('remember(): a record the registry just answered is served at once; an older one is ignored', async (t) => {
+  const r = await startTestRegistry(t)
+  const id = tid('remember')
+  await create(r, id)
+  const c = client(t, r, { follow: false, ttl: 60_000 })
+  t.equal(c.url, r.url.replace(/\/+$/, ''), 'url is the registry base')
+  const first = await c.getTenant(id)
+  t.equal(first?.name, id)
+  const res = await r.admin('PATCH', `/v1/tenants/${id}`, { name: 'Renamed' })
+  const updated = res.body as Tenant
+  t.equal((await c.getTenant(id))?.name, id, 'the cache still has the old record (no feed)')
+  c.remember(updated, `"${id}.${updated.version}"`)
+  const calls = c.stats().upstreamCalls
+  t.equal((await c.getTenant(id))?.name, 'Renamed', 'served the remembered record')
+  t.equal(c.stats().upstreamCalls, calls, 'without asking the registry')
+  c.remember(first as Tenant)
+  t.equal((await c.getTenant(id))?.name, 'Renamed', 'an older version does not replace a newer one')
 })

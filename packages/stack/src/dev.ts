@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
 import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import { startNotesServer, type RunningNotes } from '@platform/notes-service/server'
+import { KeyRing } from '@platform/comm-service'
 import { startCommServer, type RunningComm } from '@platform/comm-service/server'
 import { setupQueueSchema } from '@platform/comm-service/setup'
 import { ConfigError, loadConfig, nonEmpty } from '@platform/tenant-registry/config'
@@ -234,6 +235,8 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
       },
       queueUrl: commDatabaseUrl,
       providers: { webhookSecret: await devSecret(dataDir, 'webhook-secret', 36) },
+      // Tenants' SMTP passwords, SMS tokens and webhook secrets are sealed with this key (kept in .data/).
+      keys: KeyRing.parse(`dev:${await devSecret(dataDir, 'comm-encryption-key', 32)}`),
       port: commPort,
       host: config.host,
       logLevel: config.logLevel

@@ -84,3 +84,35 @@ t.test('a tenant token sees only its own tenant in lists and look-ups', async (t
   const stranger = bearer(r.tokenFor({ sub: 'u', tenant: tid('gone'), roles: ['member'], scope: 'tenants:read' }))
   t.same((await r.app.inject({ url: '/v1/tenants', headers: stranger })).json(), { items: [], total: 0, limit: 50, offset: 0 })
 })
+
+t.test('PATCH with a tenant token: its own owner or admin with config:write changes its config, nothing else', async (t) => {
+  const r = await startRegistry(t)
+  const id = tid('selfcfg')
+  const other = tid('othercfg')
+  for (const tenant of [id, other]) t.equal((await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id: tenant, name: tenant } })).statusCode, 201)
+  const token = (claims: Record<string, unknown>): string => r.tokenFor({ sub: 'u', tenant: id, roles: ['owner'], scope: 'config:write', ...claims })
+  const patch = async (tok: string, payload: unknown, target = id): Promise<{ statusCode: number, json: () => any }> =>
+    await r.app.inject({ method: 'PATCH', url: `/v1/tenants/${target}`, headers: bearer(tok), payload: payload as object })
+  const cases: Array<[string, string, unknown, string, number, string?]> = [
+    ['owner, config:write, config only', token({}), { config: { comm: { emailFrom: 'a@self.test' } } }, id, 200],
+    ['admin, config:write', token({ roles: ['admin'] }), { config: { comm: { smsSenderId: 'SELF' } } }, id, 200],
+    ['manager', token({ roles: ['manager'] }), { config: { comm: { emailFrom: 'b@self.test' } } }, id, 403, 'FORBIDDEN'],
+    ['member', token({ roles: ['member'] }), { config: { x: 1 } }, id, 403, 'FORBIDDEN'],
+    ['no config:write', token({ scope: 'messages:send' }), { config: { x: 1 } }, id, 403, 'FORBIDDEN'],
+    ['another tenant', token({}), { config: { x: 1 } }, other, 403, 'TENANT_MISMATCH'],
+    ['limits', token({}), { limits: { messagesPerMinute: 1_000_000 } }, id, 403, 'FORBIDDEN'],
+    ['tier', token({}), { tier: 'premium' }, id, 403, 'FORBIDDEN'],
+    ['platform token without tenants:write', r.tokenFor({ sub: 'ops', roles: ['platform-admin'], scope: 'tenants:read' }), { name: 'x' }, id, 403, 'FORBIDDEN'],
+    ['platform token without platform-admin', r.service, { name: 'x' }, id, 403, 'FORBIDDEN']
+  ]
+  for (const [name, tok, payload, target, status, code] of cases) {
+    const res = await patch(tok, payload, target)
+    t.equal(res.statusCode, status, name)
+    if (code !== undefined) t.equal(res.json().code, code, `${name}: ${code}`)
+  }
+  const self = (await r.app.inject({ url: `/v1/tenants/${id}`, headers: bearer(r.admin) })).json()
+  t.same(self.config, { comm: { emailFrom: 'a@self.test', smsSenderId: 'SELF' } }, 'only the allowed writes landed')
+  t.equal(self.tier, 'standard')
+  t.same(self.limits, {})
+  t.same((await r.app.inject({ url: `/v1/tenants/${other}`, headers: bearer(r.admin) })).json().config, {}, 'the other tenant is untouched')
+})

@@ -13,6 +13,7 @@ import type { Job } from 'pg-boss'
 import type { CommMetrics } from '../metrics.ts'
 import type { DeliverJob, DeliveryQueue } from '../queue/boss.ts'
 import type { CommSettings } from '../settings.ts'
+import type { StatsRecorder } from '../stats.ts'
 import { PermanentError, TransientError, type OutgoingMessage, type Provider, type SendContext } from './providers/types.ts'
 
 export interface RetryPolicy {
@@ -45,6 +46,7 @@ export interface WorkerDeps {
   provider: (context: SendContext, channel: OutgoingMessage['channel']) => Provider
   retry: RetryPolicy
   metrics: CommMetrics
+  stats: StatsRecorder
   log: FastifyBaseLogger
 }
 
@@ -130,16 +132,20 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
         await event(tx, message.id, 'failed', permanent ? `rejected: ${reason}` : `gave up after ${claimed.attempts} attempts: ${reason}`)
       }, { tenant })
       metrics.failed.inc({ ...labels, reason: permanent ? 'permanent' : 'exhausted' })
+      deps.stats.count(tenant.id, 'failed')
       log.warn({ tenant: tenant.id, messageId: message.id, attempt: claimed.attempts, err: reason }, permanent ? 'delivery rejected: message failed' : 'delivery attempts exhausted: message failed')
       return
     }
+    // A receipt that arrived while the provider call was under way (delivered, bounced) stays: a
+    // message never moves backwards.
     await db.query(`
       with sent as (
-        update messages set status = 'sent', provider = $3, provider_message_id = $4, last_error = null, claimed_by = null, updated_at = now()
+        update messages set status = case when status = 'sending' then 'sent' else status end, provider = $3, provider_message_id = $4, last_error = null, claimed_by = null, updated_at = now()
         where id = $1 and claimed_by = $2 returning id)
       insert into message_events (message_id, status, detail) select id, 'sent', $5 from sent`,
     [message.id, job.id, provider.name, result.providerMessageId, `${provider.name} ${result.providerMessageId}`], { tenant })
     metrics.sent.inc(labels)
+    deps.stats.count(tenant.id, 'sent')
     log.debug({ tenant: tenant.id, messageId: message.id, provider: provider.name }, 'message sent')
   }
 }

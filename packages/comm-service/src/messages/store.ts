@@ -28,6 +28,8 @@ export interface Message {
   providerMessageId: string | null
   createdAt: string
   updatedAt: string
+  /** The template, version and locale the content was rendered from, or null for inline content. */
+  template: { name: string, version: number, locale: string } | null
 }
 
 export interface MessageDetail extends Message {
@@ -107,11 +109,14 @@ interface Row {
   provider_message_id: string | null
   created_at: string
   updated_at: string
+  template_name: string | null
+  template_version: number | null
+  template_locale: string | null
 }
 
 // Times as ISO 8601 text with microseconds (to_json): exact in cursors, readable in answers.
 const COLUMNS = 'id, channel, recipient, subject, status, metadata::text as metadata, to_json(scheduled_at) #>> \'{}\' as scheduled_at, attempts, last_error, provider_message_id, ' +
-  'to_json(created_at) #>> \'{}\' as created_at, to_json(updated_at) #>> \'{}\' as updated_at'
+  'to_json(created_at) #>> \'{}\' as created_at, to_json(updated_at) #>> \'{}\' as updated_at, template_name, template_version, template_locale'
 
 function toMessage (row: Row): Message {
   return {
@@ -126,7 +131,8 @@ function toMessage (row: Row): Message {
     lastError: row.last_error,
     providerMessageId: row.provider_message_id,
     createdAt: row.created_at,
-    updatedAt: row.updated_at
+    updatedAt: row.updated_at,
+    template: row.template_name === null ? null : { name: row.template_name, version: row.template_version as number, locale: row.template_locale as string }
   }
 }
 
@@ -174,12 +180,15 @@ export class MessageStore {
    * its delivery job are one transaction; a concurrent duplicate waits on the key and then gets the
    * first answer.
    */
-  async accept (tenant: Tenant, input: MessageInput, key?: string): Promise<Accepted> {
+  async accept (tenant: Tenant, input: MessageInput, key?: string, from?: { request: MessageInput, template: { name: string, version: number, locale: string } }): Promise<Accepted> {
     const id = randomUUID()
     const answer = { id, status: 'queued' }
+    const template = from?.template
     return await this.#db.transaction(async (tx) => {
       if (key !== undefined) {
-        const print = fingerprint(input)
+        // The request as sent (a template's name and data, not its rendering, which a new
+        // version could change).
+        const print = fingerprint(from?.request ?? input)
         const claimed = await tx.sql`
           insert into idempotency_keys (key, fingerprint, message_id, status_code, response) values (${key}, ${print}, ${id}, 202, ${JSON.stringify(answer)}::jsonb)
           on conflict (key) do update set fingerprint = excluded.fingerprint, message_id = excluded.message_id, response = excluded.response, created_at = now()
@@ -194,8 +203,9 @@ export class MessageStore {
       // The message and its first event in one statement (one round trip).
       await tx.sql`
         with message as (
-          insert into messages (id, channel, recipient, subject, text_body, html_body, body, metadata, scheduled_at, max_attempts)
-          values (${id}, ${input.channel}, ${input.to}, ${input.subject ?? null}, ${input.text ?? null}, ${input.html ?? null}, ${input.body ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb, ${input.scheduledAt ?? null}, ${this.#attempts})
+          insert into messages (id, channel, recipient, subject, text_body, html_body, body, metadata, scheduled_at, max_attempts, template_name, template_version, template_locale)
+          values (${id}, ${input.channel}, ${input.to}, ${input.subject ?? null}, ${input.text ?? null}, ${input.html ?? null}, ${input.body ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb, ${input.scheduledAt ?? null}, ${this.#attempts},
+            ${template?.name ?? null}, ${template?.version ?? null}, ${template?.locale ?? null})
           returning id)
         insert into message_events (message_id, status) select id, 'queued' from message`
       await this.#enqueue(tx, tenant, id, input.scheduledAt === undefined ? undefined : new Date(input.scheduledAt))

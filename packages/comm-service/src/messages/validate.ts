@@ -19,6 +19,8 @@ export interface MessageInput {
   body?: string
   metadata?: Record<string, unknown>
   scheduledAt?: string
+  /** A stored template instead of inline content (rendered at accept time). */
+  template?: { name: string, locale?: string, version?: number, data?: Record<string, unknown> }
 }
 
 /** POST /v1/messages: shapes and sizes (the 413 for a whole body past the limit is Fastify's). */
@@ -34,7 +36,18 @@ export const messageBody = {
     html: { type: 'string', maxLength: LIMITS.html },
     body: { type: 'string', maxLength: LIMITS.webhookBody },
     metadata: { type: 'object', maxProperties: 20 },
-    scheduledAt: { type: 'string', format: 'date-time' }
+    scheduledAt: { type: 'string', format: 'date-time' },
+    template: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name'],
+      properties: {
+        name: { type: 'string', pattern: '^[a-z0-9][a-z0-9_.-]{0,63}$' },
+        locale: { type: 'string', pattern: '^[a-z]{2,3}(-[A-Z]{2})?$' },
+        version: { type: 'integer', minimum: 1 },
+        data: { type: 'object' }
+      }
+    }
   }
 } as const
 
@@ -70,12 +83,22 @@ export async function checkWebhookTarget (target: string, allowHosts: readonly s
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ValidationError('to must be an absolute http or https URL for a webhook')
   if (url.username !== '' || url.password !== '') throw new ValidationError('to must not carry credentials')
-  const host = url.hostname.replace(/^\[|\]$/g, '')
-  if (allowHosts.includes(host)) return url
-  const addresses = isIP(host) !== 0 ? [host] : await lookup(host, { all: true, verbatim: true }).then((found) => found.map((a) => a.address), () => [])
-  if (addresses.length === 0) throw new ValidationError('to: the webhook host does not resolve')
-  if (addresses.some(blockedAddress)) throw new ValidationError('to: webhook targets must be public addresses (not loopback, private, link-local or metadata)')
+  const problem = await hostProblem(url.hostname, allowHosts)
+  if (problem === 'unresolved') throw new ValidationError('to: the webhook host does not resolve')
+  if (problem === 'private') throw new ValidationError('to: webhook targets must be public addresses (not loopback, private, link-local or metadata)')
   return url
+}
+
+/**
+ * Why a tenant-supplied host may not be reached: it does not resolve, or one of its addresses is
+ * not public; null when it may (or when `allowHosts` names it, for development).
+ */
+export async function hostProblem (hostname: string, allowHosts: readonly string[] = []): Promise<'unresolved' | 'private' | null> {
+  const host = hostname.replace(/^\[|\]$/g, '')
+  if (allowHosts.includes(host)) return null
+  const addresses = isIP(host) !== 0 ? [host] : await lookup(host, { all: true, verbatim: true }).then((found) => found.map((a) => a.address), () => [])
+  if (addresses.length === 0) return 'unresolved'
+  return addresses.some(blockedAddress) ? 'private' : null
 }
 
 /** The checks per channel; resolves to the normalised input. */

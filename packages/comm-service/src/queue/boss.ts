@@ -28,6 +28,11 @@ export interface QueueOptions {
   superviseSeconds?: number
   /** Longest a job may stay active, in seconds (default 300): past the provider's timeout. */
   expireSeconds?: number
+  /**
+   * Dedicated mode: the one tenant this instance serves. Its jobs go to a queue of their own
+   * (`comm-deliver.<tenant>`), which only its dedicated workers work.
+   */
+  tenant?: string
 }
 
 /** pg-boss's database adapter over the unit's connection: the job commits with the message. */
@@ -47,12 +52,15 @@ export interface QueueDepth {
 
 export class DeliveryQueue {
   readonly boss: PgBoss
+  /** The pg-boss queue: `comm-deliver`, or `comm-deliver.<tenant>` in dedicated mode. */
+  readonly name: string
   readonly #schema: string
   readonly #options: QueueOptions
 
   constructor (options: QueueOptions) {
     this.#schema = options.schema ?? 'pgboss'
     this.#options = options
+    this.name = options.tenant === undefined ? DELIVER_QUEUE : `${DELIVER_QUEUE}.${options.tenant}`
     this.boss = new PgBoss({
       connectionString: options.url,
       schema: this.#schema,
@@ -88,7 +96,7 @@ export class DeliveryQueue {
     // pg-boss's own retries cover a worker that died or a database that failed mid-job: the same
     // job runs again soon. A provider's transient failure is retried by the worker with a new job
     // (its own backoff and Retry-After), so these are not the message's attempts.
-    await this.boss.createQueue(DELIVER_QUEUE, {
+    await this.boss.createQueue(this.name, {
       retryLimit: 1000,
       retryDelay: 1,
       retryBackoff: true,
@@ -101,7 +109,7 @@ export class DeliveryQueue {
 
   /** Enqueues a delivery in the caller's transaction (run inside `tx.asService`). */
   async enqueue (sql: TransactionSql, job: DeliverJob, options: { tier: string, startAfter?: Date | undefined }): Promise<string | null> {
-    return await this.boss.send(DELIVER_QUEUE, job, {
+    return await this.boss.send(this.name, job, {
       db: inTransaction(sql),
       group: { id: job.tenant, tier: options.tier },
       ...(options.startAfter === undefined ? {} : { startAfter: options.startAfter })
@@ -119,7 +127,7 @@ export class DeliveryQueue {
    */
   async work (concurrency: { local: number, perTenant: number }, handler: (job: Job<DeliverJob>) => Promise<void>): Promise<void> {
     const batchSize = Math.min(concurrency.perTenant, concurrency.local)
-    await this.boss.work<DeliverJob>(DELIVER_QUEUE, {
+    await this.boss.work<DeliverJob>(this.name, {
       localConcurrency: Math.max(1, Math.ceil(concurrency.local / batchSize)),
       batchSize,
       groupConcurrency: concurrency.perTenant,
@@ -142,9 +150,17 @@ export class DeliveryQueue {
   async depth (): Promise<QueueDepth> {
     const { rows } = await this.boss.getDb().executeSql(
       `select count(*)::int as depth, coalesce(extract(epoch from now() - min(created_on)), 0)::float8 as oldest
-       from ${this.#schema}.job where name = $1 and state in ('created', 'retry') and start_after <= now()`, [DELIVER_QUEUE])
+       from ${this.#schema}.job where name = $1 and state in ('created', 'retry') and start_after <= now()`, [this.name])
     const row = rows[0] as { depth: number, oldest: number }
     return { depth: row.depth, oldestSeconds: row.oldest }
+  }
+
+  /** The same, per tenant (the job's group). */
+  async depthByTenant (): Promise<Map<string, QueueDepth>> {
+    const { rows } = await this.boss.getDb().executeSql(
+      `select group_id as tenant, count(*)::int as depth, coalesce(extract(epoch from now() - min(created_on)), 0)::float8 as oldest
+       from ${this.#schema}.job where name = $1 and state in ('created', 'retry') and start_after <= now() and group_id is not null group by group_id`, [this.name])
+    return new Map((rows as Array<{ tenant: string, depth: number, oldest: number }>).map((r) => [r.tenant, { depth: r.depth, oldestSeconds: r.oldest }]))
   }
 
   /** Stops fetching, lets running jobs finish for up to `timeout` ms, then disconnects. */

@@ -3,13 +3,31 @@ import { withTenant } from '@platform/multitenant/fastify'
 import type { CommMetrics } from '../metrics.ts'
 import { decodeCursor, SendLimitError, type MessageStore, type RateState } from '../messages/store.ts'
 import { checkMessage, messageBody, ValidationError, type MessageInput } from '../messages/validate.ts'
+import { ACCESS } from '../roles.ts'
+import type { StatsRecorder } from '../stats.ts'
+import type { TemplateStore } from '../templates/store.ts'
 
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', format: 'uuid' } } } as const
 const KEY = /^[\x21-\x7e]{1,255}$/
 
+/** The list's filters and page (also the admin view's). */
+export const listQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'string', pattern: '^(100|[1-9][0-9]?)$' },
+    cursor: { type: 'string', maxLength: 200 },
+    status: { type: 'string', enum: ['queued', 'sending', 'sent', 'delivered', 'failed', 'bounced', 'canceled'] },
+    channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
+    to: { type: 'string', maxLength: 2048 }
+  }
+} as const
+
 export interface MessageRoutesOptions {
   store: MessageStore
+  templates: TemplateStore
   metrics: CommMetrics
+  stats: StatsRecorder
   /** Webhook hosts allowed despite being private (development). */
   allowHosts: readonly string[]
 }
@@ -18,15 +36,27 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
   const { store } = options
 
   app.post<{ Body: MessageInput, Headers: { 'idempotency-key'?: string } }>('/v1/messages', {
-    config: { auth: { scope: 'messages:send' } },
+    config: { auth: ACCESS.send },
     schema: { body: messageBody }
   }, withTenant(async (request, reply) => {
     const key = request.headers['idempotency-key']
     if (key !== undefined && !KEY.test(key)) throw new ValidationError('Idempotency-Key must be 1 to 255 printable ASCII characters')
-    const input = await checkMessage(request.body, { allowHosts: options.allowHosts })
+    // A template is rendered now, with exactly the function a preview uses: a missing variable
+    // is this request's 400, and the message keeps the content, version and locale it was sent with.
+    let from: Parameters<MessageStore['accept']>[3]
+    let body = request.body
+    if (body.template !== undefined) {
+      const { template, ...rest } = body
+      if (rest.subject !== undefined || rest.text !== undefined || rest.html !== undefined || rest.body !== undefined) throw new ValidationError('a message takes a template or inline content, not both')
+      const rendered = await options.templates.render(template.name, { locale: template.locale, version: template.version, data: template.data ?? {} })
+      if (rendered.channel !== body.channel) throw new ValidationError(`template ${template.name} is for ${rendered.channel}, not ${body.channel}`)
+      from = { request: body, template: { name: rendered.name, version: rendered.version, locale: rendered.locale } }
+      body = { ...rest, ...rendered.content }
+    }
+    const input = await checkMessage(body, { allowHosts: options.allowHosts })
     let accepted
     try {
-      accepted = await store.accept(request.tenant, input, key)
+      accepted = await store.accept(request.tenant, input, key, from)
     } catch (err) {
       if (err instanceof SendLimitError) {
         rateHeaders(reply, err.rate)
@@ -36,30 +66,21 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
     }
     if (accepted.rate !== undefined) rateHeaders(reply, accepted.rate)
     if (accepted.replayed) reply.header('idempotent-replayed', 'true')
-    else options.metrics.accepted.inc({ channel: input.channel, tier: request.tenant.tier })
+    else {
+      options.metrics.accepted.inc({ channel: input.channel, tier: request.tenant.tier })
+      options.stats.count(request.tenant.id, 'queued')
+    }
     return await reply.code(accepted.statusCode).header('location', `/v1/messages/${accepted.body.id}`).send(accepted.body)
   }))
 
   app.get<{ Params: { id: string } }>('/v1/messages/:id', {
-    config: { auth: { scope: 'messages:read' } },
+    config: { auth: ACCESS.read },
     schema: { params: idParams }
   }, withTenant(async (request) => await store.get(request.params.id)))
 
   app.get<{ Querystring: { limit?: string, cursor?: string, status?: string, channel?: string, to?: string } }>('/v1/messages', {
-    config: { auth: { scope: 'messages:read' } },
-    schema: {
-      querystring: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          limit: { type: 'string', pattern: '^(100|[1-9][0-9]?)$' },
-          cursor: { type: 'string', maxLength: 200 },
-          status: { type: 'string', enum: ['queued', 'sending', 'sent', 'delivered', 'failed', 'bounced', 'canceled'] },
-          channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
-          to: { type: 'string', maxLength: 2048 }
-        }
-      }
-    }
+    config: { auth: ACCESS.read },
+    schema: { querystring: listQuery }
   }, withTenant(async (request) => {
     const cursor = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
     if (cursor === null) throw new ValidationError('cursor is not a cursor from this API')
@@ -67,14 +88,22 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
   }))
 
   app.post<{ Params: { id: string } }>('/v1/messages/:id/cancel', {
-    config: { auth: { scope: 'messages:send' } },
+    config: { auth: ACCESS.send },
     schema: { params: idParams }
-  }, withTenant(async (request) => await store.cancel(request.params.id)))
+  }, withTenant(async (request) => {
+    const canceled = await store.cancel(request.params.id)
+    options.stats.count(request.tenant.id, 'canceled')
+    return canceled
+  }))
 
   app.post<{ Params: { id: string } }>('/v1/messages/:id/retry', {
-    config: { auth: { scope: 'messages:send', roles: ['admin', 'owner'] } },
+    config: { auth: ACCESS.redrive },
     schema: { params: idParams }
-  }, withTenant(async (request) => await store.retry(request.tenant, request.params.id)))
+  }, withTenant(async (request) => {
+    const redriven = await store.retry(request.tenant, request.params.id)
+    options.stats.count(request.tenant.id, 'queued')
+    return redriven
+  }))
 }
 
 /** The tightest send limit, as the usual rate-limit headers. */

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { TenantNotFoundError, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
+import { hasRole, hasScope, TenantNotFoundError, type PlatformClaims, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
 import { ForbiddenError, PreconditionFailedError, ValidationError } from '../errors.ts'
 import { assertOwnTenant } from '../plugins/auth.ts'
 import type { CreateTenantInput, UpdateTenantInput } from '../tenants.ts'
@@ -20,6 +20,25 @@ function versionFromIfMatch (header: string | undefined, id: string): number | u
   const match = /^"([a-z0-9-]+)\.(\d+)"$/.exec(header.trim())
   if (match === null || match[1] !== id) return -1
   return Number(match[2])
+}
+
+/**
+ * A platform admin with tenants:write changes anything; a tenant's own owner or admin with
+ * config:write changes its `config` and nothing else (a service such as the comm-service forwards
+ * its users' configuration writes with their token, so the registry decides, not the service).
+ */
+function assertMayPatch (request: FastifyRequest, id: string, body: Record<string, unknown>): void {
+  const claims = request.claims as PlatformClaims
+  if (claims.tenant === undefined) {
+    if (!hasRole(claims, 'platform-admin')) throw new ForbiddenError('platform-admin only')
+    if (!hasScope(claims, 'tenants:write')) throw new ForbiddenError('the token lacks the tenants:write scope')
+    return
+  }
+  assertOwnTenant(request, id)
+  if (!hasScope(claims, 'config:write')) throw new ForbiddenError('the token lacks the config:write scope')
+  if (!hasRole(claims, 'owner') && !hasRole(claims, 'admin')) throw new ForbiddenError('one of these roles is needed: owner, admin')
+  const other = Object.keys(body).find((key) => key !== 'config')
+  if (other !== undefined) throw new ForbiddenError(`a tenant token may change config only, not ${other}`)
 }
 
 export async function tenantRoutes (app: FastifyInstance): Promise<void> {
@@ -67,8 +86,9 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     return sendTenant(reply, tenant)
   })
 
-  app.patch('/tenants/:id', { config: WRITE, schema: { summary: 'Partial update (JSON merge patch for config, limits, metadata); If-Match → 412 when stale', params: idParams, body: patchBody, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+  app.patch('/tenants/:id', { config: { auth: {} }, schema: { summary: 'Partial update (JSON merge patch for config, limits, metadata); If-Match → 412 when stale. A tenant\'s owner or admin with config:write may change its own config only', params: idParams, body: patchBody, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
     const { id } = request.params as { id: string }
+    assertMayPatch(request, id, request.body as Record<string, unknown>)
     const version = versionFromIfMatch(request.headers['if-match'], id)
     if (version === -1) throw new PreconditionFailedError()
     return sendTenant(reply, await store.update(id, request.body as UpdateTenantInput, version))

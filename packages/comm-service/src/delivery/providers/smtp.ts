@@ -17,7 +17,7 @@ export interface SmtpServer {
 
 export interface SmtpProviderOptions {
   /** The SMTP server for a tenant (its own, or the platform's), or null when none is configured. */
-  server: (context: SendContext) => SmtpServer | null
+  server: (context: SendContext) => SmtpServer | null | Promise<SmtpServer | null>
   /** Connection, greeting and socket timeouts in ms (default 10 s). */
   timeout?: number
   /** Connections per transport (default 5). */
@@ -105,7 +105,7 @@ export class SmtpProvider implements Provider {
 
   async send (message: OutgoingMessage, context: SendContext): Promise<SendResult> {
     const { tenant, settings } = context
-    const server = this.#options.server(context)
+    const server = await this.#options.server(context)
     if (server === null) throw new PermanentError('smtp: no SMTP server is configured for this tenant or the platform')
     if (settings.emailFrom === '') throw new PermanentError('smtp: the tenant has no emailFrom (config.comm.emailFrom) and the platform no default')
     const domain = settings.emailFrom.slice(settings.emailFrom.lastIndexOf('@') + 1)

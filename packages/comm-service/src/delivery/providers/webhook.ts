@@ -6,13 +6,17 @@ import { createHmac } from 'node:crypto'
 import { lookup } from 'node:dns'
 import type { LookupFunction } from 'node:net'
 import type { Tenant } from '@platform/multitenant'
+import type { CommSettings } from '../../settings.ts'
 import { Agent, request, type Dispatcher } from 'undici'
 import { blockedAddress } from '../../messages/validate.ts'
 import { PermanentError, retryAfterMs, TransientError, type OutgoingMessage, type Provider, type SendContext, type SendResult } from './types.ts'
 
 export interface WebhookProviderOptions {
-  /** The signing secret for a tenant (`whsec_…`), from its configuration. */
-  secret: (tenant: Tenant) => string
+  /**
+   * The tenant's signing secrets (`whsec_…`), newest first: each signs, so receivers verify with
+   * either during a rotation's grace period (the Standard Webhooks multi-signature header).
+   */
+  secrets: (tenant: Tenant, settings: CommSettings) => string[]
   /** Per-attempt timeout in ms (default 10 s). */
   timeout?: number
   /** Hosts allowed to resolve to private addresses (development only). */
@@ -50,7 +54,7 @@ export class WebhookProvider implements Provider {
     this.#dispatcher = new Agent({ connect: { lookup: publicLookup(options.allowHosts ?? []) } })
   }
 
-  async send (message: OutgoingMessage, { tenant }: SendContext): Promise<SendResult> {
+  async send (message: OutgoingMessage, { tenant, settings }: SendContext): Promise<SendResult> {
     const body = message.body as string // a webhook message always has one (checked at accept)
     const timestamp = Math.floor(Date.now() / 1000)
     const id = `msg_${message.id}`
@@ -60,7 +64,7 @@ export class WebhookProvider implements Provider {
       res = await request(message.to, {
         method: 'POST',
         dispatcher: this.#dispatcher,
-        headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': signWebhook(this.#options.secret(tenant), id, timestamp, body) },
+        headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': this.#options.secrets(tenant, settings).map((secret) => signWebhook(secret, id, timestamp, body)).join(' ') },
         body,
         headersTimeout: timeout,
         bodyTimeout: timeout
@@ -87,8 +91,8 @@ export class WebhookProvider implements Provider {
 /**
  * A tenant's signing secret, derived from the platform's: HMAC-SHA256(platform secret, tenant id).
  * Each tenant's receivers verify with their own secret, and knowing one tenant's secret tells
- * nothing about another's. (Per-tenant, rotatable secrets stored encrypted come with the tenant
- * configuration API.)
+ * nothing about another's. It signs until the tenant rotates to a generated secret of its own
+ * (PATCH /v1/config, `webhook.rotateSecret`).
  */
 export function tenantWebhookSecret (platformSecret: string, tenantId: string): string {
   return `whsec_${createHmac('sha256', platformSecret).update(`webhook:${tenantId}`).digest('base64')}`
