@@ -99,14 +99,15 @@ const alive = (pid: number): boolean => {
     process.kill(pid, 0)
     return true
   } catch (err) {
+    /* c8 ignore next: EPERM (alive, another user's) is never seen as root, where the tests run */
     return (err as { code?: string }).code === 'EPERM'
   }
 }
 
 async function readPid (file: string): Promise<number | null> {
   try {
-    const pid = Number((await readFile(file, 'utf8')).split('\n')[0]?.trim())
-    return Number.isInteger(pid) && pid > 0 ? pid : null
+    const pid = Number.parseInt(await readFile(file, 'utf8'), 10)
+    return pid > 0 ? pid : null
   } catch {
     return null
   }
@@ -287,7 +288,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   try {
     const seeded = await seedDemo(registry, baseDomain)
     if (seeded.length > 0) say(`created demo tenants: ${seeded.join(', ')}`)
-    inbox = await startDevInbox({ httpPort: inboxPort, smtpPort, host: '127.0.0.1' }).catch((err: Error & { code?: string, port?: number }) => {
+    inbox = await startDevInbox({ httpPort: inboxPort, smtpPort }).catch((err: Error & { code?: string, port?: number }) => {
       if (err.code === 'EADDRINUSE') throw new ConfigError(err.port === smtpPort ? 'SMTP_PORT' : 'INBOX_PORT', `${err.port === smtpPort ? smtpPort : inboxPort} is in use; set it to another port`)
       /* c8 ignore next */
       throw err

@@ -52,9 +52,9 @@ function page (inbox: Pick<DevInbox, 'mail' | 'sms' | 'hooks'>): string {
 </body></html>`
 }
 
-/** Starts the inbox on loopback: the HTTP side on `httpPort`, SMTP on `smtpPort` (0: any free port). */
-export async function startDevInbox (options: { httpPort: number, smtpPort: number, host?: string }): Promise<DevInbox> {
-  const host = options.host ?? '127.0.0.1'
+/** Starts the inbox on loopback only: the HTTP side on `httpPort`, SMTP on `smtpPort` (0: any free port). */
+export async function startDevInbox (options: { httpPort: number, smtpPort: number }): Promise<DevInbox> {
+  const host = '127.0.0.1'
   const caught = { mail: [] as CaughtMail[], sms: [] as CaughtSms[], hooks: [] as CaughtHook[] }
   const smtp = new SMTPServer({
     authOptional: true,
@@ -68,15 +68,22 @@ export async function startDevInbox (options: { httpPort: number, smtpPort: numb
       stream.on('end', () => {
         const raw = Buffer.concat(chunks).toString()
         const headers = headersOf(raw)
+        /* c8 ignore next: smtp-server gives a null sender (MAIL FROM:<>) as an empty address; false only before MAIL FROM, which DATA cannot precede */
         const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address
         keep(caught.mail, { id: randomUUID(), at: new Date().toISOString(), from, to: session.envelope.rcptTo.map((r) => r.address), subject: headers.subject ?? '', headers, raw })
         callback()
       })
     }
   })
+  // smtp-server re-emits its listener's errors (a port in use) and its clients' (one that went
+  // away) on itself: the first reject the start below, the others are no one's business here.
+  smtp.on('error', () => {})
   await new Promise<void>((resolve, reject) => {
     smtp.server.once('error', reject)
-    smtp.listen(options.smtpPort, host, () => resolve())
+    smtp.listen(options.smtpPort, host, () => {
+      smtp.server.off('error', reject)
+      resolve()
+    })
   })
   const smtpPort = (smtp.server.address() as { port: number }).port
 
