@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino } from 'pino'
-import { multitenantPlugin, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
+import { multitenantPlugin, openApiConventions, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
 import { Providers, type ProviderDefaults } from './delivery/providers/index.ts'
 import type { Provider } from './delivery/providers/types.ts'
 import { DEFAULT_RETRY, deliveryHandler, type RetryPolicy } from './delivery/worker.ts'
@@ -92,11 +92,23 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Communication service', version: '1', description: 'Accepts email, SMS and webhook messages for a tenant, queues them durably and delivers them.' },
+      info: { title: 'Communication service', version: '1', description: 'Accepts email, SMS and webhook messages for a tenant, queues them durably and delivers them. Every tenant route takes the tenant from the token, X-Tenant-ID or the host.' },
+      servers: [{ url: 'http://127.0.0.1:4200', description: 'The development stack (npm start)' }],
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
-      security: [{ bearer: [] }]
-    }
+      security: [{ bearer: [] }],
+      tags: [
+        { name: 'messages', description: 'Send and follow email, SMS and webhook messages' },
+        { name: 'templates', description: 'Templates with locale variants and versions' },
+        { name: 'config', description: 'The tenant\'s communication settings' },
+        { name: 'webhooks', description: 'Providers\' signed delivery receipts' },
+        { name: 'admin', description: 'The platform admin view' },
+        { name: 'operations', description: 'Health, readiness and metrics' }
+      ]
+    },
+    // Shared schemas keep their own names (PlatformError) in components.schemas.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) }
   })
+  openApiConventions(app)
   await app.register(swaggerUi, { routePrefix: '/docs' })
   await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*'], ...config.multitenant })
   const role = config.role ?? 'all'
