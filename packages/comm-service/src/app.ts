@@ -17,6 +17,7 @@ import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { configRoutes } from './routes/config.ts'
+import { consoleRoutes } from './routes/console.ts'
 import { StatsRecorder, tenantStats } from './stats.ts'
 import { templateRoutes } from './routes/templates.ts'
 import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
@@ -110,7 +111,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   })
   openApiConventions(app)
   await app.register(swaggerUi, { routePrefix: '/docs' })
-  await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*'], ...config.multitenant })
+  await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*', '/console*'], ...config.multitenant })
   const role = config.role ?? 'all'
 
   // One queue per cluster: a tenant's message and its job are on the tenant's own cluster.
@@ -187,6 +188,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     await app.register(messageRoutes, { store, templates, metrics, stats, allowHosts: config.allowWebhookHosts ?? [] })
     await app.register(adminRoutes, { store, dedicated, stats: async () => await tenantStats(queueOf('default'), [...queues.values()]) })
     await app.register(templateRoutes, { templates })
+    await app.register(consoleRoutes)
     await app.register(webhookRoutes, { db: app.tenantDb, stats, dedicated, secrets: config.callbackSecrets ?? {} })
     const platform = config.providers ?? {}
     await app.register(configRoutes, {

@@ -52,7 +52,7 @@ export interface DevInfo {
   /** A service's login: what services and `tenant-migrate` connect as. */
   serviceDatabaseUrl: string
   baseDomain: string
-  tokens: { platformAdmin: string, service: string, acmeOwner: string }
+  tokens: { platformAdmin: string, service: string, acmeOwner: string, globexOwner: string }
 }
 
 const say = (line: string): void => { process.stderr.write(`[dev] ${line}\n`) }
@@ -363,7 +363,8 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     tokens: {
       platformAdmin: issue({ sub: 'dev-admin', roles: ['platform-admin'], scope: 'tenants:read tenants:write' }, month),
       service: issue({ sub: 'comm-service', roles: [], scope: 'tenants:read' }, month),
-      acmeOwner: issue({ sub: 'owner@acme.test', tenant: 'acme', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month)
+      acmeOwner: issue({ sub: 'owner@acme.test', tenant: 'acme', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month),
+      globexOwner: issue({ sub: 'owner@globex.test', tenant: 'globex', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month)
     }
   }
   // Another live stack on this .data (possible with DATABASE_URL) keeps its own dev.json.
@@ -395,10 +396,12 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   Tenant registry   ${u}          (API docs: ${u}/docs, metrics: ${u}/metrics)
   Notes service     ${n}          (the example service built on @platform/multitenant)
   Comm service      ${c}          (email, SMS, webhooks; API docs: ${c}/docs)
+  Console           ${c}/console#token=${info.tokens.acmeOwner}
+                    (signed in as acme's owner; ${c}/console#token=<platformAdmin token> for the cross-tenant stats)
   Dev inbox         ${m}          (the mail, texts and webhooks delivered; SMTP ${(inbox as DevInbox).smtpUrl})
   PostgreSQL        ${databaseUrl}
   Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
-  Tokens            ${file} (platformAdmin, service, acmeOwner; valid 30 days)
+  Tokens            ${file} (platformAdmin, service, acmeOwner, globexOwner; valid 30 days)
   Your own service  node --env-file=${shown(join(dataDir, 'dev.env'))} your-service.ts   (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_SECRET)
 
   Walkthrough: acme's owner sends an email, an SMS and a webhook, and each reaches "sent":

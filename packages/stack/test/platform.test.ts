@@ -30,7 +30,7 @@ async function waitFor<T> (what: string, check: () => Promise<T | undefined> | T
 
 /** `npm start`, leading a process group of its own as a terminal's foreground job does. */
 async function npmStart (t: Test, dataDir: string, pgPort: number): Promise<Started> {
-  const env = { ...process.env, DEV_DATA_DIR: dataDir, DEV_PG_PORT: String(pgPort), PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'warn', DATABASE_URL: '' }
+  const env: NodeJS.ProcessEnv = { ...process.env, DEV_DATA_DIR: dataDir, DEV_PG_PORT: String(pgPort), PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'warn', DATABASE_URL: '' }
   delete env.NODE_OPTIONS
   delete env.NODE_V8_COVERAGE
   const child = spawn('npm', ['start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
