@@ -107,7 +107,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
       ]
     },
     // Shared schemas keep their own names (PlatformError) in components.schemas.
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) }
+    refResolver: { buildLocalReference: (json) => String(json.$id) }
   })
   openApiConventions(app)
   await app.register(swaggerUi, { routePrefix: '/docs' })

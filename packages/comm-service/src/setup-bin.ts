@@ -13,6 +13,8 @@ if (!url) {
   say('COMM_SETUP_DATABASE_URL is required: a superuser\'s URL of the platform database')
   process.exit(2)
 }
+// PostgreSQL's notices ("schema exists, skipping") are not news here.
+/* c8 ignore next */
 const admin = postgres(url, { max: 1, onnotice: () => {} })
 try {
   const made = await setupQueueSchema(admin, owner)

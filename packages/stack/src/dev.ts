@@ -119,9 +119,10 @@ async function readPid (file: string): Promise<number | null> {
  * answer says whether this stack holds it.
  */
 async function takeLock (dataDir: string): Promise<boolean> {
+  if (heldHere.has(dataDir)) return false
   const file = join(dataDir, 'stack.pid')
-  const holder = await readPid(file)
-  if (heldHere.has(dataDir) || (holder !== null && holder !== process.pid && alive(holder))) return false
+  const holder = await readPid(file) ?? process.pid
+  if (holder !== process.pid && alive(holder)) return false
   await writeFile(file, `${process.pid}\n`)
   heldHere.add(dataDir)
   return true

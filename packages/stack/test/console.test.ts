@@ -10,7 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core'
 import t from 'tap'
 import { request } from 'undici'
 import { startDevStack, type DevInfo } from '../src/dev.ts'
-import { createStackDatabase } from './fixtures.ts'
+import { createStackDatabase, purgeDemoTenants } from './fixtures.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 
@@ -32,6 +32,7 @@ t.test('the console in chromium', { skip: !existsSync(CHROMIUM) && process.env.C
   let banner = ''
   const stack = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: (s) => { banner += s } })
   t.teardown(stack.close)
+  t.teardown(async () => await purgeDemoTenants(stack.info))
   const { info } = stack
   const link = /Console {11}(\S+)/.exec(banner)?.[1] as string
   t.equal(link, `${info.commUrl}/console#token=${info.tokens.acmeOwner}`, 'the banner prints a ready link')

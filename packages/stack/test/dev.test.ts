@@ -221,6 +221,14 @@ t.test('a PostgreSQL left running on .data/pg by a crashed stack is stopped firs
   await t.rejects(startDevStack({ env: { ...env, DEV_PG_PORT: taken }, cwd, print: () => {} }), /could not start the embedded PostgreSQL[\s\S]*Is another `pnpm start` running\?/)
   const db = await createStackDatabase(t)
   const external = { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, ...env }
+  // Another live stack (another process) owns this .data: a DATABASE_URL stack leaves its dev.json alone.
+  await writeFile(join(cwd, '.data', 'stack.pid'), `${process.ppid}\n`)
+  await writeFile(join(cwd, '.data', 'dev.json'), '{"theirs":true}\n')
+  const beside = await startDevStack({ env: external, cwd, print: () => {} })
+  t.same(JSON.parse(await readFile(join(cwd, '.data', 'dev.json'), 'utf8')), { theirs: true }, 'the other stack\'s dev.json is untouched')
+  t.same(JSON.parse(await readFile(join(cwd, '.data', `dev-${process.pid}.json`), 'utf8')).commUrl, beside.info.commUrl, 'this one has its own')
+  t.equal((await readFile(join(cwd, '.data', 'stack.pid'), 'utf8')).trim(), String(process.ppid), 'and the lock stays the other\'s')
+  await beside.close()
   await t.rejects(startDevStack({ env: { ...external, INBOX_PORT: taken }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'INBOX_PORT', message: /in use/ })
   await t.rejects(startDevStack({ env: { ...external, SMTP_PORT: taken }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'SMTP_PORT', message: /in use/ })
 })

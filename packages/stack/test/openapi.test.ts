@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { request } from 'undici'
 import { startDevStack } from '../src/dev.ts'
-import { createStackDatabase } from './fixtures.ts'
+import { createStackDatabase, purgeDemoTenants } from './fixtures.ts'
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
 const REDOCLY = join(ROOT, 'node_modules', '.bin', 'redocly')
@@ -22,6 +22,7 @@ t.test('the registry\'s and the communication service\'s OpenAPI documents lint 
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
   const stack = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
   t.teardown(stack.close)
+  t.teardown(async () => await purgeDemoTenants(stack.info))
   const files: string[] = []
   for (const [name, base] of [['registry', stack.info.registryUrl], ['comm', stack.info.commUrl]] as const) {
     const res = await request(`${base}/docs/json`)

@@ -79,7 +79,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
       tags: [{ name: 'tenants', description: 'Tenants, their domains, look-ups and the change feed' }, { name: 'operations', description: 'Health and readiness (metrics and docs need the ops token when one is set)' }]
     },
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) }
+    refResolver: { buildLocalReference: (json) => String(json.$id) }
   })
   openApiConventions(app)
   const guard = opsGuard(config.opsToken)

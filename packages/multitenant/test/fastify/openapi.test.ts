@@ -19,7 +19,7 @@ t.test('every route gets the conventions; the error body is still sent whole', a
   const app = Fastify()
   t.teardown(() => app.close())
   app.setErrorHandler(platformErrorHandler())
-  await app.register(swagger, { openapi: { openapi: '3.1.0', info: { title: 't', version: '1' } }, refResolver: { buildLocalReference: (json, _b, _f, i) => String(json.$id ?? `def-${i}`) } })
+  await app.register(swagger, { openapi: { openapi: '3.1.0', info: { title: 't', version: '1' } }, refResolver: { buildLocalReference: (json) => String(json.$id) } })
   openApiConventions(app, { operations: ['/health'] })
   app.get('/health', { schema: { response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } }, async () => ({ status: 'ok' }))
   app.post('/v1/things', { config: { auth: false }, schema: { body: { type: 'object', properties: { n: { type: 'integer' } } } } }, async () => ({ made: true, extra: { x: 1 } }))
