@@ -2,8 +2,9 @@
 // Entry point of the Quick start (`npm start`, `npm test`). Plain JavaScript that runs on any Node
 // with npm: when this Node is older than the project needs, it installs Node 24 (npm package
 // `node@24`, which ships the binary) and pnpm into ./.tools and re-runs itself with them.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { constants } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -28,6 +29,37 @@ function run (cmd, args, env = process.env) {
   if (result.status !== 0) process.exit(result.status ?? 1)
 }
 
+/**
+ * Runs a long-lived command as a supervised child: signals that reach this process (Ctrl-C is
+ * SIGINT to the terminal's whole process group; `kill <npm pid>` is SIGTERM to the parent alone)
+ * are passed on once, and if this process's own parent disappears (npm killed with -9) the child
+ * is stopped too, so nothing is left running. With `ownGroup` the child leads a process group of
+ * its own: a terminal's SIGINT reaches it only through here, and what it started (PostgreSQL)
+ * not at all, so it can stop its services first and the database last.
+ */
+function supervise (cmd, args, env, { ownGroup = false } = {}) {
+  const child = spawn(cmd, args, { stdio: 'inherit', cwd: root, env, detached: ownGroup })
+  const last = new Map()
+  const forward = (signal) => {
+    // The same signal often arrives twice (from the terminal and from npm): pass it on once.
+    const now = Date.now()
+    if (now - (last.get(signal) ?? 0) < 1000) return
+    last.set(signal, now)
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+  }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => forward(signal))
+  const parent = process.ppid
+  const watch = setInterval(() => { if (process.ppid !== parent) forward('SIGTERM') }, 500)
+  child.on('error', (err) => {
+    say(`could not run ${cmd}: ${err.message}`)
+    process.exit(127)
+  })
+  child.on('exit', (code, signal) => {
+    clearInterval(watch)
+    process.exit(code ?? 128 + (constants.signals[signal] ?? 1))
+  })
+}
+
 function has (bin, env) {
   return spawnSync(bin, ['--version'], { stdio: 'ignore', env }).status === 0
 }
@@ -44,36 +76,35 @@ if (!nodeOk || !has('pnpm', env)) {
   }
 }
 if (!nodeOk) {
-  // Re-run this script with the project-local Node 24.
-  run(join(toolsBin, 'node'), [fileURLToPath(import.meta.url), ...process.argv.slice(2)], env)
-  process.exit(0)
+  // Re-run this script with the project-local Node 24 (supervised: `start` runs until stopped).
+  supervise(join(toolsBin, 'node'), [fileURLToPath(import.meta.url), ...process.argv.slice(2)], env)
+} else {
+  main()
 }
 
-const frozen = process.env.CI ? ['--frozen-lockfile'] : []
-switch (command) {
-  case 'setup':
-    run('pnpm', ['install', ...frozen], env)
-    run('pnpm', ['run', 'build'], env)
-    break
-  case 'test':
-    run('pnpm', ['install', ...frozen], env)
-    run('pnpm', ['run', 'build'], env)
-    run('pnpm', ['exec', 'with-pg', 'pnpm', '-r', '--workspace-concurrency=1', '--no-bail', '--reporter=append-only', 'run', 'test', ...rest], env)
-    break
-  case 'start':
-    run('pnpm', ['install', ...frozen], env)
-    run('pnpm', ['run', 'build'], env)
-    if (existsSync(join(root, 'packages', 'stack', 'src', 'dev.ts'))) {
-      run('node', [join(root, 'packages', 'stack', 'src', 'dev.ts'), ...rest], env)
-    } else {
-      say('installed and built; the registry service arrives in its own issue')
-    }
-    break
-  case 'run':
-    // A TypeScript entry point (the registry or migration CLI) on the project's Node.
-    run('node', rest, env)
-    break
-  default:
-    say('usage: node scripts/dev.mjs setup|test|start|run <file> [args…]')
-    process.exit(2)
+function main () {
+  const frozen = process.env.CI ? ['--frozen-lockfile'] : []
+  switch (command) {
+    case 'setup':
+      run('pnpm', ['install', ...frozen], env)
+      run('pnpm', ['run', 'build'], env)
+      break
+    case 'test':
+      run('pnpm', ['install', ...frozen], env)
+      run('pnpm', ['run', 'build'], env)
+      run('pnpm', ['exec', 'with-pg', 'pnpm', '-r', '--workspace-concurrency=1', '--no-bail', '--reporter=append-only', 'run', 'test', ...rest], env)
+      break
+    case 'start':
+      run('pnpm', ['install', ...frozen], env)
+      run('pnpm', ['run', 'build'], env)
+      supervise('node', [join(root, 'packages', 'stack', 'src', 'dev.ts'), ...rest], env, { ownGroup: true })
+      break
+    case 'run':
+      // A TypeScript entry point (the registry or migration CLI) on the project's Node.
+      run('node', rest, env)
+      break
+    default:
+      say('usage: node scripts/dev.mjs setup|test|start|run <file> [args…]')
+      process.exit(2)
+  }
 }

@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino } from 'pino'
-import { multitenantPlugin, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
+import { multitenantPlugin, openApiConventions, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
 import { Providers, type ProviderDefaults } from './delivery/providers/index.ts'
 import type { Provider } from './delivery/providers/types.ts'
 import { DEFAULT_RETRY, deliveryHandler, type RetryPolicy } from './delivery/worker.ts'
@@ -17,6 +17,7 @@ import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { configRoutes } from './routes/config.ts'
+import { consoleRoutes } from './routes/console.ts'
 import { StatsRecorder, tenantStats } from './stats.ts'
 import { templateRoutes } from './routes/templates.ts'
 import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
@@ -92,13 +93,25 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Communication service', version: '1', description: 'Accepts email, SMS and webhook messages for a tenant, queues them durably and delivers them.' },
+      info: { title: 'Communication service', version: '1', description: 'Accepts email, SMS and webhook messages for a tenant, queues them durably and delivers them. Every tenant route takes the tenant from the token, X-Tenant-ID or the host.' },
+      servers: [{ url: 'http://127.0.0.1:4200', description: 'The development stack (npm start)' }],
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
-      security: [{ bearer: [] }]
-    }
+      security: [{ bearer: [] }],
+      tags: [
+        { name: 'messages', description: 'Send and follow email, SMS and webhook messages' },
+        { name: 'templates', description: 'Templates with locale variants and versions' },
+        { name: 'config', description: 'The tenant\'s communication settings' },
+        { name: 'webhooks', description: 'Providers\' signed delivery receipts' },
+        { name: 'admin', description: 'The platform admin view' },
+        { name: 'operations', description: 'Health, readiness and metrics' }
+      ]
+    },
+    // Shared schemas keep their own names (PlatformError) in components.schemas.
+    refResolver: { buildLocalReference: (json) => String(json.$id) }
   })
+  openApiConventions(app)
   await app.register(swaggerUi, { routePrefix: '/docs' })
-  await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*'], ...config.multitenant })
+  await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*', '/console*'], ...config.multitenant })
   const role = config.role ?? 'all'
 
   // One queue per cluster: a tenant's message and its job are on the tenant's own cluster.
@@ -175,6 +188,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     await app.register(messageRoutes, { store, templates, metrics, stats, allowHosts: config.allowWebhookHosts ?? [] })
     await app.register(adminRoutes, { store, dedicated, stats: async () => await tenantStats(queueOf('default'), [...queues.values()]) })
     await app.register(templateRoutes, { templates })
+    await app.register(consoleRoutes)
     await app.register(webhookRoutes, { db: app.tenantDb, stats, dedicated, secrets: config.callbackSecrets ?? {} })
     const platform = config.providers ?? {}
     await app.register(configRoutes, {

@@ -5,14 +5,16 @@
 // stops everything. A second checkout on the same machine starts too: ports that are not set
 // explicitly move to free ones when taken.
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres, type RunningPostgres } from '@platform/testkit'
 import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import { startNotesServer, type RunningNotes } from '@platform/notes-service/server'
 import { KeyRing } from '@platform/comm-service'
 import { startCommServer, type RunningComm } from '@platform/comm-service/server'
+import { startDevInbox, type DevInbox } from './inbox.ts'
 import { setupQueueSchema } from '@platform/comm-service/setup'
 import { ConfigError, loadConfig, nonEmpty } from '@platform/tenant-registry/config'
 import { closeOnSignals } from '@platform/multitenant'
@@ -26,6 +28,8 @@ const DEFAULT_PG_PORT = 54329
 const DEFAULT_REGISTRY_PORT = 4000
 const DEFAULT_NOTES_PORT = 4100
 const DEFAULT_COMM_PORT = 4200
+const DEFAULT_INBOX_PORT = 8025
+const DEFAULT_SMTP_PORT = 1025
 const DEV_DB = 'platform'
 const DEV_REGISTRY_LOGIN = 'platform_registry'
 const DEV_SERVICE_LOGIN = 'platform_service'
@@ -35,14 +39,20 @@ export interface DevInfo {
   registryUrl: string
   /** The notes service (the example service built on the library). */
   notesUrl: string
-  /** The communication service (email, SMS and webhooks; the log provider in development). */
+  /** The communication service (email, SMS and webhooks, delivered to the dev inbox). */
   commUrl: string
+  /** The dev inbox: the mail, texts and webhooks the communication service delivered. */
+  inboxUrl: string
+  /** Its SMTP server (the platform's SMTP_URL in development). */
+  smtpUrl: string
+  /** This stack's processes: itself and, when embedded, PostgreSQL. */
+  pids: { stack: number, postgres: number | null }
   /** The registry's login (the registry CLI uses it). */
   databaseUrl: string
   /** A service's login: what services and `tenant-migrate` connect as. */
   serviceDatabaseUrl: string
   baseDomain: string
-  tokens: { platformAdmin: string, service: string, acmeOwner: string }
+  tokens: { platformAdmin: string, service: string, acmeOwner: string, globexOwner: string }
 }
 
 const say = (line: string): void => { process.stderr.write(`[dev] ${line}\n`) }
@@ -84,17 +94,81 @@ async function choosePort (env: NodeJS.ProcessEnv, variable: string, fallback: n
   return port
 }
 
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    /* c8 ignore next: EPERM (alive, another user's) is never seen as root, where the tests run */
+    return (err as { code?: string }).code === 'EPERM'
+  }
+}
+
+async function readPid (file: string): Promise<number | null> {
+  try {
+    const pid = Number.parseInt(await readFile(file, 'utf8'), 10)
+    return pid > 0 ? pid : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Takes .data/stack.pid for this process. Another live stack keeps it (a second stack on the same
+ * .data only runs with DATABASE_URL, and then must not overwrite the first one's dev.json): the
+ * answer says whether this stack holds it.
+ */
+async function takeLock (dataDir: string): Promise<boolean> {
+  if (heldHere.has(dataDir)) return false
+  const file = join(dataDir, 'stack.pid')
+  const holder = await readPid(file) ?? process.pid
+  if (holder !== process.pid && alive(holder)) return false
+  await writeFile(file, `${process.pid}\n`)
+  heldHere.add(dataDir)
+  return true
+}
+
+/** Data directories whose lock a stack in this process holds (tests start several). */
+const heldHere = new Set<string>()
+
+async function releaseLock (dataDir: string): Promise<void> {
+  heldHere.delete(dataDir)
+  const file = join(dataDir, 'stack.pid')
+  if (await readPid(file) === process.pid) await rm(file, { force: true })
+}
+
+/**
+ * A PostgreSQL left running under .data/pg by a stack that crashed (killed with -9): no live stack
+ * holds the lock but its postmaster still runs. It is stopped (a fast shutdown: its data is kept)
+ * before this stack starts its own.
+ */
+async function stopLeftover (pgDir: string): Promise<void> {
+  const pid = await readPid(join(pgDir, 'postmaster.pid'))
+  if (pid === null || !alive(pid)) return
+  say(`a PostgreSQL left running by an earlier stack (pid ${pid}) holds ${pgDir}: stopping it (its data is kept)`)
+  process.kill(pid, 'SIGINT')
+  const deadline = Date.now() + 15_000
+  while (alive(pid)) {
+    /* c8 ignore next 2: a postmaster that ignores a fast shutdown for 15 s */
+    if (Date.now() > deadline) throw new Error(`the leftover PostgreSQL (pid ${pid}) did not stop; stop it yourself (kill ${pid})`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
 /**
  * Starts (or reuses) the embedded cluster under .data/pg, makes sure the platform database exists,
  * and runs the one-time setup as the superuser: the registry's login and a service login, which
  * is all that ever runs afterwards (README, "Database roles").
  */
-async function embeddedDatabase (dataDir: string, port: number): Promise<{ pg: RunningPostgres, url: string, serviceUrl: string, commUrl: string }> {
+async function embeddedDatabase (dataDir: string, port: number, primary: boolean): Promise<{ pg: RunningPostgres, url: string, serviceUrl: string, commUrl: string }> {
   const pgDir = join(dataDir, 'pg')
-  say(`starting the embedded PostgreSQL in ${pgDir} (port ${port}; first start initialises it)`)
+  if (!primary) throw new Error(`another stack (pid ${String(await readPid(join(dataDir, 'stack.pid')))}) runs on ${dataDir}. Is another \`pnpm start\` running? Stop it, or set DEV_DATA_DIR or DATABASE_URL to run a second one.`)
+  await stopLeftover(pgDir)
+  say(existsSync(join(pgDir, 'PG_VERSION')) ? `starting the embedded PostgreSQL in ${pgDir} (port ${port})` : `initialising an embedded PostgreSQL in ${pgDir} (port ${port}; first start only)`)
   let pg: RunningPostgres
   try {
-    pg = await startEmbeddedPostgres({ dataDir: pgDir, port })
+    // Durable: the data is promised across restarts, so every commit reaches the disk.
+    pg = await startEmbeddedPostgres({ dataDir: pgDir, port, durable: true })
   } catch (err) {
     // PostgreSQL itself clears a postmaster.pid left by a crash; it refuses only a live one.
     throw new Error(`${(err as Error).message}\n  Is another \`pnpm start\` running? Stop it, or set DATABASE_URL to use another server.`)
@@ -146,7 +220,7 @@ async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise
 
 export interface DevStackOptions {
   env?: NodeJS.ProcessEnv
-  /** Where .data/ lives (default: the working directory, the repository root under `pnpm start`). */
+  /** Where .data/ lives (default: DEV_DATA_DIR, or .data under the working directory, the repository root under `pnpm start`). */
   cwd?: string
   /** Receives the banner (default: stdout). */
   print?: (text: string) => void
@@ -154,20 +228,26 @@ export interface DevStackOptions {
 
 export async function startDevStack (options: DevStackOptions = {}): Promise<{ info: DevInfo, close: () => Promise<void> }> {
   const { env = process.env, cwd = process.cwd(), print = (text) => process.stdout.write(text) } = options
-  const dataDir = resolve(cwd, '.data')
+  const dataDir = resolve(cwd, nonEmpty(env, 'DEV_DATA_DIR') ?? '.data')
   await mkdir(dataDir, { recursive: true })
   const registryPort = await choosePort(env, 'PORT', DEFAULT_REGISTRY_PORT, 'the registry')
   const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env, PORT: String(registryPort) }, { fallbackSecret: await devSecret(dataDir, 'jwt-secret', 36) })
   const notesPort = await choosePort(env, 'NOTES_PORT', DEFAULT_NOTES_PORT, 'the notes service')
   const commPort = await choosePort(env, 'COMM_PORT', DEFAULT_COMM_PORT, 'the communication service')
+  const inboxPort = await choosePort(env, 'INBOX_PORT', DEFAULT_INBOX_PORT, 'the dev inbox')
+  const smtpPort = await choosePort(env, 'SMTP_PORT', DEFAULT_SMTP_PORT, 'the dev inbox\'s SMTP server')
   const baseDomain = config.baseDomain ?? 'platform.localhost'
 
+  const primary = await takeLock(dataDir)
   let pg: RunningPostgres | undefined
   let databaseUrl = config.databaseUrl
   let serviceDatabaseUrl: string
   let commDatabaseUrl: string
   if (databaseUrl === undefined) {
-    const embedded = await embeddedDatabase(dataDir, await choosePort(env, 'DEV_PG_PORT', DEFAULT_PG_PORT, 'PostgreSQL'))
+    const embedded = await embeddedDatabase(dataDir, await choosePort(env, 'DEV_PG_PORT', DEFAULT_PG_PORT, 'PostgreSQL'), primary).catch(async (err: unknown) => {
+      if (primary) await releaseLock(dataDir)
+      throw err
+    })
     pg = embedded.pg
     databaseUrl = embedded.url
     serviceDatabaseUrl = embedded.serviceUrl
@@ -186,16 +266,21 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   } catch (err) {
     /* c8 ignore next: the embedded server is stopped again when the registry cannot start */
     await pg?.stop()
+    if (primary) await releaseLock(dataDir)
     if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('PORT', `${config.port} is in use; set PORT to another port`)
     throw err
   }
   let notes: RunningNotes | undefined
   let comm: RunningComm | undefined
+  let inbox: DevInbox | undefined
+  // The services drain first, the database stops last.
   const stop = async (): Promise<void> => {
     await comm?.close()
     await notes?.close()
     await registry.close()
+    await inbox?.close()
     await pg?.stop()
+    if (primary) await releaseLock(dataDir)
   }
   const issue = tokenIssuer(config.jwt)
   // How every service verifies the registry's tokens.
@@ -204,6 +289,11 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   try {
     const seeded = await seedDemo(registry, baseDomain)
     if (seeded.length > 0) say(`created demo tenants: ${seeded.join(', ')}`)
+    inbox = await startDevInbox({ httpPort: inboxPort, smtpPort }).catch((err: Error & { code?: string, port?: number }) => {
+      if (err.code === 'EADDRINUSE') throw new ConfigError(err.port === smtpPort ? 'SMTP_PORT' : 'INBOX_PORT', `${err.port === smtpPort ? smtpPort : inboxPort} is in use; set it to another port`)
+      /* c8 ignore next */
+      throw err
+    })
     // The notes service: its own database login, a registry token with tenants:read, the same
     // token verification. It migrates every tenant before it listens.
     notes = await startNotesServer({
@@ -234,7 +324,18 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
         baseDomain
       },
       queueUrl: commDatabaseUrl,
-      providers: { webhookSecret: await devSecret(dataDir, 'webhook-secret', 36) },
+      // Email to the dev inbox's SMTP server, SMS to its SMS API, webhooks anywhere (the built-in
+      // receiver included: loopback is allowed in development).
+      providers: {
+        webhookSecret: await devSecret(dataDir, 'webhook-secret', 36),
+        email: 'smtp',
+        smtp: { host: '127.0.0.1', port: (inbox as DevInbox).smtpPort, secure: false },
+        sms: 'sms-http',
+        smsHttp: { url: `${(inbox as DevInbox).url}/sms` },
+        emailFrom: `no-reply@${baseDomain}`,
+        smsSenderId: 'PLATFORM'
+      },
+      allowWebhookHosts: ['127.0.0.1', 'localhost'],
       // Tenants' SMTP passwords, SMS tokens and webhook secrets are sealed with this key (kept in .data/).
       keys: KeyRing.parse(`dev:${await devSecret(dataDir, 'comm-encryption-key', 32)}`),
       port: commPort,
@@ -254,16 +355,23 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     registryUrl: registry.url,
     notesUrl: running.url,
     commUrl: c,
+    inboxUrl: (inbox as DevInbox).url,
+    smtpUrl: (inbox as DevInbox).smtpUrl,
+    pids: { stack: process.pid, postgres: pg === undefined ? null : await readPid(join(pg.dataDir, 'postmaster.pid')) },
     databaseUrl,
     serviceDatabaseUrl,
     baseDomain,
     tokens: {
       platformAdmin: issue({ sub: 'dev-admin', roles: ['platform-admin'], scope: 'tenants:read tenants:write' }, month),
       service: issue({ sub: 'comm-service', roles: [], scope: 'tenants:read' }, month),
-      acmeOwner: issue({ sub: 'owner@acme.test', tenant: 'acme', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month)
+      acmeOwner: issue({ sub: 'owner@acme.test', tenant: 'acme', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month),
+      globexOwner: issue({ sub: 'owner@globex.test', tenant: 'globex', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month)
     }
   }
-  await writeFile(join(dataDir, 'dev.json'), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 })
+  // Another live stack on this .data (possible with DATABASE_URL) keeps its own dev.json.
+  const infoFile = primary ? 'dev.json' : `dev-${process.pid}.json`
+  if (!primary) say(`another stack (see .data/stack.pid) owns ${join(dataDir, 'dev.json')}: this one writes ${infoFile}`)
+  await writeFile(join(dataDir, infoFile), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 })
   // What a service of your own needs to join the stack: `node --env-file=.data/dev.env your-service.ts`.
   const serviceEnv = {
     REGISTRY_URL: registry.url,
@@ -272,36 +380,49 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     ...('secret' in config.jwt ? { JWT_SECRET: config.jwt.secret } : { JWT_PUBLIC_KEY: config.jwt.publicKey.replaceAll('\n', '\\n') }),
     BASE_DOMAIN: baseDomain
   }
-  await writeFile(join(dataDir, 'dev.env'), Object.entries(serviceEnv).map(([k, v]) => `${k}="${v}"`).join('\n') + '\n', { mode: 0o600 })
+  if (primary) await writeFile(join(dataDir, 'dev.env'), Object.entries(serviceEnv).map(([k, v]) => `${k}="${v}"`).join('\n') + '\n', { mode: 0o600 })
 
   const u = registry.url
   const n = running.url
+  const m = (inbox as DevInbox).url
+  // Paths as typed from the working directory (absolute when .data is elsewhere).
+  const shown = (path: string): string => {
+    const rel = relative(cwd, path)
+    return rel === '' || rel.startsWith('..') ? path : rel
+  }
+  const file = shown(join(dataDir, infoFile))
+  const json = (key: string): string => `$(node -p "require('${file.startsWith('/') ? file : `./${file}`}').tokens.${key}")`
+  const send = (body: string): string => `curl -s -X POST ${c}/v1/messages -H "authorization: Bearer $ACME" -H 'content-type: application/json' -d '${body}'`
   print(`
   Tenant registry   ${u}          (API docs: ${u}/docs, metrics: ${u}/metrics)
   Notes service     ${n}          (the example service built on @platform/multitenant)
-  Comm service      ${c}          (email, SMS, webhooks; API docs: ${c}/docs; email and SMS go to its log)
+  Comm service      ${c}          (email, SMS, webhooks; API docs: ${c}/docs)
+  Console           ${c}/console#token=${info.tokens.acmeOwner}
+                    (signed in as acme's owner; ${c}/console#token=<platformAdmin token> for the cross-tenant stats)
+  Dev inbox         ${m}          (the mail, texts and webhooks delivered; SMTP ${(inbox as DevInbox).smtpUrl})
   PostgreSQL        ${databaseUrl}
   Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
-  Tokens            .data/dev.json (platformAdmin, service, acmeOwner; valid 30 days)
-  Your own service  node --env-file=.data/dev.env your-service.ts   (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_SECRET)
+  Tokens            ${file} (platformAdmin, service, acmeOwner, globexOwner; valid 30 days)
+  Your own service  node --env-file=${shown(join(dataDir, 'dev.env'))} your-service.ts   (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_SECRET)
 
-  Try:
-    export TOKEN=$(node -p "require('./.data/dev.json').tokens.platformAdmin")
+  Walkthrough: acme's owner sends an email, an SMS and a webhook, and each reaches "sent":
+    export ACME=${json('acmeOwner')}
+    ${send('{"channel":"email","to":"ann@example.com","subject":"Hello from acme","text":"Hi Ann, welcome aboard."}')}
+    ${send('{"channel":"sms","to":"+15550100","body":"Your acme code is 1234"}')}
+    ${send(`{"channel":"webhook","to":"${m}/hooks/acme","body":"{\\"event\\":\\"order.paid\\",\\"order\\":42}"}`)}
+    curl -s "${c}/v1/messages?limit=3" -H "authorization: Bearer $ACME"
+  Then open ${m}: the email, the SMS and the signed webhook as they arrived.
+
+  More:
+    export TOKEN=${json('platformAdmin')}
     curl -s ${u}/v1/tenants -H "authorization: Bearer $TOKEN"
-    curl -s ${u}/v1/tenants/acme -H "authorization: Bearer $TOKEN"
     curl -s "${u}/v1/resolve?host=acme.${baseDomain}" -H "authorization: Bearer $TOKEN"
-    curl -s -X POST ${u}/v1/tenants -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"id":"hooli","name":"Hooli"}'
+    curl -s -X POST ${u}/v1/tenants -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"id":"hooli-'$(date +%s)'","name":"Hooli"}'
+    curl -s ${c}/v1/admin/stats -H "authorization: Bearer $TOKEN"
+    curl -s -X POST ${n}/v1/notes -H "authorization: Bearer $ACME" -H 'content-type: application/json' -d '{"title":"Hello from acme"}'
     npm run registry -- list
 
-    export ACME=$(node -p "require('./.data/dev.json').tokens.acmeOwner")
-    curl -s -X POST ${n}/v1/notes -H "authorization: Bearer $ACME" -H 'content-type: application/json' -d '{"title":"Hello from acme"}'
-    curl -s ${n}/v1/notes -H "authorization: Bearer $ACME"
-
-    export ID=$(curl -s -X POST ${c}/v1/messages -H "authorization: Bearer $ACME" -H 'content-type: application/json' -d '{"channel":"email","to":"ann@example.com","subject":"Hello","text":"Hi Ann"}' | node -p "JSON.parse(require('fs').readFileSync(0, 'utf8')).id")
-    curl -s ${c}/v1/messages/$ID -H "authorization: Bearer $ACME"
-    curl -s ${c}/v1/messages -H "authorization: Bearer $ACME"
-
-  Ctrl-C stops the services${pg === undefined ? '' : ' and the database (the data stays in .data/pg)'}.
+  Ctrl-C stops the services${pg === undefined ? '' : ', then the database (the data stays in ' + shown(pg.dataDir) + ')'}.
 `)
   let closing: Promise<void> | undefined
   return {
@@ -320,6 +441,10 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(new UR
     // 130), racing the registry's drain. This process stops everything itself, in order.
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeAllListeners(signal)
     closeOnSignals(stack.close, say)
+    // A parent that goes away without a signal for us (npm killed with -9) must not leave the
+    // stack running: stop as on SIGTERM.
+    const parent = process.ppid
+    setInterval(() => { if (process.ppid !== parent) process.kill(process.pid, 'SIGTERM') }, 500).unref()
   } catch (err) {
     say(err instanceof ConfigError ? err.message : `could not start: ${(err as Error).message}`)
     process.exit(1)

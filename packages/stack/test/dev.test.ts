@@ -1,10 +1,35 @@
-import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
 import { startDevStack, type DevInfo } from '../src/dev.ts'
 import { createStackDatabase } from './fixtures.ts'
+
+/** A raw SMTP conversation: each command after the server's answer to the one before. */
+async function smtpSay (port: number, commands: string[]): Promise<void> {
+  const { connect } = await import('node:net')
+  const socket = connect(port, '127.0.0.1')
+  let buffer = ''
+  const answer = async (): Promise<void> => await new Promise((resolve) => {
+    const check = (): void => {
+      if (/^\d{3} [^\n]*\r\n/m.test(buffer)) {
+        buffer = ''
+        socket.off('data', onData)
+        resolve()
+      }
+    }
+    const onData = (chunk: Buffer): void => { buffer += String(chunk); check() }
+    socket.on('data', onData)
+    check()
+  })
+  await answer()
+  for (const command of commands) {
+    socket.write(`${command}\r\n`)
+    await answer()
+  }
+  socket.destroy()
+}
 
 async function call (info: DevInfo, path: string, token: string, method: 'GET' | 'POST' | 'DELETE' = 'GET', body?: unknown): Promise<{ status: number, json: any }> {
   const res = await request(info.registryUrl + path, {
@@ -20,7 +45,7 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   const db = await createStackDatabase(t)
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const env = { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: '' }
+  const env = { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: '' }
   let banner = ''
   const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
   t.teardown(first.close)
@@ -42,9 +67,17 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   const listed = await request(`${info.notesUrl}/v1/notes`, { headers: { authorization: `Bearer ${info.tokens.acmeOwner}` } })
   t.match(await listed.body.json(), { items: [{ title: 'Hello from acme', author: 'owner@acme.test' }] })
 
+  t.match(await (await request(info.inboxUrl)).body.text(), /Email \(0\)<\/h2><p class="none">nothing yet/, 'the inbox starts empty')
+  // A bounce-style mail straight to the inbox's SMTP server: a null sender, no subject.
+  await smtpSay(Number(new URL(info.smtpUrl).port), ['EHLO test', 'MAIL FROM:<>', 'RCPT TO:<x@example.com>', 'DATA', 'X-Test: 1\r\n\r\nno subject here\r\n.', 'QUIT'])
+  t.match(await (await request(`${info.inboxUrl}/api/mail`)).body.json(), { items: [{ from: '', subject: '', to: ['x@example.com'] }] })
+  const empty = await request(`${info.inboxUrl}/hooks/empty`, { method: 'POST' })
+  t.equal(empty.statusCode, 204, 'a webhook without a body')
+  await empty.body.dump()
+
   // The communication service: the banner's send and status lines, with the printed token.
-  t.match(banner, new RegExp(`export ID=\\$\\(curl -s -X POST ${info.commUrl}/v1/messages -H "authorization: Bearer \\$ACME"`))
-  t.match(banner, new RegExp(`curl -s ${info.commUrl}/v1/messages/\\$ID -H "authorization: Bearer \\$ACME"`))
+  t.match(banner, new RegExp(`curl -s -X POST ${info.commUrl}/v1/messages -H "authorization: Bearer \\$ACME"`))
+  t.match(banner, new RegExp(`curl -s "${info.commUrl}/v1/messages\\?limit=3" -H "authorization: Bearer \\$ACME"`))
   const sent = await request(`${info.commUrl}/v1/messages`, { method: 'POST', headers: { authorization: `Bearer ${info.tokens.acmeOwner}`, 'content-type': 'application/json' }, body: JSON.stringify({ channel: 'email', to: 'ann@example.com', subject: 'Hello', text: 'Hi Ann' }) })
   t.equal(sent.statusCode, 202)
   const { id } = await sent.body.json() as { id: string }
@@ -53,7 +86,21 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
     await new Promise((resolve) => setTimeout(resolve, 100))
     status = (await (await request(`${info.commUrl}/v1/messages/${id}`, { headers: { authorization: `Bearer ${info.tokens.acmeOwner}` } })).body.json() as { status: string }).status
   }
-  t.equal(status, 'sent', 'the message went out through the log provider')
+  t.equal(status, 'sent', 'the message went out through the dev inbox\'s SMTP server')
+  const mail = await (await request(`${info.inboxUrl}/api/mail`)).body.json() as { items: Array<{ subject: string, from: string, to: string[] }> }
+  t.match(mail.items, [{ subject: 'Hello', from: 'no-reply@acme.test', to: ['ann@example.com'] }, { from: '' }], 'and the inbox caught it')
+  // The inbox's other doors: the SMS API (even a body it cannot read gets an id), the webhook
+  // receiver, and the page, which escapes what it shows.
+  const sms = await request(`${info.inboxUrl}/sms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' })
+  t.match(await sms.body.json(), { id: /^sms_/ })
+  const hook = await request(`${info.inboxUrl}/hooks/demo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"x":"<b>"}' })
+  t.equal(hook.statusCode, 204)
+  await hook.body.dump()
+  t.match(await (await request(`${info.inboxUrl}/api/hooks`)).body.json(), { items: [{ name: 'demo', body: '{"x":"<b>"}' }, { name: 'empty', body: '' }] })
+  t.match(await (await request(`${info.inboxUrl}/api/sms`)).body.json(), { items: [{ body: '' }] })
+  const html = await (await request(info.inboxUrl)).body.text()
+  t.match(html, /<b>Hello<\/b> from <code>no-reply@acme\.test<\/code>/)
+  t.match(html, /&#34;x&#34;:&#34;&#60;b&#62;&#34;/, 'webhook bodies are escaped')
 
   const page = await call(info, '/v1/tenants', info.tokens.service)
   t.same(page.json.items.map((x: { id: string }) => x.id), ['acme', 'globex', 'initech'])
@@ -78,21 +125,21 @@ t.test('bad configuration is refused before anything starts', async (t) => {
   await t.rejects(startDevStack({ env: { DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none', PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { code: 'ECONNREFUSED' })
   await t.rejects(startDevStack({ env: { DEV_PG_PORT: '70000' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'DEV_PG_PORT' })
   const db = await createStackDatabase(t)
-  const running = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
+  const running = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} })
   t.teardown(running.close)
   const port = new URL(running.info.registryUrl).port
-  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: port, NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT', message: /in use/ })
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: port, NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'PORT', message: /in use/ })
   const notesPort = new URL(running.info.notesUrl).port
-  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: notesPort, COMM_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'NOTES_PORT', message: /in use/ })
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: notesPort, COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'NOTES_PORT', message: /in use/ })
   const commPort = new URL(running.info.commUrl).port
-  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: commPort, LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'COMM_PORT', message: /in use/ })
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: commPort, INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'COMM_PORT', message: /in use/ })
 })
 
 t.test('without DATABASE_URL: an embedded PostgreSQL under .data/pg that survives restarts', async (t) => {
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   await chmod(cwd, 0o755) // as root, the server runs as user postgres, which must enter it
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const env = { PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent' }
+  const env = { PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }
   let banner = ''
   const first = await startDevStack({ env, cwd, print: (s) => { banner += s } })
   t.teardown(first.close)
@@ -134,7 +181,7 @@ t.test('with a key pair instead of a secret, the services verify the printed tok
   const db = await createStackDatabase(t)
   const cwd = await mkdtemp(join(tmpdir(), 'dev-keys-'))
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const stack = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent', JWT_PUBLIC_KEY: publicKey, JWT_PRIVATE_KEY: privateKey }, cwd, print: () => {} })
+  const stack = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent', JWT_PUBLIC_KEY: publicKey, JWT_PRIVATE_KEY: privateKey }, cwd, print: () => {} })
   t.teardown(stack.close)
   // Demo tenants are cluster-wide roles that an earlier test here already made, so acme may be
   // another database's: what matters is that the token passed verification and reached the look-up.
@@ -143,4 +190,45 @@ t.test('with a key pair instead of a secret, the services verify the printed tok
   t.ok(res.statusCode === 200 || body.code === 'TENANT_NOT_FOUND', `the RS256 token was accepted (${res.statusCode} ${body.code ?? ''})`)
   const forged = await request(`${stack.info.notesUrl}/v1/notes`, { headers: { authorization: `Bearer ${stack.info.tokens.acmeOwner.slice(0, -4)}AAAA` } })
   t.equal(forged.statusCode, 401, 'a forged signature is not')
+})
+
+t.test('a PostgreSQL left running on .data/pg by a crashed stack is stopped first; taken ports are named', async (t) => {
+  const { startEmbeddedPostgres } = await import('@platform/testkit')
+  const { createServer } = await import('node:net')
+  const cwd = await mkdtemp(join(tmpdir(), 'dev-leftover-'))
+  await chmod(cwd, 0o755)
+  t.teardown(() => rm(cwd, { recursive: true, force: true }))
+  // What a stack killed with -9 leaves behind: its server, no live lock holder.
+  const leftover = await startEmbeddedPostgres({ dataDir: join(cwd, '.data', 'pg') })
+  const pid = Number((await readFile(join(cwd, '.data', 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0])
+  const env = { PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }
+  // A lock file naming this very process (left by an earlier stack of it) does not block it.
+  await writeFile(join(cwd, '.data', 'stack.pid'), `${process.pid}\n`)
+  const stack = await startDevStack({ env, cwd, print: () => {} })
+  t.teardown(stack.close)
+  t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, 'the leftover server was stopped')
+  t.not(stack.info.pids.postgres, pid, 'and a new one runs')
+  t.equal((await call(stack.info, '/v1/tenants/acme', stack.info.tokens.service)).status, 200, 'on the same data')
+  await stack.close()
+  t.equal(leftover.port > 0, true, 'the leftover\'s handle is not stopped again: its process is gone')
+
+  // A port you chose that is taken is named; PostgreSQL's own refusal is explained.
+  const busy = createServer()
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => busy.close())
+  const taken = String((busy.address() as { port: number }).port)
+  await writeFile(join(cwd, '.data', 'stack.pid'), 'not a pid\n') // unreadable: nobody holds it
+  await t.rejects(startDevStack({ env: { ...env, DEV_PG_PORT: taken }, cwd, print: () => {} }), /could not start the embedded PostgreSQL[\s\S]*Is another `pnpm start` running\?/)
+  const db = await createStackDatabase(t)
+  const external = { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, ...env }
+  // Another live stack (another process) owns this .data: a DATABASE_URL stack leaves its dev.json alone.
+  await writeFile(join(cwd, '.data', 'stack.pid'), `${process.ppid}\n`)
+  await writeFile(join(cwd, '.data', 'dev.json'), '{"theirs":true}\n')
+  const beside = await startDevStack({ env: external, cwd, print: () => {} })
+  t.same(JSON.parse(await readFile(join(cwd, '.data', 'dev.json'), 'utf8')), { theirs: true }, 'the other stack\'s dev.json is untouched')
+  t.same(JSON.parse(await readFile(join(cwd, '.data', `dev-${process.pid}.json`), 'utf8')).commUrl, beside.info.commUrl, 'this one has its own')
+  t.equal((await readFile(join(cwd, '.data', 'stack.pid'), 'utf8')).trim(), String(process.ppid), 'and the lock stays the other\'s')
+  await beside.close()
+  await t.rejects(startDevStack({ env: { ...external, INBOX_PORT: taken }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'INBOX_PORT', message: /in use/ })
+  await t.rejects(startDevStack({ env: { ...external, SMTP_PORT: taken }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'SMTP_PORT', message: /in use/ })
 })

@@ -21,3 +21,15 @@ export async function createStackDatabase (t: Test): Promise<{ url: string, serv
   }
   return { url: loginUrl(db.url, registry), serviceUrl: loginUrl(db.url, service), commUrl: loginUrl(db.url, comm) }
 }
+
+/**
+ * Drops the demo tenants a stack made (schemas and roles): roles are cluster-wide, so a later test
+ * file's stack on another database of this server can make them again.
+ */
+export async function purgeDemoTenants (info: { registryUrl: string, tokens: { platformAdmin: string } }): Promise<void> {
+  const { request } = await import('undici')
+  for (const id of ['acme', 'globex', 'initech']) {
+    const res = await request(`${info.registryUrl}/v1/tenants/${id}?purge=true&confirm=${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${info.tokens.platformAdmin}` } })
+    await res.body.dump()
+  }
+}

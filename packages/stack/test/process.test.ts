@@ -43,7 +43,7 @@ t.test('pnpm start (packages/stack/src/dev.ts): prints the stack, serves, and st
   const cwd = await mkdtemp(join(tmpdir(), 'dev-proc-'))
   await chmod(cwd, 0o755)
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
-  const proc = start({ DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', LOG_LEVEL: 'silent' }, cwd)
+  const proc = start({ DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }, cwd)
   t.teardown(() => proc.child.kill('SIGKILL'))
   await until('the banner', () => /Notes service {5}http/.test(proc.out()))
   const registry = /Tenant registry {3}(\S+)/.exec(proc.out())?.[1] as string
@@ -66,4 +66,35 @@ t.test('pnpm start with a bad variable exits 1 naming it', async (t) => {
   const down = start({ DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none', PORT: '0', NOTES_PORT: '0', COMM_PORT: '0' }, cwd)
   t.equal(await down.exited, 1)
   t.match(down.err(), /\[dev\] could not start: .*ECONNREFUSED/)
+})
+
+t.test('a parent killed with -9 leaves nothing running: the stack notices and stops itself', async (t) => {
+  const db = await createStackDatabase(t)
+  const cwd = await mkdtemp(join(tmpdir(), 'dev-orphan-'))
+  t.teardown(() => rm(cwd, { recursive: true, force: true }))
+  // A stand-in for npm: starts the stack and does nothing else.
+  const parent = spawn(process.execPath, ['-e', `require('node:child_process').spawn(process.execPath, [${JSON.stringify(DEV)}], { stdio: 'inherit' }); setInterval(() => {}, 1000)`], {
+    cwd,
+    env: { ...process.env, DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent' }
+  })
+  let out = ''
+  let err = ''
+  parent.stdout.on('data', (d: Buffer) => { out += String(d) })
+  parent.stderr.on('data', (d: Buffer) => { err += String(d) })
+  t.teardown(() => parent.kill('SIGKILL'))
+  await until('the banner', () => /Comm service {6}http/.test(out))
+  const registry = /Tenant registry {3}(\S+)/.exec(out)?.[1] as string
+  const stackPid = Number(JSON.parse(await (await import('node:fs/promises')).readFile(join(cwd, '.data', 'dev.json'), 'utf8')).pids.stack)
+  t.ok(await healthy(registry))
+  parent.kill('SIGKILL')
+  await until('the orphaned stack to exit', () => {
+    try {
+      process.kill(stackPid, 0)
+      return false
+    } catch {
+      return true
+    }
+  }, 10_000)
+  t.match(err, /SIGTERM: shutting down/, 'it stopped as on SIGTERM')
+  t.notOk(await healthy(registry), 'nothing is left listening')
 })

@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { platformErrorHandler } from '@platform/multitenant/fastify'
+import { openApiConventions, platformErrorHandler } from '@platform/multitenant/fastify'
 import type { Sql } from 'postgres'
 import type { JwtKeys } from './config.ts'
 import { registryAuth } from './plugins/auth.ts'
@@ -75,9 +75,13 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     openapi: {
       openapi: '3.1.0',
       info: { title: 'Tenant registry', version: '1', description: 'Owns tenants and domains, provisions tenant schemas, answers look-ups, publishes changes.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } }
-    }
+      servers: [{ url: 'http://127.0.0.1:4000', description: 'The development stack (npm start)' }],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      tags: [{ name: 'tenants', description: 'Tenants, their domains, look-ups and the change feed' }, { name: 'operations', description: 'Health and readiness (metrics and docs need the ops token when one is set)' }]
+    },
+    refResolver: { buildLocalReference: (json) => String(json.$id) }
   })
+  openApiConventions(app)
   const guard = opsGuard(config.opsToken)
   if (config.docs !== false) {
     await app.register(swaggerUi, { routePrefix: '/docs', uiHooks: { onRequest: guard } })

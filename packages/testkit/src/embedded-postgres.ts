@@ -14,6 +14,12 @@ export interface EmbeddedPostgresOptions {
   port?: number
   /** Receives the server's log lines. Default: discard. */
   onLog?: (line: string) => void
+  /**
+   * Keep every commit on disk (fsync, full page writes, synchronous commit), as a development
+   * database that promises its data across restarts must. Default false: tests trade durability
+   * for speed.
+   */
+  durable?: boolean
 }
 
 export interface RunningPostgres {
@@ -94,7 +100,10 @@ export async function startEmbeddedPostgres (options: EmbeddedPostgresOptions = 
     initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
     // TCP on loopback only, and no Unix socket: a socket file in /tmp is shared by every server on
     // the machine, so a second checkout's server (or a stale lock file) would collide with it.
-    postgresFlags: ['-c', 'max_connections=400', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    postgresFlags: [
+      '-c', 'max_connections=400', '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=',
+      ...(options.durable === true ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'])
+    ],
     onLog: (message: string) => {
       const text = String(message).trimEnd()
       for (const line of text.split('\n')) recent.push(line)

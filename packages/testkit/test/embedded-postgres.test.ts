@@ -17,10 +17,11 @@ t.test('a persistent server keeps its data across restarts', async (t) => {
   await sql.end()
   await first.stop()
   await first.stop() // idempotent
-  const second = await startEmbeddedPostgres({ dataDir })
+  const second = await startEmbeddedPostgres({ dataDir, durable: true })
   t.teardown(() => second.stop())
   sql = postgres(second.url, { max: 1 })
   t.same(await sql`select n from kept`, [{ n: 42 }])
+  t.same(await sql`select current_setting('fsync') as fsync, current_setting('full_page_writes') as fpw, current_setting('synchronous_commit') as sc`, [{ fsync: 'on', fpw: 'on', sc: 'on' }], 'durable: every commit reaches the disk')
   await sql.end()
   t.ok(logs.length > 0, 'server output reaches onLog')
 })
@@ -28,6 +29,9 @@ t.test('a persistent server keeps its data across restarts', async (t) => {
 t.test('a start that cannot work fails with a clear error', async (t) => {
   const running = await startEmbeddedPostgres()
   t.teardown(() => running.stop())
+  const sql = postgres(running.url, { max: 1 })
+  t.same(await sql`select current_setting('fsync') as fsync`, [{ fsync: 'off' }], 'tests trade durability for speed')
+  await sql.end()
   await t.rejects(startEmbeddedPostgres({ port: running.port }), new RegExp(`could not start the embedded PostgreSQL in .* \\(port ${running.port}\\): .*(could not|already)`), 'the reason is the server\'s, not "undefined"')
 })
 

@@ -28,6 +28,11 @@ export const messageBody = {
   type: 'object',
   required: ['channel', 'to'],
   additionalProperties: false,
+  examples: [
+    { channel: 'email', to: 'ann@example.com', subject: 'Welcome to Acme', text: 'Hi Ann, your account is ready.' },
+    { channel: 'sms', to: '+15550100', body: 'Your Acme code is 1234' },
+    { channel: 'email', to: 'ann@example.com', template: { name: 'welcome', locale: 'en-GB', data: { name: 'Ann' } } }
+  ],
   properties: {
     channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
     to: { type: 'string', minLength: 1, maxLength: 2048 },

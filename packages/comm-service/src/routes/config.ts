@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import createError from '@fastify/error'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { mergeConfig, TenantUnavailableError, type Tenant } from '@platform/multitenant'
-import { withTenant } from '@platform/multitenant/fastify'
+import { errorResponse, withTenant } from '@platform/multitenant/fastify'
 import { request } from 'undici'
 import { hostProblem, ValidationError } from '../messages/validate.ts'
 import { ACCESS } from '../roles.ts'
@@ -130,12 +130,12 @@ const etagOf = (tenant: Tenant): string => `"${tenant.id}.${tenant.version}"`
 export async function configRoutes (app: FastifyInstance, options: ConfigRoutesOptions): Promise<void> {
   app.get('/v1/config', {
     config: { auth: ACCESS.readConfig },
-    schema: { summary: 'The tenant\'s communication settings (secrets only as set/unset)', tags: ['config'], response: { 200: configSchema } }
+    schema: { summary: 'The tenant\'s communication settings (secrets only as set/unset)', tags: ['config'], response: { 200: { ...configSchema, description: 'The settings', headers: { etag: { type: 'string', description: 'For If-Match on PATCH' } } } } }
   }, withTenant(async (request, reply) => await reply.header('etag', etagOf(request.tenant)).send(configView(request.tenant))))
 
   app.patch<{ Body: ConfigPatch, Headers: { 'if-match'?: string } }>('/v1/config', {
     config: { auth: ACCESS.writeConfig },
-    schema: { summary: 'Change the tenant\'s communication settings; forwarded to the registry (If-Match → 412 when stale)', tags: ['config'], body: patchBody, response: { 200: configSchema } }
+    schema: { summary: 'Change the tenant\'s communication settings; forwarded to the registry (If-Match → 412 when stale)', tags: ['config'], body: patchBody, headers: { type: 'object', properties: { 'if-match': { type: 'string', description: 'The ETag from GET: a stale one gets 412' } } }, response: { 200: { ...configSchema, description: 'The settings after the change', headers: { etag: { type: 'string' } } }, 412: errorResponse(412) } }
   }, withTenant(async (request, reply) => {
     const tenantId = request.tenant.id
     const ifMatch = request.headers['if-match']

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { withTenant } from '@platform/multitenant/fastify'
+import { errorResponse, withTenant } from '@platform/multitenant/fastify'
 import type { CommMetrics } from '../metrics.ts'
 import { decodeCursor, SendLimitError, type MessageStore, type RateState } from '../messages/store.ts'
 import { checkMessage, messageBody, ValidationError, type MessageInput } from '../messages/validate.ts'
@@ -37,10 +37,30 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
 
   app.post<{ Body: MessageInput, Headers: { 'idempotency-key'?: string } }>('/v1/messages', {
     config: { auth: ACCESS.send },
-    schema: { body: messageBody }
+    schema: {
+      summary: 'Accept a message (queued for delivery)',
+      body: messageBody,
+      headers: { type: 'object', properties: { 'idempotency-key': { type: 'string', pattern: KEY.source, description: 'A repeat with the same body gets the first answer for 24 hours' } } },
+      response: {
+        202: {
+          description: 'Accepted and queued',
+          headers: {
+            location: { type: 'string', description: '/v1/messages/{id}' },
+            'x-ratelimit-limit': { type: 'integer', description: 'The tighter send limit, when the tenant has one' },
+            'x-ratelimit-remaining': { type: 'integer' },
+            'x-ratelimit-reset': { type: 'integer', description: 'Seconds until the window resets' },
+            'idempotent-replayed': { type: 'string', description: 'true on a replayed answer' }
+          },
+          type: 'object',
+          properties: { id: { type: 'string', format: 'uuid' }, status: { type: 'string', enum: ['queued'] } }
+        },
+        422: errorResponse(422),
+        429: errorResponse(429)
+      }
+    }
   }, withTenant(async (request, reply) => {
+    // The header's schema refuses a key that is not 1 to 255 printable ASCII characters.
     const key = request.headers['idempotency-key']
-    if (key !== undefined && !KEY.test(key)) throw new ValidationError('Idempotency-Key must be 1 to 255 printable ASCII characters')
     // A template is rendered now, with exactly the function a preview uses: a missing variable
     // is this request's 400, and the message keeps the content, version and locale it was sent with.
     let from: Parameters<MessageStore['accept']>[3]
@@ -75,12 +95,12 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
 
   app.get<{ Params: { id: string } }>('/v1/messages/:id', {
     config: { auth: ACCESS.read },
-    schema: { params: idParams }
+    schema: { summary: 'One message, with its history and last error', params: idParams }
   }, withTenant(async (request) => await store.get(request.params.id)))
 
   app.get<{ Querystring: { limit?: string, cursor?: string, status?: string, channel?: string, to?: string } }>('/v1/messages', {
     config: { auth: ACCESS.read },
-    schema: { querystring: listQuery }
+    schema: { summary: 'The tenant\'s messages, newest first (cursor pages)', querystring: listQuery }
   }, withTenant(async (request) => {
     const cursor = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
     if (cursor === null) throw new ValidationError('cursor is not a cursor from this API')
@@ -89,7 +109,7 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
 
   app.post<{ Params: { id: string } }>('/v1/messages/:id/cancel', {
     config: { auth: ACCESS.send },
-    schema: { params: idParams }
+    schema: { summary: 'Cancel a message not yet sent', params: idParams, response: { 409: errorResponse(409) } }
   }, withTenant(async (request) => {
     const canceled = await store.cancel(request.params.id)
     options.stats.count(request.tenant.id, 'canceled')
@@ -98,7 +118,7 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
 
   app.post<{ Params: { id: string } }>('/v1/messages/:id/retry', {
     config: { auth: ACCESS.redrive },
-    schema: { params: idParams }
+    schema: { summary: 'Redrive a dead-lettered (failed) message (admin, owner)', params: idParams, response: { 409: errorResponse(409) } }
   }, withTenant(async (request) => {
     const redriven = await store.retry(request.tenant, request.params.id)
     options.stats.count(request.tenant.id, 'queued')

@@ -1,7 +1,7 @@
 // /v1/templates: CRUD with immutable versions and locale variants, and a preview that renders
 // with the same function as sending. `templates:write` changes, `messages:read` reads.
 import type { FastifyInstance } from 'fastify'
-import { withTenant } from '@platform/multitenant/fastify'
+import { errorResponse, withTenant } from '@platform/multitenant/fastify'
 import { ACCESS } from '../roles.ts'
 import { TEMPLATE_LIMITS } from '../templates/render.ts'
 import type { Channel, TemplateInput, TemplateStore } from '../templates/store.ts'
@@ -24,7 +24,11 @@ export async function templateRoutes (app: FastifyInstance, options: { templates
 
   app.post<{ Body: TemplateInput & { name: string, channel: Channel } }>('/v1/templates', {
     config: WRITE,
-    schema: { body: { type: 'object', additionalProperties: false, required: ['name', 'channel', 'defaultLocale', 'variants'], properties: { name: NAME, channel: { type: 'string', enum: ['email', 'sms', 'webhook'] }, ...content } } }
+    schema: {
+      summary: 'Create a template (version 1)',
+      body: { type: 'object', additionalProperties: false, required: ['name', 'channel', 'defaultLocale', 'variants'], properties: { name: NAME, channel: { type: 'string', enum: ['email', 'sms', 'webhook'] }, ...content } },
+      response: { 201: { description: 'Created', headers: { location: { type: 'string' } }, type: 'object', additionalProperties: true }, 409: errorResponse(409) }
+    }
   }, withTenant(async (request, reply) => {
     const { name, channel, ...input } = request.body
     const made = await templates.create(name, channel, input)
@@ -33,27 +37,27 @@ export async function templateRoutes (app: FastifyInstance, options: { templates
 
   app.put<{ Params: { name: string }, Body: TemplateInput }>('/v1/templates/:name', {
     config: WRITE,
-    schema: { params: nameParams, body: { type: 'object', additionalProperties: false, required: ['defaultLocale', 'variants'], properties: content } }
+    schema: { summary: 'A new version of a template', params: nameParams, body: { type: 'object', additionalProperties: false, required: ['defaultLocale', 'variants'], properties: content } }
   }, withTenant(async (request) => await templates.update(request.params.name, request.body)))
 
-  app.get('/v1/templates', { config: READ }, withTenant(async () => ({ items: await templates.list() })))
+  app.get('/v1/templates', { config: READ, schema: { summary: 'The tenant\'s templates' } }, withTenant(async () => ({ items: await templates.list() })))
 
   app.get<{ Params: { name: string }, Querystring: { version?: string } }>('/v1/templates/:name', {
     config: READ,
-    schema: { params: nameParams, querystring: { type: 'object', additionalProperties: false, properties: { version: { type: 'string', pattern: '^[1-9][0-9]{0,8}$' } } } }
+    schema: { summary: 'A template at its current (or a given) version, with its history', params: nameParams, querystring: { type: 'object', additionalProperties: false, properties: { version: { type: 'string', pattern: '^[1-9][0-9]{0,8}$' } } } }
   }, withTenant(async (request) => {
     const version = request.query.version === undefined ? undefined : Number(request.query.version)
     const found = await templates.get(request.params.name, version)
     return { ...found, history: await templates.history(request.params.name) }
   }))
 
-  app.delete<{ Params: { name: string } }>('/v1/templates/:name', { config: WRITE, schema: { params: nameParams } }, withTenant(async (request, reply) => {
+  app.delete<{ Params: { name: string } }>('/v1/templates/:name', { config: WRITE, schema: { summary: 'Remove a template', params: nameParams, response: { 204: { description: 'Removed', type: 'null' } } } }, withTenant(async (request, reply) => {
     await templates.remove(request.params.name)
     return await reply.code(204).send()
   }))
 
   app.post<{ Params: { name: string }, Body: { locale?: string, version?: number, data?: Record<string, unknown> } }>('/v1/templates/:name/preview', {
     config: READ,
-    schema: { params: nameParams, body: { type: 'object', additionalProperties: false, properties: { locale: LOCALE, version: { type: 'integer', minimum: 1 }, data: { type: 'object' } } } }
+    schema: { summary: 'Render a template exactly as sending would', params: nameParams, body: { type: 'object', additionalProperties: false, properties: { locale: LOCALE, version: { type: 'integer', minimum: 1 }, data: { type: 'object' } } } }
   }, withTenant(async (request) => await templates.render(request.params.name, { locale: request.body.locale, version: request.body.version, data: request.body.data ?? {} })))
 }

@@ -7,6 +7,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import createError from '@fastify/error'
 import type { FastifyInstance } from 'fastify'
+import { errorResponse } from '@platform/multitenant/fastify'
 import { isValidTenantId, TenantMismatchError, TenantNotFoundError } from '@platform/multitenant'
 import type { TenantDb } from '@platform/multitenant/pg'
 import { signWebhook } from '../delivery/providers/webhook.ts'
@@ -54,7 +55,12 @@ export async function webhookRoutes (app: FastifyInstance, options: WebhookRoute
       tags: ['callbacks'],
       security: [],
       params: { type: 'object', required: ['provider'], properties: { provider: { type: 'string', enum: Object.keys(CALLBACK_PROVIDERS) } } },
-      headers: { type: 'object', properties: { 'webhook-id': { type: 'string' }, 'webhook-timestamp': { type: 'string' }, 'webhook-signature': { type: 'string' } } }
+      headers: { type: 'object', properties: { 'webhook-id': { type: 'string' }, 'webhook-timestamp': { type: 'string' }, 'webhook-signature': { type: 'string' } } },
+      response: {
+        200: { description: 'Recorded (applied, or a repeat, or not applicable to the message\'s state)', type: 'object', properties: { messageId: { type: 'string' }, status: { type: 'string' }, applied: { type: 'boolean' }, duplicate: { type: 'boolean' } } },
+        401: errorResponse(401, 'Unsigned, forged, or outside the replay window (UNAUTHORIZED)'),
+        403: errorResponse(403, 'The instance or X-Tenant-ID is another tenant\'s (TENANT_MISMATCH)')
+      }
     }
   }, async (request, reply) => {
     const { provider } = request.params

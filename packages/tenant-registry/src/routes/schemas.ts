@@ -28,15 +28,11 @@ export const tenantSchema = {
   }
 } as const
 
-export const errorSchema = {
-  type: 'object',
-  properties: { statusCode: { type: 'integer' }, code: { type: 'string' }, error: { type: 'string' }, message: { type: 'string' } }
-} as const
-
 export const createBody = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'name'],
+  examples: [{ id: 'hooli', name: 'Hooli', tier: 'standard', domains: ['mail.hooli.example'], config: { comm: { emailFrom: 'no-reply@hooli.example', smsSenderId: 'HOOLI' } }, limits: { messagesPerMinute: 600 }, contactEmail: 'ops@hooli.example' }],
   properties: {
     id: TENANT_ID,
     name: { type: 'string', minLength: 1, maxLength: 200 },

@@ -1,13 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { errorResponse } from '@platform/multitenant/fastify'
 import { hasRole, hasScope, TenantNotFoundError, type PlatformClaims, type Tenant, type TenantStatus, type TenantTier } from '@platform/multitenant'
 import { ForbiddenError, PreconditionFailedError, ValidationError } from '../errors.ts'
 import { assertOwnTenant } from '../plugins/auth.ts'
 import type { CreateTenantInput, UpdateTenantInput } from '../tenants.ts'
-import { createBody, DOMAIN, errorSchema, idParams, listQuery, patchBody, TENANT_ID, tenantSchema } from './schemas.ts'
+import { createBody, DOMAIN, idParams, listQuery, patchBody, TENANT_ID, tenantSchema } from './schemas.ts'
 
 const READ = { auth: { scope: 'tenants:read' } }
 const WRITE = { auth: { scope: 'tenants:write', admin: true } }
-const errors = { 400: errorSchema, 401: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema, 412: errorSchema }
+const errors = Object.fromEntries([400, 401, 403, 404, 409, 412].map((status) => [status, errorResponse(status)]))
 
 const etagOf = (tenant: Tenant): string => `"${tenant.id}.${tenant.version}"`
 
@@ -74,7 +75,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     return { ...page, limit: query.limit, offset: query.offset }
   })
 
-  app.get('/tenants/:id', { config: READ, schema: { summary: 'One tenant, with ETag (If-None-Match → 304)', params: idParams, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+  app.get('/tenants/:id', { config: READ, schema: { summary: 'One tenant, with ETag (If-None-Match → 304)', params: idParams, response: { 200: { ...tenantSchema, description: 'The tenant', headers: { etag: { type: 'string', description: 'The tenant\'s version, for If-None-Match and If-Match' } } }, 304: { description: 'Not modified', type: 'null' }, ...errors } } }, async (request, reply) => {
     const { id } = request.params as { id: string }
     assertOwnTenant(request, id)
     const tenant = await store.require(id)
