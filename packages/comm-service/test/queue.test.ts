@@ -42,9 +42,13 @@ t.test('a message and its job commit together, as two logins in one transaction'
   t.same(await db.transaction(async (tx) => await tx.asService(async (sql) => await inTransaction(sql).executeSql('select current_user = session_user as service')), { tenant: a }), { rows: [{ service: true }] }, 'the adapter runs as the service, with or without parameters')
   t.same(await db.transaction(async (tx) => await tx.asService(async (sql) => await inTransaction(sql).executeSql('select $1::text as s, $2::jsonb ->> \'k\' as k', ['text', { k: 'v' }])), { tenant: a }), { rows: [{ s: 'text', k: 'v' }] }, 'plain objects go out as JSON, the rest as they are')
 
+  // A handler that throws hands its job back: the job runs again (pg-boss's retry), then completes.
   const seen: string[] = []
-  await queue.work({ local: 2, perTenant: 1 }, async (job) => { seen.push(job.data.messageId) })
-  const deadline = Date.now() + 5000
-  while (seen.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.same(seen, [id], 'a worker gets the job')
+  await queue.work({ local: 2, perTenant: 1 }, async (job) => {
+    seen.push(job.data.messageId)
+    if (seen.length === 1) throw new Error('a worker failing mid-job')
+  })
+  const deadline = Date.now() + 15_000
+  while (seen.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.same(seen, [id, id], 'a worker gets the job, and gets it again after failing on it')
 })
