@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino } from 'pino'
-import { multitenantPlugin, openApiConventions, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
+import { multitenantPlugin, openApiConventions, openApiRefResolver, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
 import { Providers, type ProviderDefaults } from './delivery/providers/index.ts'
 import type { Provider } from './delivery/providers/types.ts'
 import { DEFAULT_RETRY, deliveryHandler, type RetryPolicy } from './delivery/worker.ts'
@@ -106,8 +106,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
         { name: 'operations', description: 'Health, readiness and metrics' }
       ]
     },
-    // Shared schemas keep their own names (PlatformError) in components.schemas.
-    refResolver: { buildLocalReference: (json) => String(json.$id) }
+    refResolver: openApiRefResolver
   })
   openApiConventions(app)
   await app.register(swaggerUi, { routePrefix: '/docs' })

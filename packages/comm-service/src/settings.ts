@@ -44,7 +44,8 @@ export const COMM_DEFAULTS: Readonly<CommSettings> = {
 export const SENDER_EMAIL = /^[^\s@<>",;]{1,64}@[^\s@<>",;]{1,255}$/
 /** An SMS sender id (`smsSenderId`, COMM_SMS_SENDER_ID): alphanumeric, or a phone number. */
 export const SENDER_ID = /^([A-Za-z0-9 ]{1,11}|\+[1-9]\d{6,14})$/
-const HOST = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
+/** A host name or an IPv4 address (`smtp.host`). */
+export const HOST = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
 
 export function check (value: CommSettings): string[] {
   const problems: string[] = []
@@ -65,6 +66,12 @@ export function check (value: CommSettings): string[] {
   if (typeof smsHttp.token !== 'string' || (smsHttp.token !== '' && !KeyRing.isBox(smsHttp.token))) problems.push('smsHttp.token must be set through the comm-service (it stores it encrypted)')
   if (!Array.isArray(webhook.secrets) || webhook.secrets.length > 2 || !webhook.secrets.every((s) => typeof s === 'object' && s !== null && typeof s.secret === 'string' && KeyRing.isBox(s.secret))) problems.push('webhook.secrets must be generated through the comm-service (rotateSecret)')
   return problems
+}
+
+/** The webhook secrets still signing at `now`, newest first (none when the stored list is not one). */
+export function liveSecrets (settings: Pick<CommSettings, 'webhook'>, now: number): WebhookSecret[] {
+  const list = settings.webhook.secrets
+  return Array.isArray(list) ? list.filter((s) => s.expiresAt === null || Date.parse(s.expiresAt) > now) : []
 }
 
 /** The settings view; `report` hears once per tenant record whose section is not valid. */

@@ -9,6 +9,9 @@ import type { DeliveryQueue } from './queue/boss.ts'
 export const COUNTED = ['queued', 'sent', 'delivered', 'failed', 'bounced', 'canceled'] as const
 export type CountedStatus = typeof COUNTED[number]
 
+/** Every counted status at zero. */
+export const zeroCounts = (): Record<CountedStatus, number> => Object.fromEntries(COUNTED.map((status) => [status, 0])) as Record<CountedStatus, number>
+
 export interface TenantStats {
   tenant: string
   /** Messages that entered each status in the last 24 hours (queued: accepted or redriven). */
@@ -102,7 +105,7 @@ export async function tenantStats (stats: DeliveryQueue, queues: DeliveryQueue[]
   const entry = (tenant: string): TenantStats => {
     let found = byTenant.get(tenant)
     if (found === undefined) {
-      found = { tenant, counts: { queued: 0, sent: 0, delivered: 0, failed: 0, bounced: 0, canceled: 0 }, queue: { depth: 0, oldestSeconds: 0 } }
+      found = { tenant, counts: zeroCounts(), queue: { depth: 0, oldestSeconds: 0 } }
       byTenant.set(tenant, found)
     }
     return found

@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { openApiConventions, platformErrorHandler } from '@platform/multitenant/fastify'
+import { openApiConventions, openApiRefResolver, platformErrorHandler } from '@platform/multitenant/fastify'
 import type { Sql } from 'postgres'
 import type { JwtKeys } from './config.ts'
 import { registryAuth } from './plugins/auth.ts'
@@ -79,7 +79,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
       tags: [{ name: 'tenants', description: 'Tenants, their domains, look-ups and the change feed' }, { name: 'operations', description: 'Health and readiness (metrics and docs need the ops token when one is set)' }]
     },
-    refResolver: { buildLocalReference: (json) => String(json.$id) }
+    refResolver: openApiRefResolver
   })
   openApiConventions(app)
   const guard = opsGuard(config.opsToken)

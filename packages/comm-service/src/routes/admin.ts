@@ -7,7 +7,7 @@ import { runAsTenant, TenantMismatchError, TenantNotFoundError, TENANT_ID_PATTER
 import { decodeCursor, type MessageStore } from '../messages/store.ts'
 import { ValidationError } from '../messages/validate.ts'
 import { ACCESS } from '../roles.ts'
-import { COUNTED, type CountedStatus, type TenantStats } from '../stats.ts'
+import { COUNTED, zeroCounts, type TenantStats } from '../stats.ts'
 import { listQuery } from './messages.ts'
 
 export interface AdminRoutesOptions {
@@ -17,7 +17,7 @@ export interface AdminRoutesOptions {
   dedicated?: string | undefined
 }
 
-const counts = { type: 'object', properties: Object.fromEntries(['queued', 'sent', 'delivered', 'failed', 'bounced', 'canceled'].map((s) => [s, { type: 'integer' }])) }
+const counts = { type: 'object', properties: Object.fromEntries(COUNTED.map((s) => [s, { type: 'integer' }])) }
 
 export async function adminRoutes (app: FastifyInstance, options: AdminRoutesOptions): Promise<void> {
   const ADMIN = { tenant: false, auth: ACCESS.platformAdmin } as const
@@ -42,7 +42,7 @@ export async function adminRoutes (app: FastifyInstance, options: AdminRoutesOpt
   }, async (request) => {
     const all = await options.stats()
     const tenants = options.dedicated === undefined ? all : all.filter((s) => s.tenant === options.dedicated)
-    const totals: Record<CountedStatus, number> = { queued: 0, sent: 0, delivered: 0, failed: 0, bounced: 0, canceled: 0 }
+    const totals = zeroCounts()
     for (const s of tenants) for (const status of COUNTED) totals[status] += s.counts[status]
     request.log.info({ admin: request.claims?.sub, tenants: tenants.length }, 'platform admin read the stats')
     return { generatedAt: new Date().toISOString(), windowHours: 24, tenants, totals }

@@ -12,7 +12,7 @@ import { request } from 'undici'
 import { hostProblem, ValidationError } from '../messages/validate.ts'
 import { ACCESS } from '../roles.ts'
 import { secretContext, type KeyRing } from '../secrets.ts'
-import { check, COMM_DEFAULTS, EMAIL_PROVIDERS, SENDER_EMAIL, SENDER_ID, SMS_PROVIDERS, WEBHOOK_PROVIDERS, type CommSettings, type WebhookSecret } from '../settings.ts'
+import { check, COMM_DEFAULTS, EMAIL_PROVIDERS, HOST, liveSecrets, SMS_PROVIDERS, WEBHOOK_PROVIDERS, type CommSettings, type WebhookSecret } from '../settings.ts'
 
 export const PreconditionFailedError = createError<'PRECONDITION_FAILED', 412, []>('PRECONDITION_FAILED', 'The configuration changed since the version in If-Match', 412, undefined, false)
 export const EncryptionNotConfiguredError = createError<'SERVICE_UNAVAILABLE', 503, []>('SERVICE_UNAVAILABLE', 'Secrets cannot be stored: the service has no COMM_ENCRYPTION_KEYS', 503, undefined, false)
@@ -108,7 +108,7 @@ export function configView (tenant: Tenant, now = Date.now()): Record<string, un
   const raw = (tenant.config as { comm?: unknown }).comm
   const settings = mergeConfig(COMM_DEFAULTS, raw)
   const problems = check(settings)
-  const live = Array.isArray(settings.webhook.secrets) ? settings.webhook.secrets.filter((s) => s.expiresAt === null || Date.parse(s.expiresAt) > now) : []
+  const live = liveSecrets(settings, now)
   const previous = live.find((s) => s.expiresAt !== null)
   return {
     emailFrom: settings.emailFrom,
@@ -197,7 +197,7 @@ export function applyPatch (settings: CommSettings, patch: ConfigPatch, tenant: 
     }
   }
   let newSecret: string | undefined
-  const live = out.webhook.secrets.filter((s) => s.expiresAt === null || Date.parse(s.expiresAt) > now.getTime())
+  const live = liveSecrets(out, now.getTime())
   out.webhook.secrets = live
   if (patch.webhook?.rotateSecret === true) {
     newSecret = `whsec_${randomBytes(32).toString('base64')}`
@@ -210,10 +210,9 @@ export function applyPatch (settings: CommSettings, patch: ConfigPatch, tenant: 
 
 /** Refuses a configuration that cannot work, with every reason. */
 export async function assertWorkable (settings: CommSettings, options: Pick<ConfigRoutesOptions, 'allowHosts' | 'platform'>): Promise<void> {
+  // The stored section's own checks (shapes, senders, hosts' form), then what needs the platform or DNS.
   const problems = check(settings)
   const { providers, smtp, smsHttp } = settings
-  if (settings.emailFrom !== '' && !SENDER_EMAIL.test(settings.emailFrom)) problems.push('emailFrom must be an email address')
-  if (settings.smsSenderId !== '' && !SENDER_ID.test(settings.smsSenderId)) problems.push('smsSenderId must be 1 to 11 letters, digits or spaces, or an E.164 number')
   if (providers.email === 'smtp') {
     if (smtp.host === '' && !options.platform.smtp) problems.push('providers.email is smtp: set smtp.host (the platform has no SMTP server)')
     if (settings.emailFrom === '' && !options.platform.emailFrom) problems.push('providers.email is smtp: set emailFrom (the platform has no default sender)')
@@ -226,20 +225,19 @@ export async function assertWorkable (settings: CommSettings, options: Pick<Conf
   if (smtp.password !== '' && smtp.user === '') problems.push('smtp.password is set: smtp.user is required')
   if ((smtp.user !== '' || smtp.port !== 0) && smtp.host === '') problems.push('smtp.user and smtp.port need smtp.host (the platform\'s own server keeps its own credentials)')
   if (smsHttp.token !== '' && smsHttp.url === '') problems.push('smsHttp.token needs smsHttp.url (the platform\'s own API keeps its own token)')
-  if (smtp.host !== '' && /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(smtp.host)) {
-    const problem = await hostProblem(smtp.host, options.allowHosts)
-    if (problem === 'unresolved') problems.push(`smtp.host ${smtp.host} does not resolve`)
-    if (problem === 'private') problems.push(`smtp.host ${smtp.host} resolves to a non-public address`)
+  const reach = async (what: string, host: string): Promise<void> => {
+    const problem = await hostProblem(host, options.allowHosts)
+    if (problem === 'unresolved') problems.push(`${what} ${host} does not resolve`)
+    if (problem === 'private') problems.push(`${what} ${host} resolves to a non-public address`)
   }
+  if (smtp.host !== '' && HOST.test(smtp.host)) await reach('smtp.host', smtp.host)
   if (smsHttp.url !== '' && URL.canParse(smsHttp.url)) {
     const url = new URL(smsHttp.url)
     if (url.username !== '' || url.password !== '') problems.push('smsHttp.url must not carry credentials (set smsHttp.token)')
     if (url.protocol === 'http:' && !options.allowHosts.includes(url.hostname)) problems.push('smsHttp.url must be https')
-    const problem = await hostProblem(url.hostname, options.allowHosts)
-    if (problem === 'unresolved') problems.push(`smsHttp.url: ${url.hostname} does not resolve`)
-    if (problem === 'private') problems.push(`smsHttp.url: ${url.hostname} resolves to a non-public address`)
+    await reach('smsHttp.url:', url.hostname)
   }
-  if (problems.length > 0) throw new ValidationError([...new Set(problems)].join('; '))
+  if (problems.length > 0) throw new ValidationError(problems.join('; '))
 }
 
 /** The PATCH as the registry sees it: the caller's token, and If-Match. */

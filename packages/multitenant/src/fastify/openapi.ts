@@ -33,6 +33,9 @@ const REASONS: Record<number, string> = {
   503: 'A dependency is unavailable (SERVICE_UNAVAILABLE, TENANT_UNAVAILABLE), with Retry-After'
 }
 
+/** `@fastify/swagger`'s `refResolver`: shared schemas keep their `$id` as their component name (`PlatformError`). */
+export const openApiRefResolver = Object.freeze({ buildLocalReference: (json: { $id?: unknown }): string => String(json.$id) })
+
 /** An error answer for `status` in a route's `response`, with the shared error schema. */
 export function errorResponse (status: number, description = REASONS[status] ?? 'Error'): Record<string, unknown> {
   return { description, $ref: 'PlatformError#' }

@@ -479,7 +479,7 @@ export const multitenantPlugin: FastifyPluginAsync<MultitenantPluginOptions> = f
 export { platformErrorHandler, type ErrorHandlerOptions, type ErrorBody } from './error-handler.ts'
 export { multitenantOptionsFromEnv, EnvError, type EnvOptionsDefaults } from './env.ts'
 export { listenService } from './serve.ts'
-export { openApiConventions, errorResponse, operationIdOf, ERROR_SCHEMA } from './openapi.ts'
+export { openApiConventions, openApiRefResolver, errorResponse, operationIdOf, ERROR_SCHEMA } from './openapi.ts'
 export { authPlugin, mapClaims, DEFAULT_AUTH_EXCLUDE, type AuthOptions, type ClaimMapping, type ClaimSource, type RouteAuth } from './auth.ts'
 
 export default multitenantPlugin

@@ -4,7 +4,7 @@
 import Fastify from 'fastify'
 import swagger from '@fastify/swagger'
 import t from 'tap'
-import { errorResponse, openApiConventions, operationIdOf, platformErrorHandler } from '../../src/fastify/plugin.ts'
+import { errorResponse, openApiConventions, openApiRefResolver, operationIdOf, platformErrorHandler } from '../../src/fastify/plugin.ts'
 
 t.test('operation ids and error answers', async (t) => {
   t.equal(operationIdOf('GET', '/v1/tenants/:id/domains'), 'getTenantsByIdDomains')
@@ -19,7 +19,7 @@ t.test('every route gets the conventions; the error body is still sent whole', a
   const app = Fastify()
   t.teardown(() => app.close())
   app.setErrorHandler(platformErrorHandler())
-  await app.register(swagger, { openapi: { openapi: '3.1.0', info: { title: 't', version: '1' } }, refResolver: { buildLocalReference: (json) => String(json.$id) } })
+  await app.register(swagger, { openapi: { openapi: '3.1.0', info: { title: 't', version: '1' } }, refResolver: openApiRefResolver })
   openApiConventions(app, { operations: ['/health'] })
   app.get('/health', { schema: { response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } }, async () => ({ status: 'ok' }))
   app.post('/v1/things', { config: { auth: false }, schema: { body: { type: 'object', properties: { n: { type: 'integer' } } } } }, async () => ({ made: true, extra: { x: 1 } }))

@@ -1,7 +1,7 @@
 // The providers, chosen per tenant and channel: the tenant's `config.comm.providers` first, then
 // the platform's defaults from the environment. Only the delivery code calls them.
 import type { FastifyBaseLogger } from 'fastify'
-import type { CommSettings } from '../../settings.ts'
+import { liveSecrets, type CommSettings } from '../../settings.ts'
 import { LogProvider } from './log.ts'
 import { SmsHttpProvider, type SmsHttpOptions } from './sms-http.ts'
 import { SmtpProvider, type SmtpServer } from './smtp.ts'
@@ -64,7 +64,7 @@ export class Providers {
    * lasts), or the one derived from COMM_WEBHOOK_SECRET for a tenant that never rotated.
    */
   webhookSecrets (settings: CommSettings, tenant: string, now = Date.now()): string[] {
-    const live = settings.webhook.secrets.filter((s) => s.expiresAt === null || Date.parse(s.expiresAt) > now)
+    const live = liveSecrets(settings, now)
     if (live.length === 0) return [tenantWebhookSecret(this.#defaults.webhookSecret, tenant)]
     return live.map((s) => this.open(s.secret, tenant, 'webhook.secret'))
   }
