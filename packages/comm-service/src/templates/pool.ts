@@ -5,12 +5,17 @@
 // get 429 RATE_LIMITED. At most `threads` renders run at once, so a render's clock starts on a
 // free thread, not in a queue behind other tenants' renders.
 import { availableParallelism } from 'node:os'
+import { MessageChannel } from 'node:worker_threads'
 import { Piscina } from 'piscina'
 import createError from '@fastify/error'
 import { TEMPLATE_LIMITS, TemplateError, TemplateRenderError, type Part, type RenderJob, type RenderResult } from './render.ts'
+import type { RenderTask } from './render-worker.ts'
 
 /** A tenant's renders are all in flight and none ended within `waitMs`. */
 export const RenderBusyError = createError<'RATE_LIMITED', 429, [number, number]>('RATE_LIMITED', 'This tenant already has %d renders in flight, retry in %d seconds', 429, undefined, false)
+
+/** No render thread took the job within `startMs` (threads that keep failing to start). */
+export const RenderUnavailableError = createError<'SERVICE_UNAVAILABLE', 503, []>('SERVICE_UNAVAILABLE', 'Templates cannot be rendered right now, try again later', 503, undefined, false)
 
 export interface RenderPoolOptions {
   /** Worker threads (default: the cores, 2 to 4). */
@@ -23,6 +28,8 @@ export interface RenderPoolOptions {
   waitMs?: number
   /** Elements per-element filters may visit in one render (default `TEMPLATE_LIMITS.elements`). */
   elements?: number
+  /** How long a job may wait for a thread to start it (a thread being replaced), in ms (default 10,000). */
+  startMs?: number
 }
 
 /** The file next to this one, with this module's own extension (`.ts` in the sources, `.js` in `dist`). */
@@ -75,13 +82,14 @@ class Slots {
 }
 
 export class RenderPool {
-  readonly #pool: Piscina<RenderJob, RenderResult>
+  readonly #pool: Piscina<RenderTask, RenderResult>
   readonly #threads: Slots
   readonly #tenants = new Map<string, Slots>()
   readonly #timeoutMs: number
   readonly #perTenant: number
   readonly #waitMs: number
   readonly #elements: number
+  readonly #startMs: number
 
   constructor (options: RenderPoolOptions = {}) {
     const threads = options.threads ?? Math.max(2, Math.min(4, availableParallelism()))
@@ -89,8 +97,9 @@ export class RenderPool {
     this.#perTenant = options.perTenant ?? 2
     this.#waitMs = options.waitMs ?? 2000
     this.#elements = options.elements ?? TEMPLATE_LIMITS.elements
+    this.#startMs = options.startMs ?? 10_000
     this.#threads = new Slots(threads)
-    this.#pool = new Piscina<RenderJob, RenderResult>({
+    this.#pool = new Piscina<RenderTask, RenderResult>({
       filename: siblingModule('render-worker').href,
       minThreads: threads,
       maxThreads: threads,
@@ -126,17 +135,26 @@ export class RenderPool {
   }
 
   async #run (job: RenderJob): Promise<Partial<Record<Part, string>>> {
+    // The clock starts when a thread starts the job: a thread being replaced after a stopped
+    // render (starting takes a moment) is not counted against the next render.
     const stop = new AbortController()
-    const timer = setTimeout(() => stop.abort(), this.#timeoutMs)
+    let timer = setTimeout(() => stop.abort('start'), this.#startMs)
+    const { port1, port2 } = new MessageChannel()
+    port1.once('message', () => {
+      clearTimeout(timer)
+      timer = setTimeout(() => stop.abort('time'), this.#timeoutMs)
+    })
     let result: RenderResult
     try {
-      result = await this.#pool.run(job, { signal: stop.signal })
+      result = await this.#pool.run({ ...job, started: port2 }, { signal: stop.signal, transferList: [port2] })
     } catch (err) {
-      if (stop.signal.aborted) throw new TemplateRenderError(`the render took longer than ${this.#timeoutMs} ms and was stopped`)
+      if (stop.signal.reason === 'time') throw new TemplateRenderError(`the render took longer than ${this.#timeoutMs} ms and was stopped`)
+      if (stop.signal.reason === 'start') throw new RenderUnavailableError()
       // The thread died (its memory limit): the template's fault, answered like any render failure.
       throw new TemplateRenderError(`the render failed: ${(err as Error).message.split('\n')[0]?.slice(0, 200) ?? 'the thread stopped'}`)
     } finally {
       clearTimeout(timer)
+      port1.close()
     }
     if (!result.ok) throw result.code === 'TEMPLATE_INVALID' ? new TemplateError(result.message) : new TemplateRenderError(result.message)
     return result.content
