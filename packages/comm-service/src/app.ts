@@ -195,7 +195,11 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
 
   if (role !== 'worker') {
     // Templates render in worker threads, created with the app and stopped with it.
-    const pool = new RenderPool(config.render)
+    const pool = new RenderPool({
+      /* c8 ignore next: see RenderPool's 'error' listener */
+      onError: (err) => app.log.warn({ err: { message: err.message } }, 'a template render thread failed'),
+      ...config.render
+    })
     app.addHook('onClose', async () => await pool.close())
     const templates = new TemplateStore(app.tenantDb, pool)
     const store = new MessageStore(app.tenantDb, queueOf, retry.attempts)

@@ -30,6 +30,10 @@ export interface RenderPoolOptions {
   elements?: number
   /** How long a job may wait for a thread to start it (a thread being replaced), in ms (default 10,000). */
   startMs?: number
+  /** Heap of one render thread in MB (default 256): a render that needs more ends its thread. */
+  heapMb?: number
+  /** Told of a thread's failure outside any render (the pool replaces the thread). */
+  onError?: (err: Error) => void
 }
 
 /** The file next to this one, with this module's own extension (`.ts` in the sources, `.js` in `dist`). */
@@ -107,8 +111,11 @@ export class RenderPool {
       // Render threads yield the CPU to the event loop (with the optional @napi-rs/nice).
       niceIncrement: 10,
       // A render that allocates without bound ends its own thread, not the process.
-      resourceLimits: { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32 }
+      resourceLimits: { maxOldGenerationSizeMb: options.heapMb ?? 256, maxYoungGenerationSizeMb: 32 }
     })
+    // Without a listener, piscina's 'error' (a thread that failed with no render left) would end the process.
+    /* c8 ignore next: emitted only when a thread fails after its render was answered (timing-dependent) */
+    this.#pool.on('error', (err: Error) => options.onError?.(err))
   }
 
   /** Renders a variant's parts for `tenant`: the content, or a 400 template error, or 429 when the tenant has too many in flight. */

@@ -26,7 +26,7 @@ export const TEMPLATE_LIMITS = Object.freeze({
   /** Bytes of JSON of the data. */
   data: 16_384,
   /** Elements of a literal range (`(1..n)`), checked when a template is saved. */
-  range: 10_000,
+  range: 50_000,
   /**
    * Elements that per-element filters (`where_exp`, `has_exp`, `map`, `sort`…) may visit in one
    * render, all parts and nested calls together; the whole input of a call is counted up front.
