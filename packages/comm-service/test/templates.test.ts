@@ -72,6 +72,7 @@ t.test('the render pool: a thread that runs out of heap, a thread that never sta
   t.teardown(async () => await small.close())
   await t.rejects(small.render('a', { body: '{% assign r = (1..n) | concat: (1..n) | concat: (1..n) %}{{ r | size }}' }, { n: 3_000_000 }, {}), { code: 'TEMPLATE_RENDER_FAILED', statusCode: 400, message: /^the render failed: / }, 'the thread ended; the request gets a 400')
   t.same(await small.render('a', { body: 'still {{ x }}' }, { x: 'here' }, {}), { body: 'still here' }, 'a new thread took its place')
+  await t.rejects(small.render('a', { body: '{{ x }}' }, { x: 'y'.repeat(TEMPLATE_LIMITS.data) }, {}), { code: 'TEMPLATE_INVALID', statusCode: 400, message: /data is at most/ }, 'refusals keep their code across the thread')
   const never = new RenderPool({ threads: 1, startMs: 0 })
   t.teardown(async () => await never.close())
   await t.rejects(never.render('a', { body: 'x' }, {}, {}), { code: 'SERVICE_UNAVAILABLE', statusCode: 503 }, 'no thread started it in time')

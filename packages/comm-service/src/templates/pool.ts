@@ -158,7 +158,7 @@ export class RenderPool {
       if (stop.signal.reason === 'time') throw new TemplateRenderError(`the render took longer than ${this.#timeoutMs} ms and was stopped`)
       if (stop.signal.reason === 'start') throw new RenderUnavailableError()
       // The thread died (its memory limit): the template's fault, answered like any render failure.
-      throw new TemplateRenderError(`the render failed: ${(err as Error).message.split('\n')[0]?.slice(0, 200) ?? 'the thread stopped'}`)
+      throw new TemplateRenderError(`the render failed: ${((err as Error).message.split('\n', 1)[0] as string).slice(0, 200)}`)
     } finally {
       clearTimeout(timer)
       port1.close()
