@@ -22,6 +22,7 @@ import { StatsRecorder, tenantStats } from './stats.ts'
 import { templateRoutes } from './routes/templates.ts'
 import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
 import type { KeyRing } from './secrets.ts'
+import { RenderPool, type RenderPoolOptions } from './templates/pool.ts'
 import { TemplateStore } from './templates/store.ts'
 import { commSettings } from './settings.ts'
 
@@ -55,7 +56,12 @@ export interface CommConfig {
   callbackSecrets?: Partial<Record<CallbackProvider, string>>
   /** The key ring that seals tenants' secrets (COMM_ENCRYPTION_KEYS); without it, secret writes are refused. */
   keys?: KeyRing | null
+  /** The template render pool: threads, hard time limit, renders in flight per tenant (COMM_RENDER_*). */
+  render?: RenderPoolOptions
 }
+
+/** The routes the library's per-tenant request limit (`multitenant.rateLimit`) applies to. */
+export const RATE_LIMITED_ROUTES = /^\/v1\/(messages|templates)(\/|$)/
 
 export interface CommDeps {
   logger?: FastifyBaseLogger
@@ -110,6 +116,12 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   })
   openApiConventions(app)
   await app.register(swaggerUi, { routePrefix: '/docs' })
+  // With `multitenant.rateLimit`, the per-tenant request limit guards the template and message
+  // routes (where rendering and accepting cost most); other routes opt out before it is installed.
+  app.addHook('onRoute', (route) => {
+    const routeConfig = route.config as { rateLimit?: unknown } | undefined
+    if (!RATE_LIMITED_ROUTES.test(route.url) && routeConfig?.rateLimit === undefined) route.config = { ...route.config, rateLimit: false } as typeof route.config
+  })
   await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*', '/console*'], ...config.multitenant })
   const role = config.role ?? 'all'
 
@@ -182,7 +194,14 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   })
 
   if (role !== 'worker') {
-    const templates = new TemplateStore(app.tenantDb)
+    // Templates render in worker threads, created with the app and stopped with it.
+    const pool = new RenderPool({
+      /* c8 ignore next: see RenderPool's 'error' listener */
+      onError: (err) => app.log.warn({ err: { message: err.message } }, 'a template render thread failed'),
+      ...config.render
+    })
+    app.addHook('onClose', async () => await pool.close())
+    const templates = new TemplateStore(app.tenantDb, pool)
     const store = new MessageStore(app.tenantDb, queueOf, retry.attempts)
     await app.register(messageRoutes, { store, templates, metrics, stats, allowHosts: config.allowWebhookHosts ?? [] })
     await app.register(adminRoutes, { store, dedicated, stats: async () => await tenantStats(queueOf('default'), [...queues.values()]) })

@@ -5,6 +5,7 @@ import { parseSmtpUrl } from './delivery/providers/smtp.ts'
 import type { CallbackProvider } from './routes/webhooks.ts'
 import { KeyRing } from './secrets.ts'
 import { SENDER_EMAIL, SENDER_ID } from './settings.ts'
+import type { RenderPoolOptions } from './templates/pool.ts'
 
 export { EnvError }
 
@@ -32,7 +33,7 @@ function positive (env: NodeJS.ProcessEnv, name: string, fallback: number, max: 
  * and the platform's provider defaults and retry policy (see `providersFromEnv`, `retryFromEnv`).
  */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig {
-  const multitenant = multitenantOptionsFromEnv(env)
+  const multitenant = { ...multitenantOptionsFromEnv(env), ...rateLimitFromEnv(env) }
   const clusters = (multitenant.db as { clusters?: Record<string, string> } | undefined)?.clusters
   if (clusters?.default === undefined) throw new EnvError('DATABASE_URL', 'is required: the comm-service login (NOSUPERUSER, a member of platform_services, owner of the queue schema)')
   const role = (env.COMM_ROLE?.trim() || 'all') as CommRole
@@ -57,6 +58,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
     },
     keys: keysFromEnv(env),
     callbackSecrets: callbackSecretsFromEnv(env),
+    render: renderFromEnv(env),
     port,
     host: env.HOST?.trim() || '127.0.0.1',
     logLevel
@@ -137,4 +139,39 @@ export function callbackSecretsFromEnv (env: NodeJS.ProcessEnv): Partial<Record<
     out[provider] = secret
   }
   return out
+}
+
+/**
+ * The library's per-tenant request limit on the template and message routes: COMM_RATE_LIMIT
+ * (`on`, the default, or `off`) and requests per minute by tier, COMM_RATE_LIMIT_FREE (300),
+ * COMM_RATE_LIMIT_STANDARD (3,000), COMM_RATE_LIMIT_PREMIUM (30,000); a tenant's own
+ * `limits.requestsPerMinute` in the registry wins over its tier's.
+ */
+export function rateLimitFromEnv (env: NodeJS.ProcessEnv): Pick<CommConfig['multitenant'], 'rateLimit'> {
+  const raw = env.COMM_RATE_LIMIT?.trim() || 'on'
+  if (raw !== 'on' && raw !== 'off') throw new EnvError('COMM_RATE_LIMIT', 'must be on or off')
+  if (raw === 'off') return { rateLimit: false }
+  return {
+    rateLimit: {
+      timeWindow: '1 minute',
+      tiers: {
+        free: positive(env, 'COMM_RATE_LIMIT_FREE', 300, 1_000_000),
+        standard: positive(env, 'COMM_RATE_LIMIT_STANDARD', 3000, 1_000_000),
+        premium: positive(env, 'COMM_RATE_LIMIT_PREMIUM', 30_000, 1_000_000)
+      }
+    }
+  }
+}
+
+/**
+ * The template render pool: COMM_RENDER_THREADS (worker threads, default 2 to 4 by cores),
+ * COMM_RENDER_TIMEOUT_MS (the hard limit of one render, 1,000) and COMM_RENDER_PER_TENANT (renders
+ * one tenant may have in flight, 2).
+ */
+export function renderFromEnv (env: NodeJS.ProcessEnv): RenderPoolOptions {
+  return {
+    ...(env.COMM_RENDER_THREADS?.trim() ? { threads: positive(env, 'COMM_RENDER_THREADS', 2, 64) } : {}),
+    timeoutMs: positive(env, 'COMM_RENDER_TIMEOUT_MS', 1000, 60_000),
+    perTenant: positive(env, 'COMM_RENDER_PER_TENANT', 2, 100)
+  }
 }

@@ -68,7 +68,7 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
     if (body.template !== undefined) {
       const { template, ...rest } = body
       if (rest.subject !== undefined || rest.text !== undefined || rest.html !== undefined || rest.body !== undefined) throw new ValidationError('a message takes a template or inline content, not both')
-      const rendered = await options.templates.render(template.name, { locale: template.locale, version: template.version, data: template.data ?? {} })
+      const rendered = await options.templates.render(template.name, { tenant: request.tenant.id, locale: template.locale, version: template.version, data: template.data ?? {} })
       if (rendered.channel !== body.channel) throw new ValidationError(`template ${template.name} is for ${rendered.channel}, not ${body.channel}`)
       from = { request: body, template: { name: rendered.name, version: rendered.version, locale: rendered.locale } }
       body = { ...rest, ...rendered.content }

@@ -59,5 +59,5 @@ export async function templateRoutes (app: FastifyInstance, options: { templates
   app.post<{ Params: { name: string }, Body: { locale?: string, version?: number, data?: Record<string, unknown> } }>('/v1/templates/:name/preview', {
     config: READ,
     schema: { summary: 'Render a template exactly as sending would', params: nameParams, body: { type: 'object', additionalProperties: false, properties: { locale: LOCALE, version: { type: 'integer', minimum: 1 }, data: { type: 'object' } } } }
-  }, withTenant(async (request) => await templates.render(request.params.name, { locale: request.body.locale, version: request.body.version, data: request.body.data ?? {} })))
+  }, withTenant(async (request) => await templates.render(request.params.name, { tenant: request.tenant.id, locale: request.body.locale, version: request.body.version, data: request.body.data ?? {} })))
 }

@@ -2,7 +2,8 @@
 // Locale fallback: the exact locale (`en-GB`), then its language (`en`), then the default.
 import createError from '@fastify/error'
 import type { TenantDb } from '@platform/multitenant/pg'
-import { checkTemplate, renderPart, TemplateError, type Part } from './render.ts'
+import type { RenderPool } from './pool.ts'
+import { checkTemplate, TemplateError, type Part } from './render.ts'
 
 export const TemplateNotFoundError = createError<'NOT_FOUND', 404, [string]>('NOT_FOUND', '%s', 404, undefined, false)
 export const TemplateExistsError = createError<'CONFLICT', 409, [string]>('CONFLICT', '%s', 409, undefined, false)
@@ -78,9 +79,11 @@ const SELECT = `select t.name, t.channel, v.version, v.default_locale, v.variant
 
 export class TemplateStore {
   readonly #db: TenantDb<Record<string, unknown>>
+  readonly #pool: RenderPool
 
-  constructor (db: TenantDb<Record<string, unknown>>) {
+  constructor (db: TenantDb<Record<string, unknown>>, pool: RenderPool) {
     this.#db = db
+    this.#pool = pool
   }
 
   async create (name: string, channel: Channel, input: TemplateInput): Promise<TemplateVersion> {
@@ -133,13 +136,15 @@ export class TemplateStore {
     if (rows.length === 0) throw new TemplateNotFoundError(`no template named ${name}`)
   }
 
-  /** Renders a version for a locale: the one function behind both preview and sending. */
-  async render (name: string, options: { locale?: string | undefined, version?: number | undefined, data: Record<string, unknown> }): Promise<Rendered & { channel: Channel }> {
+  /**
+   * Renders a version for a locale in the render pool (off the event loop, time-limited, at most
+   * a few per tenant at once): the one function behind both preview and sending, so a preview is
+   * byte-identical to what is sent.
+   */
+  async render (name: string, options: { tenant: string, locale?: string | undefined, version?: number | undefined, data: Record<string, unknown> }): Promise<Rendered & { channel: Channel }> {
     const template = await this.get(name, options.version)
     const locale = pickLocale(template, options.locale)
-    const variant = template.variants[locale] as Variant
-    const content: Variant = {}
-    for (const part of Object.keys(variant) as Part[]) content[part] = await renderPart(part, variant[part] as string, options.data, template.defaults)
+    const content = await this.#pool.render(options.tenant, template.variants[locale] as Variant, options.data, template.defaults)
     return { name, version: template.version, locale, channel: template.channel, content }
   }
 }
