@@ -7,6 +7,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import { request } from 'undici'
 import { senderDomains, senderProblems, storedSenders } from '../src/senders.ts'
+import { check } from '../src/settings.ts'
 import { SECRET, startPlatform, tid } from './fixtures.ts'
 import { settled, startComm, until } from './helpers.ts'
 import { httpPeer, smtpPeer } from './peers.ts'
@@ -156,4 +157,6 @@ t.test('the rules, unit by unit', async (t) => {
   t.match(storedSenders(makeSettings({ emailFrom: 'No-Reply@Platform.Test', smsSenderId: 'platform' }), policy), { emailFrom: '', smsSenderId: '' })
   t.match(storedSenders(makeSettings({ emailFrom: 'a@acme.test', smsSenderId: 'ACME' }), policy), { emailFrom: 'a@acme.test', smsSenderId: 'ACME' })
   t.match(storedSenders(makeSettings({ emailFrom: 'no-reply@platform.test', smsSenderId: 'PLATFORM' }), { emailFrom: '', smsSenderId: '' }), { emailFrom: 'no-reply@platform.test', smsSenderId: 'PLATFORM' }, 'no platform default: nothing to fold')
+  t.match(check(makeSettings({ replyTo: 'not an address' })), [/^replyTo must be an email address$/])
+  t.same(check(makeSettings({ replyTo: 'help@acme.example.com' })), [])
 })

@@ -41,7 +41,9 @@ export const COMM_SECTION_SCHEMA = {
         secure: { type: 'boolean' },
         user: { type: 'string', maxLength: 256, pattern: '^[^\\r\\n]*$' },
         password: { type: 'string', maxLength: 4096, pattern: SEALED },
-        passwordSetAt: TIME
+        passwordSetAt: TIME,
+        // Credentials without TLS to the tenant's own server (its explicit choice; the platform must allow it too).
+        allowPlaintextAuth: { type: 'boolean' }
       }
     },
     smsHttp: {

@@ -18,12 +18,12 @@ t.test('a tenant writing its own config straight to the registry', async (t) => 
   const r = await startRegistry(t)
   const acme = tid('acme')
   const globex = tid('globex')
-  const create = async (payload: Record<string, unknown>): Promise<{ statusCode: number, json: () => any }> =>
+  const create = async (payload: Record<string, unknown>): Promise<{ statusCode: number, body: string, json: () => any }> =>
     await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload })
   t.equal((await create({ id: globex, name: 'Globex', domains: [`${globex}.test`], config: { comm: { emailFrom: `hello@${globex}.test`, smsSenderId: 'GLOBEX' } } })).statusCode, 201)
   t.equal((await create({ id: acme, name: 'Acme', domains: [`${acme}.test`] })).statusCode, 201)
   const owner = r.tokenFor({ sub: 'owner', tenant: acme, roles: ['owner'], scope: 'config:write' })
-  const patch = async (config: unknown, token = owner, id = acme): Promise<{ statusCode: number, json: () => any }> =>
+  const patch = async (config: unknown, token = owner, id = acme): Promise<{ statusCode: number, body: string, json: () => any }> =>
     await r.app.inject({ method: 'PATCH', url: `/v1/tenants/${id}`, headers: bearer(token), payload: { config } as object })
   const refused = async (config: unknown, status: number, code: string, message: RegExp, what: string): Promise<void> => {
     const res = await patch(config)
@@ -66,6 +66,7 @@ t.test('a tenant writing its own config straight to the registry', async (t) => 
       ['an unknown setting', { comm: { retry: { attempts: 3 } } }, /config\.comm\.retry is not a setting/],
       ['an unknown nested setting', { comm: { smtp: { tls: false } } }, /config\.comm\.smtp\.tls is not a setting/],
       ['a port as text', { comm: { smtp: { port: '25' } } }, /config\.comm\.smtp\.port must be integer/],
+      ['plaintext AUTH as text', { comm: { smtp: { allowPlaintextAuth: 'yes' } } }, /config\.comm\.smtp\.allowPlaintextAuth must be boolean/],
       ['a port out of range', { comm: { smtp: { port: 70000 } } }, /config\.comm\.smtp\.port must be <= 65535/],
       ['an unknown provider', { comm: { providers: { email: 'ses' } } }, /config\.comm\.providers\.email must be equal to one of the allowed values/],
       ['a plaintext SMTP password', { comm: { smtp: { password: 'hunter2' } } }, /config\.comm\.smtp\.password must be set through the comm-service/],
