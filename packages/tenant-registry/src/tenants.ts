@@ -365,6 +365,7 @@ function constraintOf (err: unknown): string | undefined {
     const name = (e as { constraint_name?: unknown }).constraint_name
     if (typeof name === 'string') return name
   }
+  /* c8 ignore next: asked of unique violations only, which always name their constraint */
   return undefined
 }
 
