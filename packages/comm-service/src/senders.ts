@@ -1,8 +1,9 @@
 // A tenant sends only as itself. An email sender (From, Reply-To) is at a domain the tenant owns
-// in the registry, exactly: one of its custom domains (unique across tenants) or `<id>.<BASE_DOMAIN>`;
-// or, for From only, it is the platform's default sender. A subdomain is not implied: another tenant may own
-// `mail.acme.example` while acme owns `acme.example`. SMS sender ids are reserved by the registry
-// (a unique index: one tenant per id, without case), so a stored id is always the tenant's own.
+// in the registry, exactly: one of its custom domains (unique across tenants) or
+// `<id>.<BASE_DOMAIN>`; or, for From only, it is the platform's default sender. A subdomain is not
+// implied: another tenant may own `mail.acme.example` while acme owns `acme.example`. SMS sender
+// ids are reserved by the registry (a unique index: one tenant per id, without case), so a stored
+// id is always the tenant's own.
 // Checked when the configuration is written (PATCH /v1/config) and again before every email is
 // handed to a provider, since configuration can reach the registry without this service and a
 // domain can be removed after the sender was set.
