@@ -165,7 +165,7 @@ function describe (value) {
 async function loadConfig () {
   const config = await api('GET', '/v1/config')
   const items = []
-  for (const key of ['emailFrom', 'emailFromName', 'smsSenderId', 'providers', 'smtp', 'smsHttp', 'webhook']) {
+  for (const key of ['emailFrom', 'emailFromName', 'replyTo', 'smsSenderId', 'providers', 'smtp', 'smsHttp', 'webhook']) {
     items.push(el('dt', key), el('dd', describe(config[key]), { 'data-key': key }))
   }
   $('config-list').replaceChildren(...items)

@@ -24,6 +24,7 @@ import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
 import type { KeyRing } from './secrets.ts'
 import { RenderPool, type RenderPoolOptions } from './templates/pool.ts'
 import { TemplateStore } from './templates/store.ts'
+import { senderProblems, type SenderPolicy } from './senders.ts'
 import { commSettings } from './settings.ts'
 
 export { KeyRing } from './secrets.ts'
@@ -178,6 +179,8 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
   app.addHook('onClose', async () => await providers.close())
   const settings = commSettings((tenant, problems) => app.log.warn({ tenant, problems }, 'config.comm is not valid: this tenant\'s messages fail until it is fixed'))
   const retry = { ...DEFAULT_RETRY, ...config.retry }
+  const platform = config.providers ?? {}
+  const senders: SenderPolicy = { baseDomain: config.multitenant.baseDomain, emailFrom: platform.emailFrom ?? '', smsSenderId: platform.smsSenderId ?? '' }
 
   // Operations routes: no tenant, no token (scrapers and probes).
   const OPEN = { tenant: false, auth: false } as const
@@ -208,11 +211,11 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     await app.register(templateRoutes, { templates })
     await app.register(consoleRoutes)
     await app.register(webhookRoutes, { db: app.tenantDb, stats, dedicated, secrets: config.callbackSecrets ?? {} })
-    const platform = config.providers ?? {}
     await app.register(configRoutes, {
       keys: config.keys ?? null,
       allowHosts: config.allowWebhookHosts ?? [],
-      platform: { smtp: platform.smtp != null, smsHttp: platform.smsHttp != null, emailFrom: (platform.emailFrom ?? '') !== '', smsSenderId: (platform.smsSenderId ?? '') !== '' }
+      platform: { smtp: platform.smtp != null, smsHttp: platform.smsHttp != null, emailFrom: senders.emailFrom !== '', smsSenderId: senders.smsSenderId !== '' },
+      senders
     })
   }
   if (role !== 'api') {
@@ -221,6 +224,12 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
       tenants: app.tenantRegistry,
       queue: queueOf,
       settings: (tenant) => providers.settings(settings.for(tenant)),
+      // Email senders are checked here; an SMS sender id is one tenant's by the registry's index.
+      senders: (context, channel) => {
+        if (channel !== 'email') return null
+        const problems = senderProblems(context.settings, context.tenant, senders)
+        return problems.length === 0 ? null : `${problems.join('; ')}: the message is not sent as another's sender (change config.comm)`
+      },
       provider: deps.provider === undefined ? (context, channel) => providers.for(context, channel) : () => deps.provider as Provider,
       retry,
       metrics,

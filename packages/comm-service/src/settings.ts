@@ -12,6 +12,8 @@ export interface CommSettings {
   emailFrom: string
   /** The display name beside it (`Acme`). */
   emailFromName: string
+  /** Where replies go (`support@acme.example.com`); '' for none. At one of the tenant's domains too. */
+  replyTo: string
   /** The SMS sender id (`ACME`: 1–11 letters and digits, or a phone number). */
   smsSenderId: string
   /** The provider per channel. */
@@ -33,6 +35,7 @@ export interface WebhookSecret {
 export const COMM_DEFAULTS: Readonly<CommSettings> = {
   emailFrom: '',
   emailFromName: '',
+  replyTo: '',
   smsSenderId: '',
   providers: { email: '', sms: '', webhook: '' },
   smtp: { host: '', port: 0, secure: false, user: '', password: '', passwordSetAt: '' },
@@ -50,6 +53,7 @@ export const HOST = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
 export function check (value: CommSettings): string[] {
   const problems: string[] = []
   if (value.emailFrom !== '' && !SENDER_EMAIL.test(value.emailFrom)) problems.push('emailFrom must be an email address')
+  if (value.replyTo !== '' && !SENDER_EMAIL.test(value.replyTo)) problems.push('replyTo must be an email address')
   if (value.emailFromName.length > 100 || /[\r\n"<>]/.test(value.emailFromName)) problems.push('emailFromName must be at most 100 characters, without line breaks, quotes or angle brackets')
   if (value.smsSenderId !== '' && !SENDER_ID.test(value.smsSenderId)) problems.push('smsSenderId must be 1 to 11 letters, digits or spaces, or an E.164 number')
   const { providers, smtp } = value

@@ -20,8 +20,8 @@ t.test('config: roles, sealed secrets, If-Match, refusals, the SMTP password rea
   const p = await startPlatform(t)
   const a = tid('cfg-a')
   const b = tid('cfg-b')
-  await p.createTenant(a)
-  await p.createTenant(b)
+  await p.createTenant(a, { domains: ['a.example.com'] })
+  await p.createTenant(b, { domains: ['b.example.com'] })
   const smtp = await smtpPeer(t, { user: 'a-user', password: PASSWORD })
   const { call } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'] })
 
@@ -128,7 +128,7 @@ t.test('config: roles, sealed secrets, If-Match, refusals, the SMTP password rea
 t.test('the key ring rotates without downtime; without one, secrets are refused', async (t) => {
   const p = await startPlatform(t)
   const a = tid('ring')
-  await p.createTenant(a)
+  await p.createTenant(a, { domains: ['ring.example.com'] })
   const smtp = await smtpPeer(t, { user: 'ring', password: PASSWORD })
   const old = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'] })
   t.equal((await old.call('PATCH', '/v1/config', a, { emailFrom: 'r@ring.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'ring', password: PASSWORD } }, OWNER)).status, 200)

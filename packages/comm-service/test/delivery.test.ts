@@ -19,9 +19,9 @@ t.test('each tenant\'s message goes out through real peers with its own identity
   const hooks = await httpPeer(t, '/hook')
   const a = tid('pa')
   const b = tid('pb')
-  await p.createTenant(a, { config: { comm: { emailFrom: 'no-reply@acme.example.com', emailFromName: 'Acme', smsSenderId: 'ACME' } } })
+  await p.createTenant(a, { domains: ['acme.example.com'], config: { comm: { emailFrom: 'no-reply@acme.example.com', emailFromName: 'Acme', smsSenderId: 'ACME' } } })
   // B relays email through its own SMTP server and names its own sender.
-  await p.createTenant(b, { config: { comm: { emailFrom: 'hello@globex.example.com', smsSenderId: 'GLOBEX', smtp: { host: '127.0.0.1', port: ownSmtp.port } } } })
+  await p.createTenant(b, { domains: ['globex.example.com'], config: { comm: { emailFrom: 'hello@globex.example.com', smsSenderId: 'GLOBEX', smtp: { host: '127.0.0.1', port: ownSmtp.port } } } })
   const { call } = await startComm(t, p, {
     allowWebhookHosts: ['127.0.0.1'],
     providers: {
@@ -71,7 +71,7 @@ t.test('failures: transient ones retried (Retry-After honoured), permanent ones 
   const sms = await httpPeer(t, '/sms')
   const a = tid('fa')
   const b = tid('fb')
-  await p.createTenant(a, { config: { comm: { emailFrom: 'no-reply@acme.example.com', smsSenderId: 'ACME' } } })
+  await p.createTenant(a, { domains: ['acme.example.com'], config: { comm: { emailFrom: 'no-reply@acme.example.com', smsSenderId: 'ACME' } } })
   await p.createTenant(b, { config: { comm: { smsSenderId: 'GLOBEX' } } })
   const { call } = await startComm(t, p, {
     retry: { attempts: 3, baseMs: 100, maxMs: 400 },

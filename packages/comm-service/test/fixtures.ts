@@ -25,13 +25,16 @@ export interface Platform {
   /** The logins the one-time setup made (to repeat it on another database). */
   logins: { registry: { user: string, password: string }, service: { user: string, password: string } }
   createTenant: (id: string, extra?: Record<string, unknown>) => Promise<void>
+  /** A platform admin's token for the registry. */
+  adminToken: string
 }
 
 /**
  * `server`: a superuser URL of another PostgreSQL server to use (its `postgres` database).
  * `clusters`: further cluster names the registry accepts as a tenant's `database`.
+ * `baseDomain`: the registry's BASE_DOMAIN (tenants' `<id>.<BASE_DOMAIN>`).
  */
-export async function startPlatform (t: Test, options: { server?: string, clusters?: string[] } = {}): Promise<Platform> {
+export async function startPlatform (t: Test, options: { server?: string, clusters?: string[], baseDomain?: string } = {}): Promise<Platform> {
   const db = options.server === undefined ? await createTestDatabase(t) : { url: options.server }
   const tag = randomBytes(4).toString('hex')
   const registry = { user: `reg_${tag}`, password: randomBytes(12).toString('hex') }
@@ -45,7 +48,7 @@ export async function startPlatform (t: Test, options: { server?: string, cluste
   }
   const registryDatabaseUrl = loginUrl(db.url, registry)
   const running = await startRegistryServer({
-    config: { ...loadConfig({ DATABASE_URL: registryDatabaseUrl, JWT_SECRET: SECRET, PORT: '0', LOG_LEVEL: 'silent', ...Object.fromEntries((options.clusters ?? []).map((c) => [`DATABASE_URL_${c.toUpperCase()}`, registryDatabaseUrl])) }), databaseUrl: registryDatabaseUrl },
+    config: { ...loadConfig({ DATABASE_URL: registryDatabaseUrl, JWT_SECRET: SECRET, PORT: '0', LOG_LEVEL: 'silent', BASE_DOMAIN: options.baseDomain ?? '', ...Object.fromEntries((options.clusters ?? []).map((c) => [`DATABASE_URL_${c.toUpperCase()}`, registryDatabaseUrl])) }), databaseUrl: registryDatabaseUrl },
     logger: pino({ level: 'silent' })
   })
   t.teardown(() => running.close())
@@ -58,6 +61,7 @@ export async function startPlatform (t: Test, options: { server?: string, cluste
     serviceToken: sign({ sub: 'comm-service', scope: 'tenants:read' }),
     sign,
     logins: { registry, service },
+    adminToken,
     async createTenant (id, extra = {}) {
       const res = await request(`${running.url}/v1/tenants`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ id, name: id, ...extra }) })
       if (res.statusCode !== 201) throw new Error(`create ${id}: ${res.statusCode} ${await res.body.text()}`)

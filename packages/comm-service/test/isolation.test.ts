@@ -9,13 +9,15 @@ import { startComm } from './helpers.ts'
 t.test('2,000 concurrent mixed requests across 20 tenants: nothing crosses', async (t) => {
   const p = await startPlatform(t)
   const tenants = Array.from({ length: 20 }, (_, i) => tid(`iso${i}`))
-  for (const id of tenants) await p.createTenant(id, { config: { comm: { smsSenderId: `T${id.slice(-6)}`.slice(0, 11) } } })
+  // Each its own sender id (the registry keeps them unique): `T<n><file suffix>`.
+  const senderOf = (id: string): string => `T${id.replace(/^comm-iso/, '').replace('-', '')}`.slice(0, 11)
+  for (const id of tenants) await p.createTenant(id, { config: { comm: { smsSenderId: senderOf(id) } } })
   // The provider records whose message it sent and with which sender: each must be its own.
   const wrong: string[] = []
   const provider: Provider = {
     name: 'check',
     async send (message, { tenant, settings }) {
-      if (message.metadata.tenant !== tenant.id || settings.smsSenderId !== `T${tenant.id.slice(-6)}`.slice(0, 11)) wrong.push(`${tenant.id} sent ${JSON.stringify(message.metadata)} as ${settings.smsSenderId}`)
+      if (message.metadata.tenant !== tenant.id || settings.smsSenderId !== senderOf(tenant.id)) wrong.push(`${tenant.id} sent ${JSON.stringify(message.metadata)} as ${settings.smsSenderId}`)
       // Half of them fail for good, so that redrives have something to act on.
       if (message.body?.endsWith('fail') === true) throw new PermanentError('refused')
       return { providerMessageId: message.id }

@@ -78,12 +78,13 @@ t.test('applyPatch and assertWorkable', async (t) => {
   t.equal(second.settings.webhook.secrets[1]?.expiresAt, new Date(now.getTime() + 1000 + 3_600_000).toISOString(), 'default grace from the options')
   const later = applyPatch(second.settings, { emailFromName: 'x' }, 'acme', options, new Date(now.getTime() + 7_200_000))
   t.equal(later.settings.webhook.secrets.length, 1, 'an expired secret is dropped on the next write')
-  t.match(configView({ ...makeTenant('acme'), config: { comm: second.settings as never } }, now.getTime() + 2000), { webhook: { secret: { set: true, derived: false }, previousValidUntil: /^2026/ } })
-  t.match(configView({ ...makeTenant('acme'), config: { comm: { smtp: { password: 'plaintext' } } } }), { problems: [/smtp\.password/] }, 'a record written around the service shows its problems')
-  t.match(configView({ ...makeTenant('acme'), config: { comm: { webhook: { secrets: 'x' } } } }), { webhook: { secret: { set: false } } })
+  const senders = { emailFrom: '', smsSenderId: '' }
+  t.match(configView({ ...makeTenant('acme'), config: { comm: second.settings as never } }, senders, now.getTime() + 2000), { webhook: { secret: { set: true, derived: false }, previousValidUntil: /^2026/ } })
+  t.match(configView({ ...makeTenant('acme'), config: { comm: { smtp: { password: 'plaintext' } } } }, senders), { problems: [/smtp\.password/] }, 'a record written around the service shows its problems')
+  t.match(configView({ ...makeTenant('acme'), config: { comm: { webhook: { secrets: 'x' } } } }, senders), { webhook: { secret: { set: false } } })
 
   const platform = { smtp: false, smsHttp: false, emailFrom: false, smsSenderId: false }
-  const workable = async (settings: Partial<CommSettings>, allowHosts: string[] = []): Promise<void> => { await assertWorkable({ ...base, ...settings }, { allowHosts, platform }) }
+  const workable = async (settings: Partial<CommSettings>, allowHosts: string[] = []): Promise<void> => { await assertWorkable({ ...base, ...settings }, { allowHosts, platform, senders }, makeTenant('acme')) }
   await t.resolves(workable({}))
   await t.rejects(workable({ providers: { email: 'smtp', sms: '', webhook: '' } }), { message: /set smtp\.host.*set emailFrom/ })
   await t.rejects(workable({ providers: { email: '', sms: 'sms-http', webhook: '' } }), { message: /set smsHttp\.url.*set smsSenderId/ })

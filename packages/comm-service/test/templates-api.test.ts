@@ -12,7 +12,7 @@ t.test('templates: locales, versions, preview = sent, escaping, missing data, is
   const smtp = await smtpPeer(t)
   const a = tid('ta')
   const b = tid('tb')
-  await p.createTenant(a, { config: { comm: { emailFrom: 'no-reply@acme.example.com' } } })
+  await p.createTenant(a, { domains: ['acme.example.com'], config: { comm: { emailFrom: 'no-reply@acme.example.com' } } })
   await p.createTenant(b)
   const { call } = await startComm(t, p, { providers: { email: 'smtp', smtp: { host: '127.0.0.1', port: smtp.port, secure: false } } })
 

@@ -7,7 +7,7 @@ export function makeTenant (id: string): Tenant {
 }
 
 export function makeSettings (overrides: Partial<CommSettings> = {}): CommSettings {
-  return { emailFrom: 'no-reply@acme.example.com', emailFromName: '', smsSenderId: 'ACME', providers: { email: '', sms: '', webhook: '' }, smtp: { host: '', port: 0, secure: false, user: '', password: '', passwordSetAt: '' }, smsHttp: { url: '', token: '', tokenSetAt: '' }, webhook: { secrets: [] }, ...overrides }
+  return { emailFrom: 'no-reply@acme.example.com', emailFromName: '', replyTo: '', smsSenderId: 'ACME', providers: { email: '', sms: '', webhook: '' }, smtp: { host: '', port: 0, secure: false, user: '', password: '', passwordSetAt: '' }, smsHttp: { url: '', token: '', tokenSetAt: '' }, webhook: { secrets: [] }, ...overrides }
 }
 
 /** A send context for a tenant id, with settings (an acme-like identity by default). */

@@ -200,8 +200,9 @@ async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise
   if (await store.lastSeq() > 0) return []
   const made: string[] = []
   const demo: CreateTenantInput[] = [
-    { id: 'acme', name: 'Acme Corporation', tier: 'premium', domains: ['mail.acme.test'], config: { comm: { emailFrom: 'no-reply@acme.test', smsSenderId: 'ACME' } }, limits: { messagesPerMinute: 600, messagesPerDay: 50000 }, contactEmail: 'admin@acme.test' },
-    { id: 'globex', name: 'Globex', tier: 'standard', config: { comm: { emailFrom: 'hello@globex.test' } }, limits: { messagesPerMinute: 120 }, contactEmail: 'it@globex.test' },
+    // A tenant sends only from its own domains: each demo sender's domain is the tenant's.
+    { id: 'acme', name: 'Acme Corporation', tier: 'premium', domains: ['mail.acme.test', 'acme.test'], config: { comm: { emailFrom: 'no-reply@acme.test', smsSenderId: 'ACME' } }, limits: { messagesPerMinute: 600, messagesPerDay: 50000 }, contactEmail: 'admin@acme.test' },
+    { id: 'globex', name: 'Globex', tier: 'standard', domains: ['globex.test'], config: { comm: { emailFrom: 'hello@globex.test' } }, limits: { messagesPerMinute: 120 }, contactEmail: 'it@globex.test' },
     { id: 'initech', name: 'Initech', tier: 'free', status: 'trial' }
   ]
   for (const tenant of demo) {

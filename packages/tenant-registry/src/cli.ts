@@ -5,7 +5,7 @@ import { isValidTenantId, type Tenant, type TenantStatus, type TenantTier } from
 import { createServiceLogin, setupDatabase } from '@platform/multitenant/pg'
 import { DrizzleQueryError } from 'drizzle-orm'
 import postgres, { type Sql } from 'postgres'
-import { checkDatabaseUrl, ConfigError, loadConfig } from './config.ts'
+import { checkDatabaseUrl, ConfigError, loadConfig, nonEmpty } from './config.ts'
 import { migrateRegistry } from './db/migrate.ts'
 import { closeOnSignals, createLogger, startRegistryServer } from './server.ts'
 import { TenantStore, type CreateTenantInput } from './tenants.ts'
@@ -193,7 +193,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   let sql: Sql | undefined
   const store = async (): Promise<TenantStore> => {
     sql = postgres(await databaseUrl(io), { max: 2, connect_timeout: 10, connection: { application_name: 'tenant-registry-cli', client_min_messages: 'warning' } })
-    return new TenantStore(sql)
+    // BASE_DOMAIN as the server has it: a tenant's `<id>.<BASE_DOMAIN>` is one of its sender domains.
+    return new TenantStore(sql, { baseDomain: nonEmpty(io.env, 'BASE_DOMAIN')?.toLowerCase() })
   }
   try {
     switch (command) {

@@ -4,10 +4,13 @@ import { and, count, eq, getTableColumns, gt, ilike, max, ne, or, sql, type SQL 
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import { tenantRoleStatements } from '@platform/multitenant/pg'
 import type { Sql } from 'postgres'
+import { checkConfig } from './config-rules.ts'
 import { domains as domainsTable, tenantChanges as changesTable, tenants as tenantsTable } from './db/schema.ts'
 import { ConflictError, DomainNotFoundError, PreconditionFailedError, ValidationError } from './errors.ts'
 
 export const CHANGES_CHANNEL = 'tenant_changes'
+/** The unique index that reserves an SMS sender id for one tenant. */
+export const SMS_SENDER_INDEX = 'tenants_sms_sender_id_key'
 
 export interface CreateTenantInput {
   id: string
@@ -202,6 +205,7 @@ export class TenantStore {
     const domains = (input.domains ?? []).map((d) => this.#customDomain(d))
     const database = this.#cluster(input.database)
     if (new Set(domains).size !== domains.length) throw new ValidationError('domains must not repeat')
+    checkConfig(input.config ?? {}, { id, domains, baseDomain: this.#options.baseDomain })
     try {
       await this.#db.transaction(async (tx) => {
         await tx.insert(tenantsTable).values({
@@ -234,23 +238,33 @@ export class TenantStore {
 
   async update (id: string, patch: UpdateTenantInput, ifMatch?: number): Promise<Tenant> {
     if (patch.database !== undefined) this.#cluster(patch.database)
-    await this.#db.transaction(async (tx) => {
-      const [row] = await tx.select().from(tenantsTable).where(eq(tenantsTable.id, id)).for('update')
-      if (row === undefined) throw new TenantNotFoundError()
-      if (ifMatch !== undefined && row.version !== ifMatch) throw new PreconditionFailedError()
-      await tx.update(tenantsTable).set({
-        name: patch.name ?? row.name,
-        tier: patch.tier ?? row.tier,
-        database: patch.database ?? row.database,
-        config: mergePatch(row.config, patch.config ?? {}) as Tenant['config'],
-        limits: mergePatch(row.limits, patch.limits ?? {}) as Tenant['limits'],
-        metadata: mergePatch(row.metadata, patch.metadata ?? {}) as Tenant['metadata'],
-        contactEmail: patch.contactEmail === undefined ? row.contactEmail : patch.contactEmail,
-        version: sql`${tenantsTable.version} + 1`,
-        updatedAt: sql`now()`
-      }).where(eq(tenantsTable.id, id))
-      await this.#record(tx, id, 'tenant.updated')
-    })
+    try {
+      await this.#db.transaction(async (tx) => {
+        const [row] = await tx.select().from(tenantsTable).where(eq(tenantsTable.id, id)).for('update')
+        if (row === undefined) throw new TenantNotFoundError()
+        if (ifMatch !== undefined && row.version !== ifMatch) throw new PreconditionFailedError()
+        const config = mergePatch(row.config, patch.config ?? {}) as Tenant['config']
+        if (patch.config !== undefined) {
+          // The domains as of this transaction: a domain removed later is caught when sending.
+          const owned = await tx.select({ domain: domainsTable.domain }).from(domainsTable).where(eq(domainsTable.tenantId, id))
+          checkConfig(config, { id, domains: owned.map((d) => d.domain), baseDomain: this.#options.baseDomain }, Object.hasOwn(patch.config, 'comm'))
+        }
+        await tx.update(tenantsTable).set({
+          name: patch.name ?? row.name,
+          tier: patch.tier ?? row.tier,
+          database: patch.database ?? row.database,
+          config,
+          limits: mergePatch(row.limits, patch.limits ?? {}) as Tenant['limits'],
+          metadata: mergePatch(row.metadata, patch.metadata ?? {}) as Tenant['metadata'],
+          contactEmail: patch.contactEmail === undefined ? row.contactEmail : patch.contactEmail,
+          version: sql`${tenantsTable.version} + 1`,
+          updatedAt: sql`now()`
+        }).where(eq(tenantsTable.id, id))
+        await this.#record(tx, id, 'tenant.updated')
+      })
+    } catch (err) {
+      throw translate(err)
+    }
     return await this.require(id)
   }
 
@@ -345,8 +359,22 @@ export class TenantStore {
   }
 }
 
+/** The violated constraint's name, from postgres.js's error (drizzle wraps it as the cause). */
+function constraintOf (err: unknown): string | undefined {
+  for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
+    const name = (e as { constraint_name?: unknown }).constraint_name
+    if (typeof name === 'string') return name
+  }
+  /* c8 ignore next: asked of unique violations only, which always name their constraint */
+  return undefined
+}
+
 function translate (err: unknown): unknown {
   const code = databaseError(err)?.code
+  // An SMS sender id is one tenant's (the unique index of migration 0003, case-insensitive).
+  if (code === '23505' && constraintOf(err) === SMS_SENDER_INDEX) {
+    return new ConflictError('config.comm.smsSenderId is already another tenant\'s sender id (compared without case)')
+  }
   if (code === '23505') return new ConflictError('A tenant with this id, or this domain, already exists')
   if (code === '42710' || code === '42P06') return new ConflictError('The tenant\'s schema or role already exists in this cluster')
   return err

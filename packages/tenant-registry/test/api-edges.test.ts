@@ -12,15 +12,15 @@ t.test('merge patch (RFC 7396)', async (t) => {
 t.test('PATCH: fields, JSON merge, If-Match forms, unknown tenant', async (t) => {
   const r = await startRegistry(t, { config: { jwt: { secret: SECRET }, baseDomain: 'example.com', clusters: ['default', 'eu-2'] } })
   const id = tid('patchy')
-  const created = await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id, name: 'Patchy', contactEmail: 'a@patchy.test', config: { comm: { emailFrom: 'a@p.test', smsSenderId: 'P' } }, metadata: { plan: 'x' }, limits: { messagesPerMinute: 10 } } })
+  const created = await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id, name: 'Patchy', contactEmail: 'a@patchy.test', config: { comm: { emailFrom: `a@${id}.example.com`, smsSenderId: 'P' } }, metadata: { plan: 'x' }, limits: { messagesPerMinute: 10 } } })
   t.equal(created.statusCode, 201)
   const patch = async (payload: unknown, headers: Record<string, string> = {}, target = id): Promise<{ statusCode: number, json: () => any }> =>
     await r.app.inject({ method: 'PATCH', url: `/v1/tenants/${target}`, headers: { ...bearer(r.admin), ...headers }, payload: payload as object })
 
-  const all = await patch({ name: 'Patchy Inc', tier: 'premium', database: 'eu-2', contactEmail: null, config: { comm: { smsSenderId: null, webhookUrl: 'https://p.test/h' } }, metadata: { plan: null, region: 'eu' }, limits: { messagesPerMinute: null, messagesPerDay: 100 } })
+  const all = await patch({ name: 'Patchy Inc', tier: 'premium', database: 'eu-2', contactEmail: null, config: { comm: { smsSenderId: null, emailFromName: 'Patchy' } }, metadata: { plan: null, region: 'eu' }, limits: { messagesPerMinute: null, messagesPerDay: 100 } })
   t.equal(all.statusCode, 200)
   t.match(all.json(), { name: 'Patchy Inc', tier: 'premium', database: 'eu-2', contactEmail: null, metadata: { region: 'eu' }, limits: { messagesPerDay: 100 } })
-  t.same(all.json().config, { comm: { emailFrom: 'a@p.test', webhookUrl: 'https://p.test/h' } })
+  t.same(all.json().config, { comm: { emailFrom: `a@${id}.example.com`, emailFromName: 'Patchy' } })
   t.notOk('plan' in all.json().metadata)
   t.notOk('messagesPerMinute' in all.json().limits)
   const version = all.json().version as number
@@ -94,9 +94,9 @@ t.test('PATCH with a tenant token: its own owner or admin with config:write chan
   const patch = async (tok: string, payload: unknown, target = id): Promise<{ statusCode: number, json: () => any }> =>
     await r.app.inject({ method: 'PATCH', url: `/v1/tenants/${target}`, headers: bearer(tok), payload: payload as object })
   const cases: Array<[string, string, unknown, string, number, string?]> = [
-    ['owner, config:write, config only', token({}), { config: { comm: { emailFrom: 'a@self.test' } } }, id, 200],
+    ['owner, config:write, config only', token({}), { config: { comm: { emailFrom: `a@${id}.example.com` } } }, id, 200],
     ['admin, config:write', token({ roles: ['admin'] }), { config: { comm: { smsSenderId: 'SELF' } } }, id, 200],
-    ['manager', token({ roles: ['manager'] }), { config: { comm: { emailFrom: 'b@self.test' } } }, id, 403, 'FORBIDDEN'],
+    ['manager', token({ roles: ['manager'] }), { config: { comm: { emailFrom: `b@${id}.example.com` } } }, id, 403, 'FORBIDDEN'],
     ['member', token({ roles: ['member'] }), { config: { x: 1 } }, id, 403, 'FORBIDDEN'],
     ['no config:write', token({ scope: 'messages:send' }), { config: { x: 1 } }, id, 403, 'FORBIDDEN'],
     ['another tenant', token({}), { config: { x: 1 } }, other, 403, 'TENANT_MISMATCH'],
@@ -111,7 +111,7 @@ t.test('PATCH with a tenant token: its own owner or admin with config:write chan
     if (code !== undefined) t.equal(res.json().code, code, `${name}: ${code}`)
   }
   const self = (await r.app.inject({ url: `/v1/tenants/${id}`, headers: bearer(r.admin) })).json()
-  t.same(self.config, { comm: { emailFrom: 'a@self.test', smsSenderId: 'SELF' } }, 'only the allowed writes landed')
+  t.same(self.config, { comm: { emailFrom: `a@${id}.example.com`, smsSenderId: 'SELF' } }, 'only the allowed writes landed')
   t.equal(self.tier, 'standard')
   t.same(self.limits, {})
   t.same((await r.app.inject({ url: `/v1/tenants/${other}`, headers: bearer(r.admin) })).json().config, {}, 'the other tenant is untouched')

@@ -55,11 +55,11 @@ t.test('every command against a real database, human and --json output', async (
 
   // Configuration: dotted keys, JSON values (else text), null removes.
   t.same(await run('config', id), { code: 0, out: '{}\n', err: '' })
-  const set = await run('config', id, 'notes.maxNotes=500', 'comm.emailFrom=hello@cli.test', 'comm.retry={"attempts":3}', 'flag=true')
+  const set = await run('config', id, 'notes.maxNotes=500', 'comm.emailFromName=CLI', 'comm.providers={"email":"log"}', 'flag=true')
   t.equal(set.code, 0, set.err)
   t.match(set.out, new RegExp(`^${id} config \\(version \\d+\\):`))
-  t.same(JSON.parse((await run('config', id, '--json')).out), { notes: { maxNotes: 500 }, comm: { emailFrom: 'hello@cli.test', retry: { attempts: 3 } }, flag: true })
-  t.same(JSON.parse((await run('config', id, 'comm.retry=null', 'flag=null', '--json')).out), { notes: { maxNotes: 500 }, comm: { emailFrom: 'hello@cli.test' } }, 'merge-patch semantics')
+  t.same(JSON.parse((await run('config', id, '--json')).out), { notes: { maxNotes: 500 }, comm: { emailFromName: 'CLI', providers: { email: 'log' } }, flag: true })
+  t.same(JSON.parse((await run('config', id, 'comm.providers=null', 'flag=null', '--json')).out), { notes: { maxNotes: 500 }, comm: { emailFromName: 'CLI' } }, 'merge-patch semantics')
   t.equal((await r.app.inject({ url: `/v1/tenants/${id}`, headers: bearer(r.service) })).json().config.notes.maxNotes, 500, 'the API sees it')
   t.same(JSON.parse((await run('limits', id, 'messagesPerMinute=60', '--json')).out), { messagesPerMinute: 60 })
   t.match(await run('config', id, 'no-equals-sign'), { code: 2, err: /is not <key>=<value>/ })
@@ -79,10 +79,10 @@ t.test('every command against a real database, human and --json output', async (
   t.match(await run('show', id), { code: 1, err: 'error: Tenant not found (TENANT_NOT_FOUND)\n' })
 
   t.match(await run('show', tid('cli-trial')), { code: 0, out: /domains {5}-\ncontact {5}-\n/ })
-  t.match(await run('migrate'), { code: 0, out: 'up to date (2 applied before)\n' })
+  t.match(await run('migrate'), { code: 0, out: 'up to date (3 applied before)\n' })
   const fresh = await createRegistryDatabase(t)
-  t.match(await cli({ DATABASE_URL: fresh.url })('migrate'), { code: 0, out: 'applied 0001_registry.sql, 0002_role_model.sql\n' })
-  t.same(JSON.parse((await run('migrate', '--json')).out), { applied: [], skipped: ['0001_registry.sql', '0002_role_model.sql'] })
+  t.match(await cli({ DATABASE_URL: fresh.url })('migrate'), { code: 0, out: 'applied 0001_registry.sql, 0002_role_model.sql, 0003_sms_sender_ids.sql\n' })
+  t.same(JSON.parse((await run('migrate', '--json')).out), { applied: [], skipped: ['0001_registry.sql', '0002_role_model.sql', '0003_sms_sender_ids.sql'] })
 })
 
 t.test('setup-database and service-login', async (t) => {

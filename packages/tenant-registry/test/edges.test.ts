@@ -82,7 +82,7 @@ t.test('a failed query logs the driver\'s code and message, never its parameters
   t.equal((await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id, name: 'Logged' } })).statusCode, 201)
   // Make the next write fail inside PostgreSQL with the tenant's private values as parameters.
   await r.sql`alter table tenants add constraint no_secret check (contact_email is null or contact_email not like '%secret%')`
-  const res = await r.app.inject({ method: 'PATCH', url: `/v1/tenants/${id}`, headers: bearer(r.admin), payload: { contactEmail: 'ceo@secret-corp.test', config: { comm: { smtpPassword: 'hunter2-hunter2' } } } })
+  const res = await r.app.inject({ method: 'PATCH', url: `/v1/tenants/${id}`, headers: bearer(r.admin), payload: { contactEmail: 'ceo@secret-corp.test', config: { mail: { smtpPassword: 'hunter2-hunter2' } } } })
   t.equal(res.statusCode, 500)
   t.same(Object.keys(res.json()).sort(), ['code', 'error', 'message', 'statusCode'])
   const logged = lines.join('')

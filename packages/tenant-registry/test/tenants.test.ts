@@ -6,7 +6,7 @@ import { bearer, SECRET, startRegistry, tid } from './fixtures/registry.ts'
 t.test('create, read with ETag, patch with If-Match, suspend, activate', async (t) => {
   const r = await startRegistry(t)
   const id = tid('acme')
-  const created = await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id, name: 'Acme', domains: ['Mail.Acme.IO'], config: { comm: { emailFrom: 'a@acme.io' } } } })
+  const created = await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id, name: 'Acme', domains: ['Mail.Acme.IO'], config: { comm: { emailFrom: 'a@mail.acme.io' } } } })
   t.equal(created.statusCode, 201)
   t.match(created.json(), { id, status: 'active', schema: `tenant_${id.replaceAll('-', '_')}`, domains: [{ domain: 'mail.acme.io', primary: true }], version: 2 })
   const got = await r.app.inject({ url: `/v1/tenants/${id}`, headers: bearer(r.service) })
@@ -15,7 +15,7 @@ t.test('create, read with ETag, patch with If-Match, suspend, activate', async (
   t.equal((await r.app.inject({ url: `/v1/tenants/${id}`, headers: { ...bearer(r.service), 'if-none-match': etag } })).statusCode, 304)
   const patched = await r.app.inject({ method: 'PATCH', url: `/v1/tenants/${id}`, headers: { ...bearer(r.admin), 'if-match': etag }, payload: { config: { comm: { smsSenderId: 'ACME' } } } })
   t.equal(patched.statusCode, 200)
-  t.same(patched.json().config, { comm: { emailFrom: 'a@acme.io', smsSenderId: 'ACME' } })
+  t.same(patched.json().config, { comm: { emailFrom: 'a@mail.acme.io', smsSenderId: 'ACME' } })
   const stale = await r.app.inject({ method: 'PATCH', url: `/v1/tenants/${id}`, headers: { ...bearer(r.admin), 'if-match': etag }, payload: { name: 'X' } })
   t.equal(stale.statusCode, 412)
   t.equal((await r.app.inject({ method: 'POST', url: `/v1/tenants/${id}/suspend`, headers: bearer(r.admin) })).json().status, 'suspended')

@@ -42,6 +42,8 @@ export interface WorkerDeps {
   queue: (cluster: string) => DeliveryQueue
   /** The tenant's settings (throws TENANT_CONFIG_INVALID when they cannot work). */
   settings: (tenant: Tenant) => CommSettings
+  /** Why this tenant may not send on this channel as the sender it names (not its own), or null. */
+  senders: (context: SendContext, channel: OutgoingMessage['channel']) => string | null
   /** The provider for a message of this tenant on this channel. */
   provider: (context: SendContext, channel: OutgoingMessage['channel']) => Provider
   retry: RetryPolicy
@@ -109,6 +111,10 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
     let result: { providerMessageId: string }
     try {
       const context: SendContext = { tenant, settings: deps.settings(tenant) }
+      // Configuration can reach the registry without the comm-service, and a domain can go after
+      // the sender was set: a sender that is not the tenant's own never reaches a provider.
+      const refused = deps.senders(context, message.channel)
+      if (refused !== null) throw new PermanentError(refused)
       provider = deps.provider(context, message.channel)
       result = await provider.send(message, context)
     } catch (err) {

@@ -12,6 +12,7 @@ import { request } from 'undici'
 import { hostProblem, ValidationError } from '../messages/validate.ts'
 import { ACCESS } from '../roles.ts'
 import { secretContext, type KeyRing } from '../secrets.ts'
+import { senderProblems, storedSenders, type SenderPolicy } from '../senders.ts'
 import { check, COMM_DEFAULTS, EMAIL_PROVIDERS, HOST, liveSecrets, SMS_PROVIDERS, WEBHOOK_PROVIDERS, type CommSettings, type WebhookSecret } from '../settings.ts'
 
 export const PreconditionFailedError = createError<'PRECONDITION_FAILED', 412, []>('PRECONDITION_FAILED', 'The configuration changed since the version in If-Match', 412, undefined, false)
@@ -24,6 +25,8 @@ export interface ConfigRoutesOptions {
   allowHosts: readonly string[]
   /** What the platform provides when a tenant names nothing of its own. */
   platform: { smtp: boolean, smsHttp: boolean, emailFrom: boolean, smsSenderId: boolean }
+  /** Whose senders are whose: BASE_DOMAIN and the platform's default sender identities. */
+  senders: SenderPolicy
   /** Days a rotated-out webhook secret keeps signing, by default. */
   graceHours?: number
 }
@@ -31,6 +34,7 @@ export interface ConfigRoutesOptions {
 export interface ConfigPatch {
   emailFrom?: string | null
   emailFromName?: string | null
+  replyTo?: string | null
   smsSenderId?: string | null
   providers?: { email?: string | null, sms?: string | null, webhook?: string | null }
   smtp?: { host?: string | null, port?: number | null, secure?: boolean | null, user?: string | null, password?: string | null }
@@ -46,6 +50,7 @@ const patchBody = {
   properties: {
     emailFrom: text(320),
     emailFromName: text(100),
+    replyTo: text(320),
     smsSenderId: text(16),
     providers: {
       type: 'object',
@@ -86,6 +91,7 @@ const configSchema = {
   properties: {
     emailFrom: { type: 'string' },
     emailFromName: { type: 'string' },
+    replyTo: { type: 'string' },
     smsSenderId: { type: 'string' },
     providers: { type: 'object', properties: { email: { type: 'string' }, sms: { type: 'string' }, webhook: { type: 'string' } } },
     smtp: { type: 'object', properties: { host: { type: 'string' }, port: { type: 'integer' }, secure: { type: 'boolean' }, user: { type: 'string' }, password: secretState } },
@@ -103,16 +109,21 @@ const configSchema = {
   }
 } as const
 
-/** The stored section as the API shows it: secrets only as "set, since". */
-export function configView (tenant: Tenant, now = Date.now()): Record<string, unknown> {
+/**
+ * The stored section as the API shows it: secrets only as "set, since"; `problems` names what
+ * keeps it from working (a sender that is not the tenant's own among them).
+ */
+export function configView (tenant: Tenant, senders: SenderPolicy, now = Date.now()): Record<string, unknown> {
   const raw = (tenant.config as { comm?: unknown }).comm
   const settings = mergeConfig(COMM_DEFAULTS, raw)
   const problems = check(settings)
+  if (problems.length === 0) problems.push(...senderProblems(settings, tenant, senders))
   const live = liveSecrets(settings, now)
   const previous = live.find((s) => s.expiresAt !== null)
   return {
     emailFrom: settings.emailFrom,
     emailFromName: settings.emailFromName,
+    replyTo: settings.replyTo,
     smsSenderId: settings.smsSenderId,
     providers: settings.providers,
     smtp: { host: settings.smtp.host, port: settings.smtp.port, secure: settings.smtp.secure, user: settings.smtp.user, password: state(settings.smtp.password, settings.smtp.passwordSetAt) },
@@ -131,7 +142,7 @@ export async function configRoutes (app: FastifyInstance, options: ConfigRoutesO
   app.get('/v1/config', {
     config: { auth: ACCESS.readConfig },
     schema: { summary: 'The tenant\'s communication settings (secrets only as set/unset)', tags: ['config'], response: { 200: { ...configSchema, description: 'The settings', headers: { etag: { type: 'string', description: 'For If-Match on PATCH' } } } } }
-  }, withTenant(async (request, reply) => await reply.header('etag', etagOf(request.tenant)).send(configView(request.tenant))))
+  }, withTenant(async (request, reply) => await reply.header('etag', etagOf(request.tenant)).send(configView(request.tenant, options.senders))))
 
   app.patch<{ Body: ConfigPatch, Headers: { 'if-match'?: string } }>('/v1/config', {
     config: { auth: ACCESS.writeConfig },
@@ -147,14 +158,15 @@ export async function configRoutes (app: FastifyInstance, options: ConfigRoutesO
       /* c8 ignore next: the request's tenant was just resolved; only a purge in between removes it */
       if (current === null) throw new TenantUnavailableError()
       const next = applyPatch(mergeConfig(COMM_DEFAULTS, (current.config as { comm?: unknown }).comm), request.body, tenantId, options)
-      await assertWorkable(next.settings, options)
+      next.settings = storedSenders(next.settings, options.senders)
+      await assertWorkable(next.settings, options, current)
       const answer = await forward(app.tenantRegistry.url, tenantId, authorization, ifMatch ?? etagOf(current), { config: { comm: next.settings } })
       // Without If-Match, a write that lost a race with another is merged again on the fresh record.
       if (answer.status === 412 && ifMatch === undefined && attempt < 2) return await write(attempt + 1)
       if (answer.status !== 200) return await reply.code(answer.status).send(answer.body)
       const updated = answer.body as Tenant
       app.tenantRegistry.remember(updated, etagOf(updated))
-      const view = configView(updated)
+      const view = configView(updated, options.senders)
       if (next.newSecret !== undefined) (view.webhook as Record<string, unknown>).newSecret = next.newSecret
       return await reply.header('etag', etagOf(updated)).send(view)
     }
@@ -172,6 +184,7 @@ export function applyPatch (settings: CommSettings, patch: ConfigPatch, tenant: 
   }
   if (patch.emailFrom !== undefined) out.emailFrom = patch.emailFrom ?? ''
   if (patch.emailFromName !== undefined) out.emailFromName = patch.emailFromName ?? ''
+  if (patch.replyTo !== undefined) out.replyTo = patch.replyTo ?? ''
   if (patch.smsSenderId !== undefined) out.smsSenderId = patch.smsSenderId ?? ''
   for (const channel of ['email', 'sms', 'webhook'] as const) {
     const value = patch.providers?.[channel]
@@ -208,10 +221,14 @@ export function applyPatch (settings: CommSettings, patch: ConfigPatch, tenant: 
   return newSecret === undefined ? { settings: out } : { settings: out, newSecret }
 }
 
-/** Refuses a configuration that cannot work, with every reason. */
-export async function assertWorkable (settings: CommSettings, options: Pick<ConfigRoutesOptions, 'allowHosts' | 'platform'>): Promise<void> {
+/**
+ * Refuses a configuration that cannot work, with every reason, senders that are not `tenant`'s
+ * own among them (an SMS sender id another tenant holds is the registry's 409).
+ */
+export async function assertWorkable (settings: CommSettings, options: Pick<ConfigRoutesOptions, 'allowHosts' | 'platform' | 'senders'>, tenant: Pick<Tenant, 'id' | 'domains'>): Promise<void> {
   // The stored section's own checks (shapes, senders, hosts' form), then what needs the platform or DNS.
   const problems = check(settings)
+  if (problems.length === 0) problems.push(...senderProblems(settings, tenant, options.senders))
   const { providers, smtp, smsHttp } = settings
   if (providers.email === 'smtp') {
     if (smtp.host === '' && !options.platform.smtp) problems.push('providers.email is smtp: set smtp.host (the platform has no SMTP server)')

@@ -1,5 +1,6 @@
 import type { Tenant } from '@platform/multitenant'
-import { bigserial, boolean, index, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core'
+import { sql } from 'drizzle-orm'
+import { bigserial, boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core'
 
 // The registry's public tables as drizzle sees them. The SQL migrations in ./migrations create
 // them; a test compares both so they cannot drift apart.
@@ -18,7 +19,11 @@ export const tenants = pgTable('tenants', {
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   version: integer('version').notNull().default(1)
-}, (table) => [index('tenants_status_idx').on(table.status)])
+}, (table) => [
+  index('tenants_status_idx').on(table.status),
+  // An SMS sender id is one tenant's, without case (migration 0003).
+  uniqueIndex('tenants_sms_sender_id_key').on(sql`lower(${table.config} #>> '{comm,smsSenderId}')`).where(sql`(${table.config} #>> '{comm,smsSenderId}') <> ''`)
+])
 
 export const domains = pgTable('domains', {
   domain: text('domain').primaryKey(),

@@ -32,7 +32,7 @@ export const createBody = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'name'],
-  examples: [{ id: 'hooli', name: 'Hooli', tier: 'standard', domains: ['mail.hooli.example'], config: { comm: { emailFrom: 'no-reply@hooli.example', smsSenderId: 'HOOLI' } }, limits: { messagesPerMinute: 600 }, contactEmail: 'ops@hooli.example' }],
+  examples: [{ id: 'hooli', name: 'Hooli', tier: 'standard', domains: ['mail.hooli.example'], config: { comm: { emailFrom: 'no-reply@mail.hooli.example', smsSenderId: 'HOOLI' } }, limits: { messagesPerMinute: 600 }, contactEmail: 'ops@hooli.example' }],
   properties: {
     id: TENANT_ID,
     name: { type: 'string', minLength: 1, maxLength: 200 },

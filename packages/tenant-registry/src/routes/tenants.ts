@@ -87,7 +87,7 @@ export async function tenantRoutes (app: FastifyInstance): Promise<void> {
     return sendTenant(reply, tenant)
   })
 
-  app.patch('/tenants/:id', { config: { auth: {} }, schema: { summary: 'Partial update (JSON merge patch for config, limits, metadata); If-Match → 412 when stale. A tenant\'s owner or admin with config:write may change its own config only', params: idParams, body: patchBody, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
+  app.patch('/tenants/:id', { config: { auth: {} }, schema: { summary: 'Partial update (JSON merge patch for config, limits, metadata); If-Match → 412 when stale. A tenant\'s owner or admin with config:write may change its own config only. config: at most 64 KiB, its comm section checked against its schema and email senders at the tenant\'s own domains (400); an SMS sender id another tenant holds → 409', params: idParams, body: patchBody, response: { 200: tenantSchema, ...errors } } }, async (request, reply) => {
     const { id } = request.params as { id: string }
     assertMayPatch(request, id, request.body as Record<string, unknown>)
     const version = versionFromIfMatch(request.headers['if-match'], id)

@@ -112,6 +112,7 @@ export class SmtpProvider implements Provider {
     try {
       const info = await this.#transport(tenant.id, server).sendMail({
         from: settings.emailFromName === '' ? settings.emailFrom : { name: settings.emailFromName, address: settings.emailFrom },
+        ...(settings.replyTo === '' ? {} : { replyTo: settings.replyTo }),
         to: message.to,
         /* c8 ignore next 3: an email always has a subject and text or html (checked at accept) */
         subject: message.subject ?? '',
