@@ -14,7 +14,6 @@ const OWNER = { roles: ['owner'], scope: 'config:write messages:read messages:se
 t.test('an undecryptable webhook secret fails the message at once, permanently, with a clear lastError', async (t) => {
   const p = await startPlatform(t)
   const receiver = await httpPeer(t, '/hook')
-  const port = Number(new URL(receiver.url).port)
   const lost = tid('whs-lost')
   const altered = tid('whs-altered')
   const secret = 'whsec_' + Buffer.alloc(32, 7).toString('base64')
@@ -27,7 +26,7 @@ t.test('an undecryptable webhook secret fails the message at once, permanently, 
   await p.createTenant(lost, { config: { comm: { webhook: { secrets: [{ secret: lostBox, createdAt: at, expiresAt: null }] } } } })
   await p.createTenant(altered, { config: { comm: { webhook: { secrets: [{ secret: alteredBox, createdAt: at, expiresAt: null }] } } } })
   // Retries would come fast: a message that were retried would show more than one attempt.
-  const { call } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: [`127.0.0.1:${port}`], retry: { attempts: 5, baseMs: 20, maxMs: 50 } })
+  const { call } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'], retry: { attempts: 5, baseMs: 20, maxMs: 50 } })
 
   for (const [tenant, box, reason] of [[lost, lostBox, /^webhook\.secret cannot be decrypted: sealed with key old, which COMM_ENCRYPTION_KEYS lacks$/], [altered, alteredBox, /^webhook\.secret cannot be decrypted: the secret does not open with its key/]] as const) {
     const accepted = await call('POST', '/v1/messages', tenant, { channel: 'webhook', to: receiver.url, body: '{"event":"x"}' }, OWNER)
