@@ -126,17 +126,26 @@ t.test('each special-purpose form is refused: webhook target, SMS URL, SMTP host
     // A tenant's SMS API at that address: refused when the configuration is written.
     await t.rejects(assertWorkable(makeSettings({ smsHttp: { url: `https://${literal}:${port}/sms`, token: '', tokenSetAt: '' } }), { allowHosts: [], platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true } }), { code: 'VALIDATION_FAILED', message: /non-public/ }, `${literal}: refused as an SMS URL`)
   }
-  await t.rejects(assertWorkable(makeSettings({ smtp: { host: '198.18.0.1', port: 587, secure: false, user: '', password: '', passwordSetAt: '' } }), { allowHosts: [], platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true } }), { code: 'VALIDATION_FAILED', message: /smtp\.host 198\.18\.0\.1 resolves to a non-public address/ })
+  for (const secure of [false, true]) {
+    const smtp = { host: '198.18.0.1', port: 0, secure, user: '', password: '', passwordSetAt: '' }
+    await t.rejects(assertWorkable(makeSettings({ smtp }), { allowHosts: [], platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true } }), { code: 'VALIDATION_FAILED', message: /smtp\.host 198\.18\.0\.1 resolves to a non-public address/ })
+    // Allowed on its default port only (465 with implicit TLS, 587 otherwise).
+    const allowHosts = [`198.18.0.1:${secure ? 465 : 587}`]
+    await t.resolves(assertWorkable(makeSettings({ smtp }), { allowHosts, platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true } }))
+  }
 
   // A name that resolves to each form: refused by every provider before any connection.
   for (const [address, what] of SPECIAL) {
     const resolve: Resolve = async () => [address]
+    const webhooks = new WebhookProvider({ secrets: () => ['whsec_AAAA'], resolve, timeout: 2000 })
+    t.teardown(() => webhooks.close())
     const providers = new Providers(defaults({ resolve }))
     t.teardown(() => providers.close())
     const to = `http://evil.example.com:${port}/hook`
-    const pinned = new WebhookProvider({ secrets: () => ['whsec_AAAA'], resolve, timeout: 2000 })
-    t.teardown(() => pinned.close())
-    await t.rejects(pinned.send({ ...message, channel: 'webhook', to, body: '{}' }, makeContext('acme')), { code: 'PROVIDER_REJECTED', message: /evil\.example\.com resolves to a non-public address/ }, `webhook to a name resolving to ${what}`)
+    for (const origin of ['http://evil.example.com', 'https://evil.example.com']) {
+      await t.rejects(webhooks.send({ ...message, channel: 'webhook', to: `${origin}/hook`, body: '{}' }, makeContext('acme')), { code: 'PROVIDER_REJECTED' }, `${origin} (its default port) resolving to ${what}`)
+    }
+    await t.rejects(webhooks.send({ ...message, channel: 'webhook', to, body: '{}' }, makeContext('acme')), { code: 'PROVIDER_REJECTED', message: /evil\.example\.com resolves to a non-public address/ }, `webhook to a name resolving to ${what}`)
     const smsSettings = makeSettings({ smsHttp: { url: `http://sms.evil.example.com:${port}/hook`, token: '', tokenSetAt: '' } })
     await t.rejects(providers.for({ tenant: makeTenant('acme'), settings: smsSettings }, 'sms').send(sms, { tenant: makeTenant('acme'), settings: smsSettings }), { code: 'PROVIDER_REJECTED', message: /non-public/ }, `SMS URL resolving to ${what}`)
     await t.rejects(providers.smtpServer(makeSettings({ smtp: { host: 'mail.evil.example.com', port, secure: false, user: '', password: '', passwordSetAt: '' } }), 'acme'), { code: 'PROVIDER_REJECTED', message: /non-public/ }, `SMTP host resolving to ${what}`)

@@ -129,12 +129,12 @@ export async function hostProblem (host: string, port: number, policy: HostPolic
  * origin, not from the socket). A refused host fails the request with code EBLOCKED, an
  * unresolved one with ENOTFOUND.
  */
-export function pinnedConnector (policy: HostPolicy & { timeout?: number }): buildConnector.connector {
-  const connect = buildConnector(policy.timeout === undefined ? {} : { timeout: policy.timeout })
+export function pinnedConnector (policy: HostPolicy & { timeout: number }): buildConnector.connector {
+  const connect = buildConnector({ timeout: policy.timeout })
   return (options, callback) => {
     const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80)
     const name = unbracket(options.hostname)
-    const servername = isIP(name) === 0 ? { servername: options.servername ?? name } : {}
+    const servername = isIP(name) === 0 ? { servername: name } : {}
     pinAddresses(name, port, policy).then((addresses) => {
       const attempt = (i: number): void => {
         connect({ ...options, ...servername, hostname: addresses[i] as string }, (...args: Parameters<buildConnector.Callback>) => {
