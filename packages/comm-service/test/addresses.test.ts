@@ -298,3 +298,14 @@ t.test('a pinned connection tries the checked addresses in turn; an unresolved n
   await t.rejects(nowhere.send(sms, makeContext('acme')), { code: 'PROVIDER_TRANSIENT', message: /ENOTFOUND/ })
   await t.rejects(pinAddresses('failing.example.com', 80, { resolve: async () => { throw new Error('SERVFAIL') } }), { code: 'ENOTFOUND' })
 })
+
+t.test('a round-robin SMTP name keeps its tenant on the address used last while it is still answered', async (t) => {
+  const answers = [['8.8.8.8', '8.8.4.4'], ['8.8.4.4', '8.8.8.8'], ['1.1.1.1', '8.8.4.4'], ['8.8.4.4', '1.1.1.1']]
+  const providers = new Providers(defaults({ resolve: async () => answers.shift() ?? [] }))
+  t.teardown(() => providers.close())
+  const settings = makeSettings({ smtp: { host: 'mail.round.example.com', port: 587, secure: false, user: '', password: '', passwordSetAt: '' } })
+  const hosts: string[] = []
+  for (let i = 0; i < 4; i++) hosts.push((await providers.smtpServer(settings, 'acme'))?.host as string)
+  t.same(hosts, ['8.8.8.8', '8.8.8.8', '1.1.1.1', '1.1.1.1'])
+  t.match(await providers.smtpServer(settings, 'acme').catch((err: Error) => err), { code: 'PROVIDER_TRANSIENT', message: /does not resolve/ })
+})

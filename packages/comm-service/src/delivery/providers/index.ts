@@ -47,6 +47,8 @@ export class Providers {
   /** Tenants' own SMS APIs, one client per distinct URL and token. */
   readonly #tenantSms = new Map<string, SmsHttpProvider>()
   readonly #defaults: ProviderDefaults
+  /** The address each tenant's SMTP host was last connected to (tenant, host, port). */
+  readonly #smtpPins = new Map<string, string>()
 
   constructor (defaults: ProviderDefaults, log?: FastifyBaseLogger) {
     this.#defaults = defaults
@@ -99,10 +101,16 @@ export class Providers {
     const plaintext = this.#defaults.allowPlaintextSmtpAuth === true
     if (smtp.host === '') return this.#defaults.smtp === null ? null : { ...this.#defaults.smtp, ...(plaintext ? { plaintextAuth: true } : {}) }
     const port = smtp.port === 0 ? (smtp.secure ? 465 : 587) : smtp.port
-    const [address] = await this.#pin(smtp.host, port, 'smtp')
+    // The address used last time while it is still among the checked ones: a round-robin name
+    // keeps the tenant on one pooled transport instead of a new one per answer.
+    const addresses = await this.#pin(smtp.host, port, 'smtp')
+    const pinKey = JSON.stringify([tenant, smtp.host, port])
+    const previous = this.#smtpPins.get(pinKey)
+    const address = previous !== undefined && addresses.includes(previous) ? previous : addresses[0] as string
+    this.#smtpPins.set(pinKey, address)
     const auth = smtp.user === '' ? {} : { user: smtp.user, password: smtp.password === '' ? '' : this.open(smtp.password, tenant, 'smtp.password') }
     const servername = address === smtp.host ? {} : { servername: smtp.host }
-    return { host: address as string, ...servername, port, secure: smtp.secure, ...auth, ...(plaintext && smtp.allowPlaintextAuth === true ? { plaintextAuth: true } : {}) }
+    return { host: address, ...servername, port, secure: smtp.secure, ...auth, ...(plaintext && smtp.allowPlaintextAuth === true ? { plaintextAuth: true } : {}) }
   }
 
   /** A tenant's host resolved once and checked: unresolved is transient, a non-public address permanent. */

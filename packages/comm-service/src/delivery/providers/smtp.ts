@@ -134,7 +134,7 @@ export class SmtpProvider implements Provider {
       return { providerMessageId: info.messageId }
     } catch (err) {
       if (server.user !== undefined && server.plaintextAuth !== true && !server.secure && (err as { code?: string }).code === 'ETLS') {
-        throw new PermanentError(`smtp: credentials are sent over TLS only and the server did not start TLS (plaintext needs smtp.allowPlaintextAuth and COMM_ALLOW_PLAINTEXT_SMTP_AUTH): ${(err as Error).message}`.slice(0, 500))
+        throw new PermanentError(`smtp: credentials are sent over TLS only and TLS could not be started (plaintext needs smtp.allowPlaintextAuth and COMM_ALLOW_PLAINTEXT_SMTP_AUTH): ${(err as Error).message}`.slice(0, 500))
       }
       throw classifySmtpError(err)
     }
