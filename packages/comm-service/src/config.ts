@@ -1,6 +1,7 @@
 // The service's environment, checked at start; a wrong variable is named in the error.
 import { EnvError, multitenantOptionsFromEnv } from '@platform/multitenant/fastify'
 import type { CommConfig, CommRole } from './app.ts'
+import { parseAllowEntry } from './delivery/address.ts'
 import { parseSmtpUrl } from './delivery/providers/smtp.ts'
 import type { CallbackProvider } from './routes/webhooks.ts'
 import { KeyRing } from './secrets.ts'
@@ -29,7 +30,7 @@ function positive (env: NodeJS.ProcessEnv, name: string, fallback: number, max: 
  * The platform's variables (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_*, BASE_DOMAIN,
  * TENANT) through the library, plus COMM_ROLE (api, worker or all), COMM_CONCURRENCY (jobs at once
  * in this process, default 16), COMM_TENANT_CONCURRENCY (at most per tenant, default 4),
- * COMM_WEBHOOK_ALLOW_HOSTS (comma-separated, development only), PORT (4200), HOST, LOG_LEVEL,
+ * COMM_WEBHOOK_ALLOW_HOSTS (see `allowHostsFromEnv`), PORT (4200), HOST, LOG_LEVEL,
  * and the platform's provider defaults and retry policy (see `providersFromEnv`, `retryFromEnv`).
  */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig {
@@ -49,7 +50,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
     role,
     concurrency: { local: positive(env, 'COMM_CONCURRENCY', 16, 1000), perTenant: positive(env, 'COMM_TENANT_CONCURRENCY', 4, 1000) },
     queueUrls: clusters,
-    allowWebhookHosts: (env.COMM_WEBHOOK_ALLOW_HOSTS ?? '').split(',').map((h) => h.trim()).filter(Boolean),
+    allowWebhookHosts: allowHostsFromEnv(env),
     providers: providersFromEnv(env),
     retry: {
       attempts: positive(env, 'COMM_MAX_ATTEMPTS', 5, 100),
@@ -66,12 +67,31 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
 }
 
 /**
+ * COMM_WEBHOOK_ALLOW_HOSTS (development only): comma-separated `host:port` (or `[IPv6]:port`)
+ * entries that a tenant's webhook, SMTP host or SMS URL may name although they resolve to
+ * private addresses; a bare `host` allows every port of it.
+ */
+export function allowHostsFromEnv (env: NodeJS.ProcessEnv): string[] {
+  const entries = (env.COMM_WEBHOOK_ALLOW_HOSTS ?? '').split(',').map((h) => h.trim()).filter(Boolean)
+  for (const entry of entries) {
+    try {
+      parseAllowEntry(entry)
+    } catch (err) {
+      throw new EnvError('COMM_WEBHOOK_ALLOW_HOSTS', (err as Error).message)
+    }
+  }
+  return entries
+}
+
+/**
  * The platform's provider defaults: SMTP_URL (`smtp://user:password@host:port`, or `smtps://`),
  * SMS_HTTP_URL and SMS_HTTP_TOKEN, COMM_EMAIL_PROVIDER (`log` or `smtp`; default `smtp` when
  * SMTP_URL is set), COMM_SMS_PROVIDER (`log` or `sms-http`; default `sms-http` when SMS_HTTP_URL
  * is set), COMM_EMAIL_FROM and COMM_SMS_SENDER_ID (for tenants without their own), COMM_WEBHOOK_SECRET
  * (each tenant's signing secret is derived from it; at least 32 characters) and
- * COMM_SEND_TIMEOUT_MS (per attempt, default 10,000).
+ * COMM_SEND_TIMEOUT_MS (per attempt, default 10,000), and COMM_ALLOW_PLAINTEXT_SMTP_AUTH (`true`
+ * or `false`, the default): whether SMTP credentials may go without TLS, to the platform's server
+ * and to a tenant's own server whose configuration says so too (`smtp.allowPlaintextAuth`).
  */
 export function providersFromEnv (env: NodeJS.ProcessEnv): NonNullable<CommConfig['providers']> {
   const out: NonNullable<CommConfig['providers']> = {}
@@ -112,6 +132,9 @@ export function providersFromEnv (env: NodeJS.ProcessEnv): NonNullable<CommConfi
     out.webhookSecret = secret
   }
   out.timeout = positive(env, 'COMM_SEND_TIMEOUT_MS', 10_000, 120_000)
+  const plaintext = env.COMM_ALLOW_PLAINTEXT_SMTP_AUTH?.trim() || 'false'
+  if (plaintext !== 'true' && plaintext !== 'false') throw new EnvError('COMM_ALLOW_PLAINTEXT_SMTP_AUTH', `must be true or false, got "${plaintext}"`)
+  out.allowPlaintextSmtpAuth = plaintext === 'true'
   return out
 }
 

@@ -18,8 +18,11 @@ export interface CommSettings {
   smsSenderId: string
   /** The provider per channel. */
   providers: { email: '' | typeof EMAIL_PROVIDERS[number], sms: '' | typeof SMS_PROVIDERS[number], webhook: '' | typeof WEBHOOK_PROVIDERS[number] }
-  /** The tenant's own SMTP relay; `password` is a sealed box (see secrets.ts), never plaintext. */
-  smtp: { host: string, port: number, secure: boolean, user: string, password: string, passwordSetAt: string }
+  /**
+   * The tenant's own SMTP relay; `password` is a sealed box (see secrets.ts), never plaintext.
+   * Credentials go over TLS only, unless `allowPlaintextAuth` and the platform allows it too.
+   */
+  smtp: { host: string, port: number, secure: boolean, user: string, password: string, passwordSetAt: string, allowPlaintextAuth?: boolean }
   /** The tenant's own SMS HTTP API; `token` is a sealed box. */
   smsHttp: { url: string, token: string, tokenSetAt: string }
   /** Webhook signing secrets (sealed), newest first; an older one signs too until `expiresAt`. */
@@ -38,7 +41,7 @@ export const COMM_DEFAULTS: Readonly<CommSettings> = {
   replyTo: '',
   smsSenderId: '',
   providers: { email: '', sms: '', webhook: '' },
-  smtp: { host: '', port: 0, secure: false, user: '', password: '', passwordSetAt: '' },
+  smtp: { host: '', port: 0, secure: false, user: '', password: '', passwordSetAt: '', allowPlaintextAuth: false },
   smsHttp: { url: '', token: '', tokenSetAt: '' },
   webhook: { secrets: [] }
 }
@@ -63,6 +66,7 @@ export function check (value: CommSettings): string[] {
   if (smtp.host !== '' && !HOST.test(smtp.host)) problems.push('smtp.host must be a host name or an IPv4 address')
   if (!Number.isInteger(smtp.port) || smtp.port < 0 || smtp.port > 65535) problems.push('smtp.port must be a port number (0: the default for secure or not)')
   if (typeof smtp.secure !== 'boolean') problems.push('smtp.secure must be true or false')
+  if (smtp.allowPlaintextAuth !== undefined && typeof smtp.allowPlaintextAuth !== 'boolean') problems.push('smtp.allowPlaintextAuth must be true or false')
   if (typeof smtp.user !== 'string' || smtp.user.length > 256 || /[\r\n]/.test(smtp.user)) problems.push('smtp.user must be at most 256 characters on one line')
   if (typeof smtp.password !== 'string' || (smtp.password !== '' && !KeyRing.isBox(smtp.password))) problems.push('smtp.password must be set through the comm-service (it stores it encrypted)')
   const { smsHttp, webhook } = value

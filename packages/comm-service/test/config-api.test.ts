@@ -15,6 +15,8 @@ const K1 = KeyRing.generate('k1')
 const K2 = KeyRing.generate('k2')
 const OWNER = { roles: ['owner'], scope: 'config:write messages:read messages:send' }
 const PASSWORD = 'S3cret-A-password-8f2c'
+// The loopback SMTP peer speaks plain SMTP: the platform and the tenant both allow a login without TLS.
+const PLAIN = { allowPlaintextSmtpAuth: true }
 
 t.test('config: roles, sealed secrets, If-Match, refusals, the SMTP password reaching AUTH only', async (t) => {
   const p = await startPlatform(t)
@@ -23,14 +25,14 @@ t.test('config: roles, sealed secrets, If-Match, refusals, the SMTP password rea
   await p.createTenant(a, { domains: ['a.example.com'] })
   await p.createTenant(b, { domains: ['b.example.com'] })
   const smtp = await smtpPeer(t, { user: 'a-user', password: PASSWORD })
-  const { call } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'] })
+  const { call } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'], providers: PLAIN })
 
   const initial = await call('GET', '/v1/config', a)
   t.equal(initial.status, 200, 'a member reads the configuration')
-  t.match(initial.body, { emailFrom: '', smtp: { host: '', password: { set: false, setAt: null } }, webhook: { secret: { set: false, derived: true } } })
+  t.match(initial.body, { emailFrom: '', smtp: { host: '', password: { set: false, setAt: null }, allowPlaintextAuth: false }, webhook: { secret: { set: false, derived: true } } })
   t.match(initial.headers.etag, new RegExp(`^"${a}\\.\\d+"$`))
 
-  const change = { emailFrom: 'no-reply@a.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'a-user', password: PASSWORD } }
+  const change = { emailFrom: 'no-reply@a.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'a-user', password: PASSWORD, allowPlaintextAuth: true } }
   for (const [who, options] of [['member', { roles: ['member'], scope: 'config:write' }], ['manager', { roles: ['manager'], scope: 'config:write' }], ['admin without config:write', { roles: ['admin'], scope: 'messages:send' }]] as const) {
     const res = await call('PATCH', '/v1/config', a, change, options as never)
     t.equal(res.status, 403, `${who} may not change it`)
@@ -41,7 +43,7 @@ t.test('config: roles, sealed secrets, If-Match, refusals, the SMTP password rea
 
   const patched = await call('PATCH', '/v1/config', a, change, OWNER)
   t.equal(patched.status, 200, JSON.stringify(patched.body))
-  t.match(patched.body, { emailFrom: 'no-reply@a.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'a-user', password: { set: true, setAt: /^\d{4}-/ } } })
+  t.match(patched.body, { emailFrom: 'no-reply@a.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'a-user', password: { set: true, setAt: /^\d{4}-/ }, allowPlaintextAuth: true } })
   t.notOk(JSON.stringify(patched.body).includes(PASSWORD), 'the answer carries no secret')
   t.not(patched.headers.etag, initial.headers.etag)
 
@@ -117,7 +119,7 @@ t.test('config: roles, sealed secrets, If-Match, refusals, the SMTP password rea
   // A's box copied into B's configuration does not open there (bound to tenant and field).
   const box = JSON.parse(String(row?.config)).comm.smtp.password as string
   await admin`update tenants set config = ${admin.json({ comm: { emailFrom: 'x@b.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'a-user', password: box } } })}, version = version + 1 where id = ${b}`
-  const { call: fresh } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'] })
+  const { call: fresh } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'], providers: PLAIN })
   const stolen = await fresh('POST', '/v1/messages', b, { channel: 'email', to: 'someone@example.com', subject: 'hi', text: 'hello' })
   const failed = await settled(fresh, b, stolen.body.id, ['failed', 'sent'])
   t.equal(failed.status, 'failed', 'B cannot use A\'s sealed password')
@@ -130,10 +132,10 @@ t.test('the key ring rotates without downtime; without one, secrets are refused'
   const a = tid('ring')
   await p.createTenant(a, { domains: ['ring.example.com'] })
   const smtp = await smtpPeer(t, { user: 'ring', password: PASSWORD })
-  const old = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'] })
-  t.equal((await old.call('PATCH', '/v1/config', a, { emailFrom: 'r@ring.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'ring', password: PASSWORD } }, OWNER)).status, 200)
+  const old = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'], providers: PLAIN })
+  t.equal((await old.call('PATCH', '/v1/config', a, { emailFrom: 'r@ring.example.com', providers: { email: 'smtp' }, smtp: { host: '127.0.0.1', port: smtp.port, user: 'ring', password: PASSWORD, allowPlaintextAuth: true } }, OWNER)).status, 200)
   // The new key first, the old one kept: the old box still opens.
-  const rotated = await startComm(t, p, { keys: KeyRing.parse(`${K2},${K1}`), allowWebhookHosts: ['127.0.0.1'] })
+  const rotated = await startComm(t, p, { keys: KeyRing.parse(`${K2},${K1}`), allowWebhookHosts: ['127.0.0.1'], providers: PLAIN })
   const sent = await rotated.call('POST', '/v1/messages', a, { channel: 'email', to: 'x@example.com', subject: 's', text: 't' })
   t.equal((await settled(rotated.call, a, sent.body.id)).status, 'sent', 'a secret sealed with k1 opens with the ring k2,k1')
   t.same(smtp.logins.at(-1), { user: 'ring', password: PASSWORD })
@@ -153,7 +155,7 @@ t.test('webhook secrets: generated on rotation, shown once, both valid during th
   const a = tid('whs')
   await p.createTenant(a)
   const receiver = await httpPeer(t, '/hook')
-  const { call } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'] })
+  const { call } = await startComm(t, p, { keys: KeyRing.parse(K1), allowWebhookHosts: ['127.0.0.1'], providers: PLAIN })
   const first = await call('PATCH', '/v1/config', a, { webhook: { rotateSecret: true } }, OWNER)
   t.equal(first.status, 200)
   const secret1 = first.body.webhook.newSecret as string

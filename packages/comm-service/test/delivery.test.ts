@@ -28,6 +28,8 @@ t.test('each tenant\'s message goes out through real peers with its own identity
       email: 'smtp',
       sms: 'sms-http',
       smtp: { host: '127.0.0.1', port: platformSmtp.port, secure: false, user: 'platform', password: 's3cret' },
+      // The loopback peer speaks plain SMTP: the platform allows its login without TLS.
+      allowPlaintextSmtpAuth: true,
       smsHttp: { url: sms.url, token: 'sms-token' },
       webhookSecret: PLATFORM_SECRET,
       timeout: 5000

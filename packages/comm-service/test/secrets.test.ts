@@ -49,6 +49,7 @@ t.test('settings checks refuse what cannot work', async (t) => {
   const bad = (patch: Partial<CommSettings>, pattern: RegExp): void => { t.match(check({ ...good, ...patch }).join('; '), pattern) }
   bad({ smtp: { ...good.smtp, user: 'a\r\nb' } }, /smtp\.user/)
   bad({ smtp: { ...good.smtp, password: 'plaintext' } }, /smtp\.password/)
+  bad({ smtp: { ...good.smtp, allowPlaintextAuth: 'yes' as never } }, /smtp\.allowPlaintextAuth must be true or false/)
   bad({ smsHttp: { ...good.smsHttp, url: 'ftp://x' } }, /smsHttp\.url/)
   bad({ smsHttp: { ...good.smsHttp, url: 'https://[bad' } }, /smsHttp\.url/)
   bad({ smsHttp: { ...good.smsHttp, token: 'plaintext' } }, /smsHttp\.token/)
@@ -62,13 +63,13 @@ t.test('applyPatch and assertWorkable', async (t) => {
   const options = { keys: ring, graceHours: 1 }
   const base = structuredClone(COMM_DEFAULTS) as CommSettings
   const now = new Date('2026-11-24T00:00:00Z')
-  const all = applyPatch(base, { emailFrom: 'a@x.example.com', emailFromName: 'A', smsSenderId: 'ACME', providers: { email: 'smtp', sms: 'sms-http', webhook: 'log' }, smtp: { host: 'Mail.Example.com', port: 2525, secure: true, user: 'u', password: 'p' }, smsHttp: { url: 'https://sms.example.com', token: 'tok' } }, 'acme', options, now)
-  t.match(all.settings, { emailFrom: 'a@x.example.com', smtp: { host: 'mail.example.com', port: 2525, secure: true, user: 'u', passwordSetAt: now.toISOString() }, smsHttp: { tokenSetAt: now.toISOString() } })
+  const all = applyPatch(base, { emailFrom: 'a@x.example.com', emailFromName: 'A', smsSenderId: 'ACME', providers: { email: 'smtp', sms: 'sms-http', webhook: 'log' }, smtp: { host: 'Mail.Example.com', port: 2525, secure: true, user: 'u', password: 'p', allowPlaintextAuth: true }, smsHttp: { url: 'https://sms.example.com', token: 'tok' } }, 'acme', options, now)
+  t.match(all.settings, { emailFrom: 'a@x.example.com', smtp: { host: 'mail.example.com', port: 2525, secure: true, user: 'u', passwordSetAt: now.toISOString(), allowPlaintextAuth: true }, smsHttp: { tokenSetAt: now.toISOString() } })
   t.equal(ring.open(all.settings.smtp.password, secretContext('acme', 'smtp.password')), 'p')
   t.equal(ring.open(all.settings.smsHttp.token, secretContext('acme', 'smsHttp.token')), 'tok')
   t.equal(all.newSecret, undefined)
-  const cleared = applyPatch(all.settings, { emailFrom: null, emailFromName: null, smsSenderId: null, providers: { email: null }, smtp: { host: null, port: null, secure: null, user: null, password: null }, smsHttp: { url: null, token: null } }, 'acme', options, now)
-  t.match(cleared.settings, { emailFrom: '', emailFromName: '', smsSenderId: '', providers: { email: '', sms: 'sms-http' }, smtp: { host: '', port: 0, secure: false, user: '', password: '', passwordSetAt: '' }, smsHttp: { url: '', token: '', tokenSetAt: '' } })
+  const cleared = applyPatch(all.settings, { emailFrom: null, emailFromName: null, smsSenderId: null, providers: { email: null }, smtp: { host: null, port: null, secure: null, user: null, password: null, allowPlaintextAuth: null }, smsHttp: { url: null, token: null } }, 'acme', options, now)
+  t.match(cleared.settings, { emailFrom: '', emailFromName: '', smsSenderId: '', providers: { email: '', sms: 'sms-http' }, smtp: { host: '', port: 0, secure: false, user: '', password: '', passwordSetAt: '', allowPlaintextAuth: false }, smsHttp: { url: '', token: '', tokenSetAt: '' } })
   t.throws(() => applyPatch(base, { smtp: { password: 'p' } }, 'acme', { keys: null }), { code: 'SERVICE_UNAVAILABLE' })
   // Rotation: the first has no predecessor; the next keeps the previous for the grace period.
   const first = applyPatch(base, { webhook: { rotateSecret: true } }, 'acme', options, now)

@@ -5,15 +5,16 @@ import { createTestDatabase } from '@platform/testkit'
 import t from 'tap'
 import { LogProvider } from '../src/delivery/providers/log.ts'
 import { decodeCursor, encodeCursor, fingerprint } from '../src/messages/store.ts'
-import { blockedAddress, checkMessage, checkWebhookTarget } from '../src/messages/validate.ts'
+import { isPublicAddress } from '../src/delivery/address.ts'
+import { checkMessage, checkWebhookTarget } from '../src/messages/validate.ts'
 import { setupQueueSchema } from '../src/queue/setup.ts'
 import { makeContext } from './tenant.ts'
 
 t.test('webhook targets: public addresses only, unless a development host is allowed', async (t) => {
   for (const address of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1']) {
-    t.ok(blockedAddress(address), `${address} is refused`)
+    t.notOk(isPublicAddress(address), `${address} is refused`)
   }
-  for (const address of ['93.184.216.34', '2606:4700::1111']) t.notOk(blockedAddress(address), `${address} is public`)
+  for (const address of ['93.184.216.34', '2606:4700::1111']) t.ok(isPublicAddress(address), `${address} is public`)
   t.equal((await checkWebhookTarget('http://localhost:8080/hook', ['localhost'])).host, 'localhost:8080', 'allowed for development')
   t.equal((await checkWebhookTarget('https://93.184.216.34/hook')).hostname, '93.184.216.34')
   await t.rejects(checkWebhookTarget('https://no-such-host.invalid/hook'), { message: /does not resolve/ })

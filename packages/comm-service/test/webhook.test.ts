@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto'
 import Fastify from 'fastify'
 import { Webhook } from 'standardwebhooks'
 import t from 'tap'
-import { publicLookup, signWebhook, WebhookProvider } from '../src/delivery/providers/webhook.ts'
+import { pinAddresses } from '../src/delivery/address.ts'
+import { signWebhook, WebhookProvider } from '../src/delivery/providers/webhook.ts'
 import { makeContext } from './tenant.ts'
 
 const secret = `whsec_${randomBytes(24).toString('base64')}`
@@ -49,15 +50,8 @@ t.test('signed deliveries, verified independently; failures classified', async (
 
 t.test('the signature and the lookup on their own', async (t) => {
   t.equal(signWebhook(Buffer.from('key').toString('base64'), 'id', 1, 'b'), signWebhook(`whsec_${Buffer.from('key').toString('base64')}`, 'id', 1, 'b'), 'the whsec_ prefix is optional')
-  const lookup = publicLookup([])
-  const one = await new Promise<[unknown, string, number]>((resolve) => lookup('localhost', {}, (err, address, family) => resolve([err, address as string, family as number])))
-  t.match(one[0], { code: 'EBLOCKED' })
-  const allowed = publicLookup(['localhost'])
-  const single = await new Promise<[unknown, string, number]>((resolve) => allowed('localhost', {}, (err, address, family) => resolve([err, address as string, family as number])))
-  t.equal(single[0], null)
-  t.match(single[1], /^(127\.0\.0\.1|::1)$/)
-  const all = await new Promise<[unknown, unknown]>((resolve) => allowed('localhost', { all: true }, (err, addresses) => resolve([err, addresses])))
-  t.ok(Array.isArray(all[1]), 'all: true answers the list')
-  const missing = await new Promise<unknown>((resolve) => allowed('no-such-host.invalid', {}, (err) => resolve(err)))
-  t.match(missing, { code: /ENOTFOUND|EAI_AGAIN/ })
+  await t.rejects(pinAddresses('localhost', 80), { code: 'EBLOCKED' })
+  const allowed = await pinAddresses('localhost', 80, { allow: ['localhost'] })
+  t.ok(allowed.every((a) => /^(127\.0\.0\.1|::1)$/.test(a)), 'an allowed name answers its addresses')
+  await t.rejects(pinAddresses('no-such-host.invalid', 80), { code: 'ENOTFOUND' })
 })

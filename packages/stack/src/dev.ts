@@ -227,6 +227,18 @@ export interface DevStackOptions {
   print?: (text: string) => void
 }
 
+/**
+ * The private targets the dev stack's communication service may reach for a tenant (webhooks,
+ * a tenant's own SMTP host or SMS URL): the dev inbox's own HTTP port (its SMS API and webhook
+ * receiver) and SMTP port on loopback, and no other port of the machine (PostgreSQL, the
+ * registry and the services themselves stay out of reach). The inbox's SMTP takes no login, so
+ * no plaintext AUTH needs allowing (COMM_ALLOW_PLAINTEXT_SMTP_AUTH stays off).
+ */
+export function devAllowHosts (inbox: Pick<DevInbox, 'url' | 'smtpPort'>): string[] {
+  const http = new URL(inbox.url)
+  return [`${http.hostname}:${http.port}`, `${http.hostname}:${inbox.smtpPort}`]
+}
+
 export async function startDevStack (options: DevStackOptions = {}): Promise<{ info: DevInfo, close: () => Promise<void> }> {
   const { env = process.env, cwd = process.cwd(), print = (text) => process.stdout.write(text) } = options
   const dataDir = resolve(cwd, nonEmpty(env, 'DEV_DATA_DIR') ?? '.data')
@@ -325,8 +337,8 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
         baseDomain
       },
       queueUrl: commDatabaseUrl,
-      // Email to the dev inbox's SMTP server, SMS to its SMS API, webhooks anywhere (the built-in
-      // receiver included: loopback is allowed in development).
+      // Email to the dev inbox's SMTP server, SMS to its SMS API, webhooks to public addresses and
+      // to the inbox's receiver: of the private targets, only the inbox's own ports (devAllowHosts).
       providers: {
         webhookSecret: await devSecret(dataDir, 'webhook-secret', 36),
         email: 'smtp',
@@ -336,7 +348,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
         emailFrom: `no-reply@${baseDomain}`,
         smsSenderId: 'PLATFORM'
       },
-      allowWebhookHosts: ['127.0.0.1', 'localhost'],
+      allowWebhookHosts: devAllowHosts(inbox as DevInbox),
       // Tenants' SMTP passwords, SMS tokens and webhook secrets are sealed with this key (kept in .data/).
       keys: KeyRing.parse(`dev:${await devSecret(dataDir, 'comm-encryption-key', 32)}`),
       port: commPort,

@@ -73,7 +73,8 @@ t.test('the console in chromium', { skip: !existsSync(CHROMIUM) && process.env.C
 
   // Configuration: a password set through the API shows as set, never as itself.
   const password = 'console-secret-4b7e'
-  await api(info, info.tokens.acmeOwner, 'PATCH', '/v1/config', { smtp: { host: '127.0.0.1', port: 2525, user: 'acme', password } })
+  // (The dev inbox's SMTP port: the only loopback SMTP port the dev stack lets a tenant name.)
+  await api(info, info.tokens.acmeOwner, 'PATCH', '/v1/config', { smtp: { host: '127.0.0.1', port: Number(new URL(info.smtpUrl).port), user: 'acme', password } })
   await acme.getByRole('button', { name: 'Configuration' }).click()
   const smtp = acme.locator('dd[data-key="smtp"]')
   await smtp.waitFor()

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
-import { startDevStack, type DevInfo } from '../src/dev.ts'
+import { devAllowHosts, startDevStack, type DevInfo } from '../src/dev.ts'
 import { createStackDatabase } from './fixtures.ts'
 
 /** A raw SMTP conversation: each command after the server's answer to the one before. */
@@ -102,6 +102,21 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.match(html, /<b>Hello<\/b> from <code>no-reply@acme\.test<\/code>/)
   t.match(html, /&#34;x&#34;:&#34;&#60;b&#62;&#34;/, 'webhook bodies are escaped')
 
+  // Of the machine's loopback ports, a tenant may name only the dev inbox's: its webhook receiver
+  // and SMS API, and its SMTP server; not the registry, the database or any other.
+  const comm = async (method: string, path: string, body: unknown): Promise<{ status: number, json: any }> => {
+    const res = await request(`${info.commUrl}${path}`, { method: method as 'POST', headers: { authorization: `Bearer ${info.tokens.acmeOwner}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    return { status: res.statusCode, json: await res.body.json() }
+  }
+  t.equal((await comm('POST', '/v1/messages', { channel: 'webhook', to: `${info.inboxUrl}/hooks/acme`, body: '{}' })).status, 202, 'a webhook to the inbox')
+  for (const target of [`${info.registryUrl}/v1/tenants`, `${info.notesUrl}/v1/notes`, `http://127.0.0.1:${new URL(info.databaseUrl).port || 5432}/`]) {
+    t.match(await comm('POST', '/v1/messages', { channel: 'webhook', to: target, body: '{}' }), { status: 400, json: { code: 'VALIDATION_FAILED', message: /public addresses/ } }, `not to ${target}`)
+  }
+  const smtpPort = Number(new URL(info.smtpUrl).port)
+  t.match(await comm('PATCH', '/v1/config', { smtp: { host: '127.0.0.1', port: Number(new URL(info.registryUrl).port) } }), { status: 400, json: { message: /non-public/ } }, 'a tenant SMTP host on another loopback port is refused')
+  t.equal((await comm('PATCH', '/v1/config', { smtp: { host: '127.0.0.1', port: smtpPort } })).status, 200, 'the inbox\'s SMTP port is allowed')
+  t.equal((await comm('PATCH', '/v1/config', { smtp: { host: null, port: null } })).status, 200)
+
   const page = await call(info, '/v1/tenants', info.tokens.service)
   t.same(page.json.items.map((x: { id: string }) => x.id), ['acme', 'globex', 'initech'])
   t.equal((await call(info, `/v1/resolve?host=acme.${info.baseDomain}`, info.tokens.service)).json.id, 'acme')
@@ -116,6 +131,10 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.teardown(second.close)
   t.equal((await call(second.info, '/v1/tenants/globex', info.tokens.platformAdmin)).json.status, 'archived')
   t.equal((await call(second.info, '/v1/tenants?limit=200', second.info.tokens.service)).json.total, 3)
+})
+
+t.test('the dev stack\'s private targets: the dev inbox\'s own ports only', async (t) => {
+  t.same(devAllowHosts({ url: 'http://127.0.0.1:4300', smtpPort: 1025 }), ['127.0.0.1:4300', '127.0.0.1:1025'])
 })
 
 t.test('bad configuration is refused before anything starts', async (t) => {

@@ -1,8 +1,9 @@
 // Validation at the edge: the JSON schema catches shapes and sizes; these checks catch what a
 // schema cannot say per channel. Every refusal is VALIDATION_FAILED with the field named.
 import createError from '@fastify/error'
-import { lookup } from 'node:dns/promises'
-import { BlockList, isIP } from 'node:net'
+import { hostAllowed, hostProblem } from '../delivery/address.ts'
+
+export { hostAllowed, hostProblem }
 
 export const ValidationError = createError<'VALIDATION_FAILED', 400, [string]>('VALIDATION_FAILED', '%s', 400, undefined, false)
 
@@ -61,23 +62,10 @@ const E164 = /^\+[1-9][0-9]{6,14}$/
 // eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
 const CONTROL = /[\u0000-\u001f\u007f]/
 
-// Where a webhook may not go: loopback, private, link-local (cloud metadata), unspecified, CGNAT,
-// multicast and their IPv6 forms.
-const BLOCKED = new BlockList()
-for (const [net, prefix] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) BLOCKED.addSubnet(net, prefix, 'ipv4')
-for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) BLOCKED.addSubnet(net, prefix, 'ipv6')
-
-export function blockedAddress (address: string): boolean {
-  // An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is judged as the IPv4 address it carries.
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1]
-  if (mapped !== undefined) return BLOCKED.check(mapped, 'ipv4')
-  return BLOCKED.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')
-}
-
 /**
- * A webhook target's addresses, refused when any is not public (checked again at connect time
- * by the delivery's own lookup, against DNS rebinding). `allowHosts` names hosts a development
- * setup may reach anyway.
+ * A webhook target's addresses, refused when any is not public (checked again when the delivery
+ * connects, and the connection goes to the address checked then: see delivery/address.ts).
+ * `allowHosts` names hosts (or `host:port`s) a development setup may reach anyway.
  */
 export async function checkWebhookTarget (target: string, allowHosts: readonly string[] = []): Promise<URL> {
   let url: URL
@@ -88,22 +76,11 @@ export async function checkWebhookTarget (target: string, allowHosts: readonly s
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ValidationError('to must be an absolute http or https URL for a webhook')
   if (url.username !== '' || url.password !== '') throw new ValidationError('to must not carry credentials')
-  const problem = await hostProblem(url.hostname, allowHosts)
+  const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port)
+  const problem = await hostProblem(url.hostname, port, { allow: allowHosts })
   if (problem === 'unresolved') throw new ValidationError('to: the webhook host does not resolve')
-  if (problem === 'private') throw new ValidationError('to: webhook targets must be public addresses (not loopback, private, link-local or metadata)')
+  if (problem === 'private') throw new ValidationError('to: webhook targets must be public addresses (not loopback, private, link-local, metadata or another special-purpose range)')
   return url
-}
-
-/**
- * Why a tenant-supplied host may not be reached: it does not resolve, or one of its addresses is
- * not public; null when it may (or when `allowHosts` names it, for development).
- */
-export async function hostProblem (hostname: string, allowHosts: readonly string[] = []): Promise<'unresolved' | 'private' | null> {
-  const host = hostname.replace(/^\[|\]$/g, '')
-  if (allowHosts.includes(host)) return null
-  const addresses = isIP(host) !== 0 ? [host] : await lookup(host, { all: true, verbatim: true }).then((found) => found.map((a) => a.address), () => [])
-  if (addresses.length === 0) return 'unresolved'
-  return addresses.some(blockedAddress) ? 'private' : null
 }
 
 /** The checks per channel; resolves to the normalised input. */

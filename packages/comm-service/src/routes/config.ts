@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import { mergeConfig, TenantUnavailableError, type Tenant } from '@platform/multitenant'
 import { errorResponse, withTenant } from '@platform/multitenant/fastify'
 import { request } from 'undici'
-import { hostProblem, ValidationError } from '../messages/validate.ts'
+import { hostAllowed, hostProblem, ValidationError } from '../messages/validate.ts'
 import { ACCESS } from '../roles.ts'
 import { secretContext, type KeyRing } from '../secrets.ts'
 import { senderProblems, storedSenders, type SenderPolicy } from '../senders.ts'
@@ -37,7 +37,7 @@ export interface ConfigPatch {
   replyTo?: string | null
   smsSenderId?: string | null
   providers?: { email?: string | null, sms?: string | null, webhook?: string | null }
-  smtp?: { host?: string | null, port?: number | null, secure?: boolean | null, user?: string | null, password?: string | null }
+  smtp?: { host?: string | null, port?: number | null, secure?: boolean | null, user?: string | null, password?: string | null, allowPlaintextAuth?: boolean | null }
   smsHttp?: { url?: string | null, token?: string | null }
   webhook?: { rotateSecret?: boolean, graceHours?: number }
 }
@@ -69,7 +69,8 @@ const patchBody = {
         port: { type: ['integer', 'null'], minimum: 1, maximum: 65535 },
         secure: { type: ['boolean', 'null'] },
         user: text(256),
-        password: { type: ['string', 'null'], minLength: 1, maxLength: 1024 }
+        password: { type: ['string', 'null'], minLength: 1, maxLength: 1024 },
+        allowPlaintextAuth: { type: ['boolean', 'null'] }
       }
     },
     smsHttp: {
@@ -94,7 +95,7 @@ const configSchema = {
     replyTo: { type: 'string' },
     smsSenderId: { type: 'string' },
     providers: { type: 'object', properties: { email: { type: 'string' }, sms: { type: 'string' }, webhook: { type: 'string' } } },
-    smtp: { type: 'object', properties: { host: { type: 'string' }, port: { type: 'integer' }, secure: { type: 'boolean' }, user: { type: 'string' }, password: secretState } },
+    smtp: { type: 'object', properties: { host: { type: 'string' }, port: { type: 'integer' }, secure: { type: 'boolean' }, user: { type: 'string' }, password: secretState, allowPlaintextAuth: { type: 'boolean' } } },
     smsHttp: { type: 'object', properties: { url: { type: 'string' }, token: secretState } },
     webhook: {
       type: 'object',
@@ -126,7 +127,7 @@ export function configView (tenant: Tenant, senders: SenderPolicy, now = Date.no
     replyTo: settings.replyTo,
     smsSenderId: settings.smsSenderId,
     providers: settings.providers,
-    smtp: { host: settings.smtp.host, port: settings.smtp.port, secure: settings.smtp.secure, user: settings.smtp.user, password: state(settings.smtp.password, settings.smtp.passwordSetAt) },
+    smtp: { host: settings.smtp.host, port: settings.smtp.port, secure: settings.smtp.secure, user: settings.smtp.user, password: state(settings.smtp.password, settings.smtp.passwordSetAt), allowPlaintextAuth: settings.smtp.allowPlaintextAuth === true },
     smsHttp: { url: settings.smsHttp.url, token: state(settings.smsHttp.token, settings.smsHttp.tokenSetAt) },
     webhook: { secret: { set: live.length > 0, setAt: live[0]?.createdAt ?? null, derived: live.length === 0 }, previousValidUntil: previous?.expiresAt ?? null },
     ...(problems.length > 0 ? { problems } : {}),
@@ -196,6 +197,7 @@ export function applyPatch (settings: CommSettings, patch: ConfigPatch, tenant: 
     if (smtp.port !== undefined) out.smtp.port = smtp.port ?? 0
     if (smtp.secure !== undefined) out.smtp.secure = smtp.secure ?? false
     if (smtp.user !== undefined) out.smtp.user = smtp.user ?? ''
+    if (smtp.allowPlaintextAuth !== undefined) out.smtp.allowPlaintextAuth = smtp.allowPlaintextAuth ?? false
     if (smtp.password !== undefined) {
       out.smtp.password = smtp.password === null ? '' : seal(smtp.password, 'smtp.password')
       out.smtp.passwordSetAt = smtp.password === null ? '' : at
@@ -242,17 +244,18 @@ export async function assertWorkable (settings: CommSettings, options: Pick<Conf
   if (smtp.password !== '' && smtp.user === '') problems.push('smtp.password is set: smtp.user is required')
   if ((smtp.user !== '' || smtp.port !== 0) && smtp.host === '') problems.push('smtp.user and smtp.port need smtp.host (the platform\'s own server keeps its own credentials)')
   if (smsHttp.token !== '' && smsHttp.url === '') problems.push('smsHttp.token needs smsHttp.url (the platform\'s own API keeps its own token)')
-  const reach = async (what: string, host: string): Promise<void> => {
-    const problem = await hostProblem(host, options.allowHosts)
+  const reach = async (what: string, host: string, port: number): Promise<void> => {
+    const problem = await hostProblem(host, port, { allow: options.allowHosts })
     if (problem === 'unresolved') problems.push(`${what} ${host} does not resolve`)
     if (problem === 'private') problems.push(`${what} ${host} resolves to a non-public address`)
   }
-  if (smtp.host !== '' && HOST.test(smtp.host)) await reach('smtp.host', smtp.host)
+  if (smtp.host !== '' && HOST.test(smtp.host)) await reach('smtp.host', smtp.host, smtp.port === 0 ? (smtp.secure ? 465 : 587) : smtp.port)
   if (smsHttp.url !== '' && URL.canParse(smsHttp.url)) {
     const url = new URL(smsHttp.url)
     if (url.username !== '' || url.password !== '') problems.push('smsHttp.url must not carry credentials (set smsHttp.token)')
-    if (url.protocol === 'http:' && !options.allowHosts.includes(url.hostname)) problems.push('smsHttp.url must be https')
-    await reach('smsHttp.url:', url.hostname)
+    const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port)
+    if (url.protocol === 'http:' && !hostAllowed(options.allowHosts, url.hostname, port)) problems.push('smsHttp.url must be https')
+    await reach('smsHttp.url:', url.hostname, port)
   }
   if (problems.length > 0) throw new ValidationError(problems.join('; '))
 }

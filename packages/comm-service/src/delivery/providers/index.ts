@@ -8,7 +8,7 @@ import { SmtpProvider, type SmtpServer } from './smtp.ts'
 import { PermanentError, TransientError, type OutgoingMessage, type Provider, type SendContext } from './types.ts'
 import { tenantWebhookSecret, WebhookProvider } from './webhook.ts'
 import { secretContext, type KeyRing } from '../../secrets.ts'
-import { hostProblem } from '../../messages/validate.ts'
+import { BlockedAddressError, pinAddresses, type Resolve } from '../address.ts'
 
 export interface ProviderDefaults {
   /** Per channel, when the tenant names none (env COMM_EMAIL_PROVIDER, COMM_SMS_PROVIDER). */
@@ -24,8 +24,15 @@ export interface ProviderDefaults {
   smsHttp: SmsHttpOptions | null
   /** The secret each tenant's webhook signing secret is derived from (COMM_WEBHOOK_SECRET). */
   webhookSecret: string
-  /** Webhook hosts allowed to resolve to private addresses (development). */
+  /** Hosts or `host:port`s a tenant's webhook, SMTP host or SMS URL may name although they resolve to private addresses (development). */
   allowWebhookHosts: readonly string[]
+  /**
+   * Whether SMTP credentials may be sent without TLS (COMM_ALLOW_PLAINTEXT_SMTP_AUTH, default
+   * false): for the platform's server, and for a tenant's that also says so (`smtp.allowPlaintextAuth`).
+   */
+  allowPlaintextSmtpAuth?: boolean
+  /** How tenants' host names are resolved (default: the system's; tests answer as a rebinding DNS would). */
+  resolve?: Resolve
   /** Per-attempt timeout of every provider, in ms (COMM_SEND_TIMEOUT_MS, default 10 s). */
   timeout: number
   /** Opens tenants' sealed credentials (COMM_ENCRYPTION_KEYS); null when none is configured. */
@@ -40,12 +47,16 @@ export class Providers {
   /** Tenants' own SMS APIs, one client per distinct URL and token. */
   readonly #tenantSms = new Map<string, SmsHttpProvider>()
   readonly #defaults: ProviderDefaults
+  /** The address each tenant's SMTP host was last connected to (tenant, host, port). */
+  readonly #smtpPins = new Map<string, string>()
 
   constructor (defaults: ProviderDefaults, log?: FastifyBaseLogger) {
     this.#defaults = defaults
     this.log = new LogProvider(log === undefined ? {} : { log })
     this.smtp = new SmtpProvider({ server: async (context) => await this.smtpServer(context.settings, context.tenant.id), timeout: defaults.timeout })
-    this.webhook = new WebhookProvider({ secrets: (tenant, settings) => this.webhookSecrets(settings, tenant.id), timeout: defaults.timeout, allowHosts: defaults.allowWebhookHosts })
+    const resolve = defaults.resolve === undefined ? {} : { resolve: defaults.resolve }
+    this.webhook = new WebhookProvider({ secrets: (tenant, settings) => this.webhookSecrets(settings, tenant.id), timeout: defaults.timeout, allowHosts: defaults.allowWebhookHosts, ...resolve })
+    // The platform's own SMS API is the operator's: reached as configured, without the tenant checks.
     this.smsHttp = defaults.smsHttp === null ? null : new SmsHttpProvider({ ...defaults.smsHttp, timeout: defaults.timeout })
   }
 
@@ -55,7 +66,7 @@ export class Providers {
     try {
       return this.#defaults.keys.open(box, secretContext(tenant, field))
     } catch (err) {
-      throw new PermanentError(`${field}: ${(err as Error).message}`)
+      throw new PermanentError(`${field} cannot be decrypted: ${(err as Error).message}`)
     }
   }
 
@@ -80,15 +91,37 @@ export class Providers {
 
   /**
    * The tenant's own SMTP server with its own credentials (never the platform's), or the
-   * platform's server. A tenant's host must resolve to public addresses only (unless allowed).
+   * platform's server. A tenant's host is resolved here, once: it must resolve to public
+   * addresses only (unless allowed), and the connection goes to the address checked, with the
+   * name kept for TLS. Credentials go over TLS only, unless both the tenant and the platform
+   * allow plaintext.
    */
   async smtpServer (settings: CommSettings, tenant: string): Promise<SmtpServer | null> {
     const { smtp } = settings
-    if (smtp.host === '') return this.#defaults.smtp
-    await assertPublicHost(smtp.host, this.#defaults.allowWebhookHosts, 'smtp')
+    const plaintext = this.#defaults.allowPlaintextSmtpAuth === true
+    if (smtp.host === '') return this.#defaults.smtp === null ? null : { ...this.#defaults.smtp, ...(plaintext ? { plaintextAuth: true } : {}) }
     const port = smtp.port === 0 ? (smtp.secure ? 465 : 587) : smtp.port
+    // The address used last time while it is still among the checked ones: a round-robin name
+    // keeps the tenant on one pooled transport instead of a new one per answer.
+    const addresses = await this.#pin(smtp.host, port, 'smtp')
+    const pinKey = JSON.stringify([tenant, smtp.host, port])
+    const previous = this.#smtpPins.get(pinKey)
+    const address = previous !== undefined && addresses.includes(previous) ? previous : addresses[0] as string
+    this.#smtpPins.set(pinKey, address)
     const auth = smtp.user === '' ? {} : { user: smtp.user, password: smtp.password === '' ? '' : this.open(smtp.password, tenant, 'smtp.password') }
-    return { host: smtp.host, port, secure: smtp.secure, ...auth }
+    const servername = address === smtp.host ? {} : { servername: smtp.host }
+    return { host: address, ...servername, port, secure: smtp.secure, ...auth, ...(plaintext && smtp.allowPlaintextAuth === true ? { plaintextAuth: true } : {}) }
+  }
+
+  /** A tenant's host resolved once and checked: unresolved is transient, a non-public address permanent. */
+  async #pin (host: string, port: number, provider: string): Promise<string[]> {
+    const resolve = this.#defaults.resolve === undefined ? {} : { resolve: this.#defaults.resolve }
+    try {
+      return await pinAddresses(host, port, { allow: this.#defaults.allowWebhookHosts, ...resolve })
+    } catch (err) {
+      if (err instanceof BlockedAddressError) throw new PermanentError(`${provider}: ${(err as Error).message}`)
+      throw new TransientError(`${provider}: ${(err as Error).message}`)
+    }
   }
 
   /** The tenant's own SMS API (its URL, its sealed token), or the platform's. */
@@ -98,12 +131,14 @@ export class Providers {
       if (this.smsHttp === null) throw new PermanentError('sms-http: the platform has no SMS API configured (SMS_HTTP_URL) and the tenant none of its own')
       return this.smsHttp
     }
-    await assertPublicHost(new URL(smsHttp.url).hostname, this.#defaults.allowWebhookHosts, 'sms-http')
     const token = smsHttp.token === '' ? undefined : this.open(smsHttp.token, tenant, 'smsHttp.token')
     const key = JSON.stringify([smsHttp.url, token ?? ''])
     let provider = this.#tenantSms.get(key)
     if (provider === undefined) {
-      provider = new SmsHttpProvider({ url: smsHttp.url, ...(token === undefined ? {} : { token }), timeout: this.#defaults.timeout })
+      // The URL's host is resolved and checked by the connection itself (one resolution, the
+      // connection to the address checked): see ../address.ts.
+      const resolve = this.#defaults.resolve === undefined ? {} : { resolve: this.#defaults.resolve }
+      provider = new SmsHttpProvider({ url: smsHttp.url, ...(token === undefined ? {} : { token }), timeout: this.#defaults.timeout, pin: { allow: this.#defaults.allowWebhookHosts, ...resolve } })
       this.#tenantSms.set(key, provider)
     }
     return provider
@@ -122,11 +157,4 @@ export class Providers {
     await Promise.all([this.smtp.close(), this.webhook.close(), this.smsHttp?.close(), ...[...this.#tenantSms.values()].map(async (p) => await p.close())])
     this.#tenantSms.clear()
   }
-}
-
-/** A tenant's own server must resolve, and to public addresses only (unless allowed for development). */
-async function assertPublicHost (host: string, allowHosts: readonly string[], provider: string): Promise<void> {
-  const problem = await hostProblem(host, allowHosts)
-  if (problem === 'unresolved') throw new TransientError(`${provider}: ${host} does not resolve`)
-  if (problem === 'private') throw new PermanentError(`${provider}: ${host} resolves to a non-public address`)
 }

@@ -1,7 +1,10 @@
 // SMS through a generic JSON HTTP API: POST { to, from, body, reference } with a bearer token; the
 // answer's `id` is the provider's message id. 429 and 5xx (Retry-After honoured), timeouts and
-// network failures are transient; any other 4xx is permanent.
+// network failures are transient; any other 4xx is permanent. A tenant's own API is reached
+// through a pinned connection (../address.ts): its host resolved once, checked, and connected to
+// at the address checked, so the bearer token goes nowhere else.
 import { Agent, request, type Dispatcher } from 'undici'
+import { pinnedConnector, type HostPolicy } from '../address.ts'
 import { PermanentError, retryAfterMs, TransientError, type OutgoingMessage, type Provider, type SendContext, type SendResult } from './types.ts'
 
 export interface SmsHttpOptions {
@@ -11,15 +14,19 @@ export interface SmsHttpOptions {
   token?: string
   /** Per-attempt timeout in ms (default 10 s). */
   timeout?: number
+  /** A tenant's API: connect only to public addresses (or allowed hosts), pinned per connection. */
+  pin?: HostPolicy
 }
 
 export class SmsHttpProvider implements Provider {
   readonly name = 'sms-http'
   readonly #options: SmsHttpOptions
-  readonly #dispatcher = new Agent({ connections: 32 })
+  readonly #dispatcher: Agent
 
   constructor (options: SmsHttpOptions) {
     this.#options = options
+    const timeout = options.timeout ?? 10_000
+    this.#dispatcher = new Agent({ connections: 32, connect: options.pin === undefined ? { timeout } : pinnedConnector({ ...options.pin, timeout }) })
   }
 
   async send (message: OutgoingMessage, { settings }: SendContext): Promise<SendResult> {
@@ -40,7 +47,9 @@ export class SmsHttpProvider implements Provider {
         bodyTimeout: timeout
       })
     } catch (err) {
-      throw new TransientError(`sms-http unreachable: ${String((err as { code?: string }).code)}`)
+      const code = (err as { code?: string }).code
+      if (code === 'EBLOCKED') throw new PermanentError(`sms-http target refused: ${(err as Error).message}`)
+      throw new TransientError(`sms-http unreachable: ${String(code)}`)
     }
     if (res.statusCode >= 200 && res.statusCode < 300) {
       const answer = await res.body.json().catch(() => ({})) as { id?: unknown }

@@ -2,17 +2,25 @@
 // by the tenants that use it, closed when no tenant uses it any more (a tenant whose settings change
 // moves to a new transport). The From is the tenant's own; the Message-ID is derived from the
 // message id, so a retried copy carries the same one and receivers can drop the duplicate.
+// Credentials go over TLS only (implicit TLS, or STARTTLS required) unless the server says
+// `plaintextAuth`; a tenant's server is connected to at the address checked (`host`), with its
+// name as the TLS servername (SNI and the certificate check).
 import nodemailer, { type Transporter } from 'nodemailer'
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js'
 import { PermanentError, TransientError, type OutgoingMessage, type Provider, type SendContext, type SendResult } from './types.ts'
 
 export interface SmtpServer {
+  /** The name, or the address to connect to (a tenant's: the one checked, see ../address.ts). */
   host: string
+  /** The server's name when `host` is its checked address: TLS is verified against it. */
+  servername?: string
   port: number
-  /** TLS from the first byte (port 465); otherwise STARTTLS when the server offers it. */
+  /** TLS from the first byte (port 465); otherwise STARTTLS when the server offers it (required when there are credentials). */
   secure: boolean
   user?: string
   password?: string
+  /** Credentials may go without TLS (the platform's COMM_ALLOW_PLAINTEXT_SMTP_AUTH, and for a tenant's server its own `smtp.allowPlaintextAuth`). */
+  plaintextAuth?: boolean
 }
 
 export interface SmtpProviderOptions {
@@ -68,7 +76,7 @@ export class SmtpProvider implements Provider {
   }
 
   #transport (tenant: string, server: SmtpServer): Pool {
-    const key = JSON.stringify([server.host, server.port, server.secure, server.user ?? '', server.password ?? ''])
+    const key = JSON.stringify([server.host, server.servername ?? '', server.port, server.secure, server.user ?? '', server.password ?? '', server.plaintextAuth === true])
     const previous = this.#tenantKey.get(tenant)
     if (previous !== undefined && previous !== key) {
       const old = this.#transports.get(previous) as { transport: Pool, tenants: Set<string> }
@@ -89,7 +97,8 @@ export class SmtpProvider implements Provider {
           host: server.host,
           port: server.port,
           secure: server.secure,
-          ...(server.user === undefined ? {} : { auth: { user: server.user, pass: server.password ?? '' } }),
+          ...(server.servername === undefined ? {} : { tls: { servername: server.servername } }),
+          ...(server.user === undefined ? {} : { auth: { user: server.user, pass: server.password ?? '' }, requireTLS: server.plaintextAuth !== true }),
           connectionTimeout: timeout,
           greetingTimeout: timeout,
           socketTimeout: timeout
@@ -125,6 +134,9 @@ export class SmtpProvider implements Provider {
       })
       return { providerMessageId: info.messageId }
     } catch (err) {
+      if (server.user !== undefined && server.plaintextAuth !== true && !server.secure && (err as { code?: string }).code === 'ETLS') {
+        throw new PermanentError(`smtp: credentials are sent over TLS only and TLS could not be started (plaintext needs smtp.allowPlaintextAuth and COMM_ALLOW_PLAINTEXT_SMTP_AUTH): ${(err as Error).message}`.slice(0, 500))
+      }
       throw classifySmtpError(err)
     }
   }

@@ -1,14 +1,13 @@
 // Webhooks signed per the Standard Webhooks spec: `webhook-id`, `webhook-timestamp` (seconds) and
 // `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, keyed by the secret's
 // bytes (`whsec_<base64>`). The target's addresses are checked again when the connection is made,
-// so a name that resolved to a public address at accept time cannot be re-pointed at a private one.
+// and the connection goes to the addresses checked then (../address.ts), so a name that resolved
+// to a public address at accept time cannot be re-pointed at a private one.
 import { createHmac } from 'node:crypto'
-import { lookup } from 'node:dns'
-import type { LookupFunction } from 'node:net'
 import type { Tenant } from '@platform/multitenant'
 import type { CommSettings } from '../../settings.ts'
 import { Agent, request, type Dispatcher } from 'undici'
-import { blockedAddress } from '../../messages/validate.ts'
+import { pinnedConnector, type Resolve } from '../address.ts'
 import { PermanentError, retryAfterMs, TransientError, type OutgoingMessage, type Provider, type SendContext, type SendResult } from './types.ts'
 
 export interface WebhookProviderOptions {
@@ -19,29 +18,16 @@ export interface WebhookProviderOptions {
   secrets: (tenant: Tenant, settings: CommSettings) => string[]
   /** Per-attempt timeout in ms (default 10 s). */
   timeout?: number
-  /** Hosts allowed to resolve to private addresses (development only). */
+  /** Hosts (or `host:port`s) allowed to resolve to private addresses (development only). */
   allowHosts?: readonly string[]
+  /** How target names are resolved (default: the system's). */
+  resolve?: Resolve
 }
 
 /** The signature header value for one delivery. */
 export function signWebhook (secret: string, id: string, timestamp: number, body: string): string {
   const key = Buffer.from(secret.startsWith('whsec_') ? secret.slice(6) : secret, 'base64')
   return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`
-}
-
-/** A DNS lookup that refuses non-public answers: the connect-time half of the SSRF check. */
-export function publicLookup (allowHosts: readonly string[]): LookupFunction {
-  return (hostname, options, callback) => {
-    lookup(hostname, { ...options, all: true }, (err, addresses) => {
-      if (err !== null) return callback(err, '', 0)
-      const list = addresses as Array<{ address: string, family: number }>
-      const refused = !allowHosts.includes(hostname) && list.some((a) => blockedAddress(a.address))
-      if (refused) return callback(Object.assign(new Error(`${hostname} resolves to a non-public address`), { code: 'EBLOCKED' }), '', 0)
-      if (options.all === true) return (callback as unknown as (e: null, a: typeof list) => void)(null, list)
-      const first = list[0] as { address: string, family: number }
-      callback(null, first.address, first.family)
-    })
-  }
 }
 
 export class WebhookProvider implements Provider {
@@ -51,7 +37,7 @@ export class WebhookProvider implements Provider {
 
   constructor (options: WebhookProviderOptions) {
     this.#options = options
-    this.#dispatcher = new Agent({ connect: { lookup: publicLookup(options.allowHosts ?? []) } })
+    this.#dispatcher = new Agent({ connect: pinnedConnector({ allow: options.allowHosts ?? [], timeout: options.timeout ?? 10_000, ...(options.resolve === undefined ? {} : { resolve: options.resolve }) }) })
   }
 
   async send (message: OutgoingMessage, { tenant, settings }: SendContext): Promise<SendResult> {
@@ -59,12 +45,14 @@ export class WebhookProvider implements Provider {
     const timestamp = Math.floor(Date.now() / 1000)
     const id = `msg_${message.id}`
     const timeout = this.#options.timeout ?? 10_000
+    // Outside the request's try: a secret that cannot be opened fails the message (PermanentError).
+    const signature = this.#options.secrets(tenant, settings).map((secret) => signWebhook(secret, id, timestamp, body)).join(' ')
     let res: Dispatcher.ResponseData
     try {
       res = await request(message.to, {
         method: 'POST',
         dispatcher: this.#dispatcher,
-        headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': this.#options.secrets(tenant, settings).map((secret) => signWebhook(secret, id, timestamp, body)).join(' ') },
+        headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': signature },
         body,
         headersTimeout: timeout,
         bodyTimeout: timeout
