@@ -21,6 +21,10 @@ import { KeyRing, secretContext } from '../src/secrets.ts'
 import { httpPeer, smtpPeer } from './peers.ts'
 import { makeContext, makeSettings, makeTenant } from './tenant.ts'
 
+// Owns the sender domain of makeSettings(), so only the addresses are judged.
+const ACME_OWNER = { id: 'acme', domains: [{ domain: 'acme.example.com', primary: true }] }
+const NO_DEFAULT_SENDERS = { emailFrom: '', smsSenderId: '' }
+
 // A public address (example.com's, once): the test stops every connection to it at its first attempt.
 const PUBLIC = '93.184.216.34'
 const TOKEN = 'sms-bearer-token-5f1c9e'
@@ -125,14 +129,14 @@ t.test('each special-purpose form is refused: webhook target, SMS URL, SMTP host
     await t.rejects(checkWebhookTarget(url), { code: 'VALIDATION_FAILED', message: /public addresses/ }, `${literal}: refused at accept`)
     await t.rejects(webhook.send({ ...message, channel: 'webhook', to: url, body: '{}' }, makeContext('acme')), { code: 'PROVIDER_REJECTED', message: /non-public/ }, `${literal}: refused at connect`)
     // A tenant's SMS API at that address: refused when the configuration is written.
-    await t.rejects(assertWorkable(makeSettings({ smsHttp: { url: `https://${literal}:${port}/sms`, token: '', tokenSetAt: '' } }), { allowHosts: [], platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true } }), { code: 'VALIDATION_FAILED', message: /non-public/ }, `${literal}: refused as an SMS URL`)
+    await t.rejects(assertWorkable(makeSettings({ smsHttp: { url: `https://${literal}:${port}/sms`, token: '', tokenSetAt: '' } }), { allowHosts: [], platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true }, senders: NO_DEFAULT_SENDERS }, ACME_OWNER), { code: 'VALIDATION_FAILED', message: /non-public/ }, `${literal}: refused as an SMS URL`)
   }
   for (const secure of [false, true]) {
     const smtp = { host: '198.18.0.1', port: 0, secure, user: '', password: '', passwordSetAt: '' }
-    await t.rejects(assertWorkable(makeSettings({ smtp }), { allowHosts: [], platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true } }), { code: 'VALIDATION_FAILED', message: /smtp\.host 198\.18\.0\.1 resolves to a non-public address/ })
+    await t.rejects(assertWorkable(makeSettings({ smtp }), { allowHosts: [], platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true }, senders: NO_DEFAULT_SENDERS }, ACME_OWNER), { code: 'VALIDATION_FAILED', message: /smtp\.host 198\.18\.0\.1 resolves to a non-public address/ })
     // Allowed on its default port only (465 with implicit TLS, 587 otherwise).
     const allowHosts = [`198.18.0.1:${secure ? 465 : 587}`]
-    await t.resolves(assertWorkable(makeSettings({ smtp }), { allowHosts, platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true } }))
+    await t.resolves(assertWorkable(makeSettings({ smtp }), { allowHosts, platform: { smtp: true, smsHttp: true, emailFrom: true, smsSenderId: true }, senders: NO_DEFAULT_SENDERS }, ACME_OWNER))
   }
 
   // A name that resolves to each form: refused by every provider before any connection.
