@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino } from 'pino'
-import { multitenantPlugin, openApiConventions, openApiRefResolver, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
+import { checkBodyHook, multitenantPlugin, openApiConventions, openApiRefResolver, opsGuard, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
 import { Providers, type ProviderDefaults } from './delivery/providers/index.ts'
 import type { Provider } from './delivery/providers/types.ts'
 import { DEFAULT_RETRY, deliveryHandler, type RetryPolicy } from './delivery/worker.ts'
@@ -55,6 +55,8 @@ export interface CommConfig {
   callbackSecrets?: Partial<Record<CallbackProvider, string>>
   /** The key ring that seals tenants' secrets (COMM_ENCRYPTION_KEYS); without it, secret writes are refused. */
   keys?: KeyRing | null
+  /** OPS_TOKEN: when set, `/metrics` and `/docs` need `Authorization: Bearer <token>`. */
+  opsToken?: string | undefined
 }
 
 export interface CommDeps {
@@ -103,14 +105,17 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
         { name: 'config', description: 'The tenant\'s communication settings' },
         { name: 'webhooks', description: 'Providers\' signed delivery receipts' },
         { name: 'admin', description: 'The platform admin view' },
-        { name: 'operations', description: 'Health, readiness and metrics' }
+        { name: 'operations', description: 'Health, readiness and metrics (metrics and docs need the ops token when one is set)' }
       ]
     },
     refResolver: openApiRefResolver
   })
   openApiConventions(app)
-  await app.register(swaggerUi, { routePrefix: '/docs' })
+  const guard = opsGuard(config.opsToken)
+  await app.register(swaggerUi, { routePrefix: '/docs', uiHooks: { onRequest: guard } })
   await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*', '/console*'], ...config.multitenant })
+  // Depth, NUL characters and unsafe numbers: a hostile body is a 400, never a recursive walker's stack overflow.
+  app.addHook('preValidation', checkBodyHook)
   const role = config.role ?? 'all'
 
   // One queue per cluster: a tenant's message and its job are on the tenant's own cluster.
@@ -177,7 +182,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     /* c8 ignore next: the 503 side needs the database or the registry down (the library's readiness tests cover the probes) */
     return await reply.code(registry && database ? 200 : 503).send({ status: registry && database ? 'ready' : 'unavailable', registry, database })
   })
-  app.get('/metrics', { config: OPEN, schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { config: OPEN, onRequest: guard, schema: { hide: true } }, async (_request, reply) => {
     return await reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
   })
 

@@ -480,6 +480,7 @@ export { platformErrorHandler, type ErrorHandlerOptions, type ErrorBody } from '
 export { multitenantOptionsFromEnv, EnvError, type EnvOptionsDefaults } from './env.ts'
 export { listenService } from './serve.ts'
 export { openApiConventions, openApiRefResolver, errorResponse, operationIdOf, ERROR_SCHEMA } from './openapi.ts'
+export { checkBody, checkBodyHook, opsGuard, MAX_BODY_DEPTH } from './guards.ts'
 export { authPlugin, mapClaims, DEFAULT_AUTH_EXCLUDE, type AuthOptions, type ClaimMapping, type ClaimSource, type RouteAuth } from './auth.ts'
 
 export default multitenantPlugin
