@@ -17,7 +17,7 @@ import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { configRoutes } from './routes/config.ts'
-import { consoleRoutes } from './routes/console.ts'
+import { ConsoleCodes, consoleRoutes } from './routes/console.ts'
 import { StatsRecorder, tenantStats } from './stats.ts'
 import { templateRoutes } from './routes/templates.ts'
 import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
@@ -71,6 +71,8 @@ declare module 'fastify' {
     commQueue: DeliveryQueue
     commProviders: Providers
     commMetrics: CommMetrics
+    /** One-time console sign-in codes: `/console#code=<consoleCodes.issue(token)>` signs in once. */
+    consoleCodes: ConsoleCodes
   }
 }
 
@@ -192,7 +194,9 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     await app.register(messageRoutes, { store, templates, metrics, stats, allowHosts: config.allowWebhookHosts ?? [] })
     await app.register(adminRoutes, { store, dedicated, stats: async () => await tenantStats(queueOf('default'), [...queues.values()]) })
     await app.register(templateRoutes, { templates })
-    await app.register(consoleRoutes)
+    const codes = new ConsoleCodes()
+    app.decorate('consoleCodes', codes)
+    await app.register(consoleRoutes, { codes })
     await app.register(webhookRoutes, { db: app.tenantDb, stats, dedicated, secrets: config.callbackSecrets ?? {} })
     const platform = config.providers ?? {}
     await app.register(configRoutes, {
