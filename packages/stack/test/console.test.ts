@@ -52,7 +52,11 @@ t.test('the console in chromium', { skip: !existsSync(CHROMIUM) && process.env.C
     return page
   }
   /** What the page's address bar and session history hold. */
-  const addresses = async (page: Page): Promise<{ href: string, entries: number }> => await page.evaluate(() => ({ href: location.href, entries: history.length }))
+  const addresses = async (page: Page): Promise<{ href: string, entries: number }> => await page.evaluate(() => {
+    // The page's own globals (this test's tsconfig has no DOM library).
+    const w = globalThis as unknown as { location: { href: string }, history: { length: number } }
+    return { href: w.location.href, entries: w.history.length }
+  })
 
   // Sign in as acme's owner with the banner's link; send from the API and watch it reach "sent".
   const acme = await (await browser.newContext()).newPage()
