@@ -568,10 +568,8 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     const hosts = change.type === 'tenant.created' || change.type.startsWith('domain.')
     if (hosts) this.#unknownHosts.clear()
     // The feed names tenants that exist: their look-ups are never held back, nor their new domains'.
-    if (isValidTenantId(change.tenantId)) {
-      this.#known.set(`id:${change.tenantId}`, true)
-      if (hosts && change.type !== 'domain.removed') this.#learnHosts(change.tenantId)
-    }
+    this.#known.set(`id:${change.tenantId}`, true)
+    if (hosts && change.type !== 'domain.removed') this.#learnHosts(change.tenantId)
     this.#emit('change', change)
     this.#emit(change.type as `tenant.${string}`, change)
   }
@@ -581,7 +579,8 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
    * domain resolves at its first request even while made-up hosts have spent the budget.
    */
   #learnHosts (id: string): void {
-    this.#fetch(this.#ids, id).then((tenant) => {
+    // getTenant: the id is checked before anything is asked (the feed is the registry's, still).
+    Promise.resolve(this.getTenant(id)).then((tenant) => {
       // The registry stores domains normalised (lower case, no port or trailing dot).
       /* c8 ignore next: null only for a tenant gone again before its record was read */
       for (const { domain } of tenant?.domains ?? []) this.#known.set(`host:${domain}`, true)
