@@ -45,7 +45,8 @@ function el (tag, text, attrs = {}) {
 function problem (err) {
   const box = $('problem')
   box.hidden = false
-  if (err instanceof ApiError && err.status === 401) box.textContent = `This token is not valid here (${err.code}). Sign in with a token the registry issued.`
+  if (err instanceof ApiError && err.link) box.textContent = `${err.message} (${err.code}).`
+  else if (err instanceof ApiError && err.status === 401) box.textContent = `This token is not valid here (${err.code}). Sign in with a token the registry issued.`
   else if (err instanceof ApiError && err.status === 403) box.textContent = `This token may not do that (${err.code}): ${err.message}`
   else if (err instanceof ApiError) box.textContent = `The service answered ${err.status} ${err.code}: ${err.message}`
   else box.textContent = 'The service could not be reached. Is it running?'
@@ -189,8 +190,21 @@ for (const button of $('tabs').querySelectorAll('button')) button.addEventListen
 for (const id of ['filter-status', 'filter-channel']) $(id).addEventListener('change', () => loadMessages().catch(problem))
 $('preview-run').addEventListener('click', () => { preview() })
 
-// A link with #token=… signs in at once (and the token leaves the address bar).
-const fromLink = new URLSearchParams(location.hash.slice(1)).get('token')
-if (fromLink) history.replaceState(null, '', location.pathname)
-const saved = fromLink ?? sessionStorage.getItem('console-token')
-if (saved) signIn(saved).catch(problem)
+// A sign-in link carries a one-time code, never a token: the page takes it off the address bar
+// (and so off this history entry) before anything else, then trades it once for the token. A
+// fragment never reaches a server log; the code kept in the browser's history is spent.
+async function fromLink (code) {
+  const res = await fetch('/console/session', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) })
+  const body = await res.json().catch(() => null)
+  if (!res.ok) throw Object.assign(new ApiError(res.status, body), { link: true })
+  return body.token
+}
+
+const link = new URLSearchParams(location.hash.slice(1))
+if (location.hash !== '') history.replaceState(null, '', location.pathname)
+const code = link.get('code')
+if (code) fromLink(code).then(signIn, problem)
+else {
+  const saved = sessionStorage.getItem('console-token')
+  if (saved) signIn(saved).catch(problem)
+}

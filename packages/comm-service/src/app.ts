@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { pino } from 'pino'
-import { multitenantPlugin, openApiConventions, openApiRefResolver, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
+import { checkBodyHook, multitenantPlugin, openApiConventions, openApiRefResolver, opsGuard, platformErrorHandler, type MultitenantPluginOptions } from '@platform/multitenant/fastify'
 import { Providers, type ProviderDefaults } from './delivery/providers/index.ts'
 import type { Provider } from './delivery/providers/types.ts'
 import { DEFAULT_RETRY, deliveryHandler, type RetryPolicy } from './delivery/worker.ts'
@@ -17,7 +17,7 @@ import { DeliveryQueue, type QueueDepth } from './queue/boss.ts'
 import { messageRoutes } from './routes/messages.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { configRoutes } from './routes/config.ts'
-import { consoleRoutes } from './routes/console.ts'
+import { ConsoleCodes, consoleRoutes } from './routes/console.ts'
 import { StatsRecorder, tenantStats } from './stats.ts'
 import { templateRoutes } from './routes/templates.ts'
 import { webhookRoutes, type CallbackProvider } from './routes/webhooks.ts'
@@ -59,6 +59,8 @@ export interface CommConfig {
   keys?: KeyRing | null
   /** The template render pool: threads, hard time limit, renders in flight per tenant (COMM_RENDER_*). */
   render?: RenderPoolOptions
+  /** OPS_TOKEN: when set, `/metrics` and `/docs` need `Authorization: Bearer <token>`. */
+  opsToken?: string | undefined
 }
 
 /** The routes the library's per-tenant request limit (`multitenant.rateLimit`) applies to. */
@@ -76,6 +78,8 @@ declare module 'fastify' {
     commQueue: DeliveryQueue
     commProviders: Providers
     commMetrics: CommMetrics
+    /** One-time console sign-in codes: `/console#code=<consoleCodes.issue(token)>` signs in once. */
+    consoleCodes: ConsoleCodes
   }
 }
 
@@ -110,13 +114,14 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
         { name: 'config', description: 'The tenant\'s communication settings' },
         { name: 'webhooks', description: 'Providers\' signed delivery receipts' },
         { name: 'admin', description: 'The platform admin view' },
-        { name: 'operations', description: 'Health, readiness and metrics' }
+        { name: 'operations', description: 'Health, readiness and metrics (metrics and docs need the ops token when one is set)' }
       ]
     },
     refResolver: openApiRefResolver
   })
   openApiConventions(app)
-  await app.register(swaggerUi, { routePrefix: '/docs' })
+  const guard = opsGuard(config.opsToken)
+  await app.register(swaggerUi, { routePrefix: '/docs', uiHooks: { onRequest: guard } })
   // With `multitenant.rateLimit`, the per-tenant request limit guards the template and message
   // routes (where rendering and accepting cost most); other routes opt out before it is installed.
   app.addHook('onRoute', (route) => {
@@ -124,6 +129,8 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     if (!RATE_LIMITED_ROUTES.test(route.url) && routeConfig?.rateLimit === undefined) route.config = { ...route.config, rateLimit: false } as typeof route.config
   })
   await app.register(multitenantPlugin, { migrations: { dir: MIGRATIONS_DIR }, exclude: ['/health', '/ready', '/metrics', '/docs*', '/console*'], ...config.multitenant })
+  // Depth, NUL characters and unsafe numbers: a hostile body is a 400, never a recursive walker's stack overflow.
+  app.addHook('preValidation', checkBodyHook)
   const role = config.role ?? 'all'
 
   // One queue per cluster: a tenant's message and its job are on the tenant's own cluster.
@@ -192,7 +199,7 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     /* c8 ignore next: the 503 side needs the database or the registry down (the library's readiness tests cover the probes) */
     return await reply.code(registry && database ? 200 : 503).send({ status: registry && database ? 'ready' : 'unavailable', registry, database })
   })
-  app.get('/metrics', { config: OPEN, schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { config: OPEN, onRequest: guard, schema: { hide: true } }, async (_request, reply) => {
     return await reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
   })
 
@@ -209,7 +216,9 @@ async function compose (app: FastifyInstance, config: CommConfig, deps: CommDeps
     await app.register(messageRoutes, { store, templates, metrics, stats, allowHosts: config.allowWebhookHosts ?? [] })
     await app.register(adminRoutes, { store, dedicated, stats: async () => await tenantStats(queueOf('default'), [...queues.values()]) })
     await app.register(templateRoutes, { templates })
-    await app.register(consoleRoutes)
+    const codes = new ConsoleCodes()
+    app.decorate('consoleCodes', codes)
+    await app.register(consoleRoutes, { codes })
     await app.register(webhookRoutes, { db: app.tenantDb, stats, dedicated, secrets: config.callbackSecrets ?? {} })
     await app.register(configRoutes, {
       keys: config.keys ?? null,

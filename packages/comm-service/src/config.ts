@@ -30,7 +30,8 @@ function positive (env: NodeJS.ProcessEnv, name: string, fallback: number, max: 
  * The platform's variables (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_*, BASE_DOMAIN,
  * TENANT) through the library, plus COMM_ROLE (api, worker or all), COMM_CONCURRENCY (jobs at once
  * in this process, default 16), COMM_TENANT_CONCURRENCY (at most per tenant, default 4),
- * COMM_WEBHOOK_ALLOW_HOSTS (see `allowHostsFromEnv`), PORT (4200), HOST, LOG_LEVEL,
+ * COMM_WEBHOOK_ALLOW_HOSTS (see `allowHostsFromEnv`), OPS_TOKEN (`/metrics` and `/docs`
+ * need it as a bearer token; at least 16 characters), PORT (4200), HOST, LOG_LEVEL,
  * and the platform's provider defaults and retry policy (see `providersFromEnv`, `retryFromEnv`).
  */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig {
@@ -44,6 +45,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
   if (!/^\d+$/.test(rawPort) || port > 65535) throw new EnvError('PORT', `must be a port number from 0 to 65535, got "${rawPort}"`)
   const logLevel = env.LOG_LEVEL?.trim() || 'info'
   if (!LEVELS.includes(logLevel)) throw new EnvError('LOG_LEVEL', `must be one of ${LEVELS.join(', ')}`)
+  const opsToken = env.OPS_TOKEN?.trim() || undefined
+  if (opsToken !== undefined && opsToken.length < 16) throw new EnvError('OPS_TOKEN', 'must be at least 16 characters')
   return {
     multitenant,
     queueUrl: clusters.default,
@@ -60,6 +63,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig
     keys: keysFromEnv(env),
     callbackSecrets: callbackSecretsFromEnv(env),
     render: renderFromEnv(env),
+    opsToken,
     port,
     host: env.HOST?.trim() || '127.0.0.1',
     logLevel

@@ -36,6 +36,10 @@ export const TenantProvisioningError = createError<'TENANT_PROVISIONING', 503, [
 export const RateLimitedError = createError<'RATE_LIMITED', 429, [number]>(
   'RATE_LIMITED', 'Rate limit exceeded, retry in %d seconds', 429, undefined, false)
 
+/** A request body (or a value in it) that the service will not take; the message names the problem. */
+export const ValidationFailedError = createError<'VALIDATION_FAILED', 400, [string]>(
+  'VALIDATION_FAILED', '%s', 400, undefined, false)
+
 export const InvalidOptionError = createError<'MT_INVALID_OPTION', 500, [string]>(
   'MT_INVALID_OPTION', 'Invalid option: %s', 500)
 
@@ -63,6 +67,7 @@ export const ERROR_CODES = {
   TENANT_MISMATCH: 403,
   TENANT_UNAVAILABLE: 503,
   TENANT_PROVISIONING: 503,
+  VALIDATION_FAILED: 400,
   RATE_LIMITED: 429,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,

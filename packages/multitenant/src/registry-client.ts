@@ -42,6 +42,15 @@ export interface RegistryClientOptions {
   dispatcher?: Dispatcher
   /** Receives one line per change of the registry's reachability (pino's API; default: none). */
   logger?: RegistryLogger
+  /**
+   * How many registry look-ups of ids and hosts never seen to exist may be made: a bucket of
+   * `burst` (default 100) that each answer of "unknown" empties by one and that refills by
+   * `perSecond` (default 10). While it is empty, such a look-up answers TENANT_UNAVAILABLE without
+   * asking the registry, so a stream of made-up `Host` values (or ids) costs at most `burst` +
+   * `perSecond` calls a second. Known tenants and hosts, and those the change feed announces, are
+   * never held back. `false` turns the bound off.
+   */
+  unknownLookups?: { burst?: number, perSecond?: number } | false
 }
 
 /** The part of a pino logger the client uses. */
@@ -105,6 +114,8 @@ export interface RegistryClientStats {
   upstreamErrors: number
   /** Entries evicted because the change feed reported a change. */
   feedEvictions: number
+  /** Look-ups of never-seen ids or hosts refused without a registry call (see `unknownLookups`). */
+  unknownRefused: number
   /** Times the whole cache was dropped because the feed could not say what was missed. */
   feedResets: number
 }
@@ -132,6 +143,9 @@ interface Entry {
 }
 
 const STALE_RETRY_MS = 1000
+/* c8 ignore next: a failed read of an announced tenant is reported by the request itself (an `error` event); its first look-up tries again */
+const ignore = (): void => {}
+export const DEFAULT_UNKNOWN_LOOKUPS = Object.freeze({ burst: 100, perSecond: 10 })
 /** What a failed look-up answers with, once retries are spent. */
 const RETRY_STATUS = [429, 500, 502, 503, 504]
 const RETRY_CODES = ['ECONNRESET', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETDOWN', 'ENETUNREACH', 'EHOSTDOWN', 'EHOSTUNREACH', 'EPIPE',
@@ -186,7 +200,13 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
   readonly #unknownHosts: LRUCache<string, Entry>
   /** host keys resolved to each tenant, to evict them with the tenant. */
   readonly #hostsOf = new Map<string, Set<string>>()
-  readonly #stats: RegistryClientStats = { hits: 0, misses: 0, coalesced: 0, staleServes: 0, negativeHits: 0, upstreamCalls: 0, revalidated: 0, upstreamErrors: 0, feedEvictions: 0, feedResets: 0 }
+  /**
+   * Ids and hosts (`id:…`, `host:…`) the registry or its change feed has shown to exist: their
+   * look-ups are never held back by the unknown-look-up budget, even after an eviction.
+   */
+  readonly #known: LRUCache<string, true>
+  readonly #unknown: UnknownBudget | null
+  readonly #stats: RegistryClientStats = { hits: 0, misses: 0, coalesced: 0, staleServes: 0, negativeHits: 0, upstreamCalls: 0, revalidated: 0, upstreamErrors: 0, feedEvictions: 0, unknownRefused: 0, feedResets: 0 }
   readonly #abort = new AbortController()
   #seq: number | undefined
   /** Resolves once the change feed is followed (immediately when `follow` is false). */
@@ -231,15 +251,18 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     this.#maxStale = options.maxStale ?? 300_000
     this.#timeout = options.timeout ?? 2_000
     const cacheOptions = { max: options.max ?? 10_000, ttl: this.#ttl, allowStale: false, noDeleteOnStaleGet: true }
+    this.#known = new LRUCache<string, true>({ max: options.max ?? 10_000 })
+    const unknown = options.unknownLookups ?? {}
+    this.#unknown = unknown === false ? null : new UnknownBudget(unknown.burst ?? DEFAULT_UNKNOWN_LOOKUPS.burst, unknown.perSecond ?? DEFAULT_UNKNOWN_LOOKUPS.perSecond)
     this.#ids = new LRUCache<string, Entry>({
       ...cacheOptions,
-      fetchMethod: async (id, stale, { signal, options: set }) => await this.#load(`/v1/tenants/${id}`, stale, signal, set)
+      fetchMethod: async (id, stale, { signal, options: set }) => await this.#lookup(`id:${id}`, `/v1/tenants/${id}`, stale, signal, set)
     })
     this.#unknownHosts = new LRUCache<string, Entry>({ max: options.max ?? 10_000, ttl: this.#negativeTtl })
     this.#hosts = new LRUCache<string, Entry, unknown>({
       ...cacheOptions,
       fetchMethod: async (host, stale, { signal, options: set }) => {
-        const entry = await this.#load(`/v1/resolve?host=${encodeURIComponent(host)}`, stale, signal, set)
+        const entry = await this.#lookup(`host:${host}`, `/v1/resolve?host=${encodeURIComponent(host)}`, stale, signal, set)
         if (entry.tenant === null) {
           // Remembered apart, and not stored among the known hosts (lru-cache stores nothing for
           // an undefined answer).
@@ -310,6 +333,31 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
       if (attempt < 2 && err instanceof Error && (err.message === 'deleted' || err.message === 'evicted')) return await this.#fetch(cache, key, attempt + 1)
       throw err
     }
+  }
+
+  /**
+   * A look-up through the unknown-look-up budget: a key not known to exist waits for a place in
+   * it (or is refused with TENANT_UNAVAILABLE when it is spent); an answer of "unknown" spends one.
+   */
+  async #lookup (known: string, path: string, stale: Entry | undefined, signal: AbortSignal, set: { ttl?: number }): Promise<Entry> {
+    const budget = this.#unknown
+    if (budget === null || stale?.tenant != null || this.#known.has(known)) return this.#remember(known, await this.#load(path, stale, signal, set))
+    if (!await budget.admit()) {
+      this.#stats.unknownRefused++
+      throw new TenantUnavailableError()
+    }
+    let entry: Entry | undefined
+    try {
+      entry = this.#remember(known, await this.#load(path, stale, signal, set))
+      return entry
+    } finally {
+      budget.settle(entry !== undefined && entry.tenant === null)
+    }
+  }
+
+  #remember (known: string, entry: Entry): Entry {
+    if (entry.tenant !== null) this.#known.set(known, true)
+    return entry
   }
 
   /** One registry look-up with revalidation, retries and the stale-if-error bound. */
@@ -510,17 +558,33 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     this.#hosts.clear()
     this.#unknownHosts.clear()
     this.#hostsOf.clear()
+    this.#known.clear()
   }
 
   #apply (change: TenantChange): void {
     this.invalidate(change.tenantId)
     this.#stats.feedEvictions++
     // A new tenant or domain can answer a host that was remembered as unknown.
-    if (change.type === 'tenant.created' || change.type.startsWith('domain.')) {
-      this.#unknownHosts.clear()
-    }
+    const hosts = change.type === 'tenant.created' || change.type.startsWith('domain.')
+    if (hosts) this.#unknownHosts.clear()
+    // The feed names tenants that exist: their look-ups are never held back, nor their new domains'.
+    this.#known.set(`id:${change.tenantId}`, true)
+    if (hosts && change.type !== 'domain.removed') this.#learnHosts(change.tenantId)
     this.#emit('change', change)
     this.#emit(change.type as `tenant.${string}`, change)
+  }
+
+  /**
+   * Reads an announced tenant's record and marks its custom domains as known, so that a new
+   * domain resolves at its first request even while made-up hosts have spent the budget.
+   */
+  #learnHosts (id: string): void {
+    // getTenant: the id is checked before anything is asked (the feed is the registry's, still).
+    Promise.resolve(this.getTenant(id)).then((tenant) => {
+      // The registry stores domains normalised (lower case, no port or trailing dot).
+      /* c8 ignore next: null only for a tenant gone again before its record was read */
+      for (const { domain } of tenant?.domains ?? []) this.#known.set(`host:${domain}`, true)
+    }, ignore)
   }
 
   /**
@@ -617,5 +681,52 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     this.#timers.clear()
     this.clear()
     if (this.#ownsBase) await this.#base.close()
+  }
+}
+
+/**
+ * The budget for look-ups of keys not known to exist: a token bucket that answers of "unknown"
+ * drain and time refills. A look-up in flight holds a token until it settles (an answer that
+ * finds a tenant gives it back), so a burst of concurrent made-up keys cannot overdraw it; one
+ * that finds no token free waits while others are in flight and is refused when none is.
+ */
+class UnknownBudget {
+  readonly #burst: number
+  readonly #perMs: number
+  #tokens: number
+  #at = Date.now()
+  #pending = 0
+  #waiting: Array<() => void> = []
+
+  constructor (burst: number, perSecond: number) {
+    if (!Number.isInteger(burst) || burst < 1) throw new InvalidOptionError('unknownLookups.burst must be a positive integer')
+    if (typeof perSecond !== 'number' || !(perSecond >= 0)) throw new InvalidOptionError('unknownLookups.perSecond must be a number of at least 0')
+    this.#burst = this.#tokens = burst
+    this.#perMs = perSecond / 1000
+  }
+
+  /**
+   * Resolves true with a token held, or false when the budget is spent. Waiters are woken by the
+   * look-ups in flight, which end one way or another (close() aborts them).
+   */
+  async admit (): Promise<boolean> {
+    for (;;) {
+      const now = Date.now()
+      this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) * this.#perMs)
+      this.#at = now
+      if (this.#tokens - this.#pending >= 1) {
+        this.#pending++
+        return true
+      }
+      if (this.#pending === 0) return false
+      await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    }
+  }
+
+  /** Gives the token back, or spends it when the answer was "unknown"; wakes the waiting. */
+  settle (spent: boolean): void {
+    this.#pending--
+    if (spent) this.#tokens = Math.max(0, this.#tokens - 1)
+    for (const wake of this.#waiting.splice(0)) wake()
   }
 }

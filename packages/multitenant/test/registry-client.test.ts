@@ -349,7 +349,8 @@ t.test('made-up Host values neither evict known hosts nor cost a call each time'
   const id = tid('hosty')
   const host = `mail.${id}.test`
   await create(r, id, { domains: [host] })
-  const c = client(t, r, { follow: false, max: 50, negativeTtl: 60_000 })
+  // The per-host memory alone (the budget on never-seen hosts is tested below).
+  const c = client(t, r, { follow: false, max: 50, negativeTtl: 60_000, unknownLookups: false })
   t.equal((await c.getTenantByHost(host))?.id, id)
   // Far more unknown hosts than the cache holds.
   for (let i = 0; i < 200; i++) await c.getTenantByHost(`junk-${i}.attacker.test`)
@@ -357,6 +358,85 @@ t.test('made-up Host values neither evict known hosts nor cost a call each time'
   t.equal((c.getTenantByHost(host) as { id: string } | null)?.id, id, 'the known host is still a synchronous hit')
   t.equal(c.getTenantByHost('junk-199.attacker.test'), null, 'a repeated unknown host is answered from memory')
   t.equal(await registryCalls(r, '/v1/resolve'), before, 'with no registry call')
+})
+
+t.test('a stream of random Host values costs a bounded number of registry calls; announced tenants and domains still resolve at once', async (t) => {
+  const r = await startTestRegistry(t)
+  const id = tid('flood')
+  const host = `mail.${id}.test`
+  await create(r, id, { domains: [host] })
+  // No refill during the test: the bound is exactly the burst, whatever the machine's speed.
+  const burst = 20
+  const c = client(t, r, { unknownLookups: { burst, perSecond: 0 } })
+  await c.following
+  t.equal((await c.getTenantByHost(host))?.id, id)
+  const before = await registryCalls(r, '/v1/resolve')
+  let unknown = 0
+  let refused = 0
+  const look = async (i: number): Promise<void> => {
+    try {
+      if (await c.getTenantByHost(`r${i}-${Math.random().toString(36).slice(2)}.attacker.test`) === null) unknown++
+    } catch (err) {
+      if ((err as { code?: string }).code === 'TENANT_UNAVAILABLE') refused++
+      else throw err
+    }
+  }
+  // 1,000 made-up hosts: 500 at once, then 500 one after another.
+  await Promise.all(Array.from({ length: 500 }, async (_, i) => await look(i)))
+  for (let i = 500; i < 1000; i++) await look(i)
+  const calls = await registryCalls(r, '/v1/resolve') - before
+  t.comment(`1,000 random hosts cost ${calls} registry calls (burst ${burst}); ${unknown} answered unknown, ${refused} refused`)
+  t.ok(calls <= burst, `at most the burst reaches the registry (${calls})`)
+  t.equal(unknown + refused, 1000)
+  t.equal(c.stats().unknownRefused, refused)
+  t.equal((c.getTenantByHost(host) as { id: string } | null)?.id, id, 'a known host is still a synchronous hit')
+  // Random ids (a random subdomain is one) are bounded by the same budget.
+  const idCalls = await registryCalls(r, '/v1/tenants/:id')
+  const ids = await Promise.allSettled(Array.from({ length: 200 }, async (_, i) => await c.getTenant(tid(`nobody${i}`))))
+  t.ok(ids.every((x) => x.status === 'rejected'), 'random ids are refused while the budget is spent')
+  t.equal(await registryCalls(r, '/v1/tenants/:id'), idCalls, 'with no registry call')
+
+  // While the budget is spent, a tenant created with a new domain, and a domain added to a known
+  // tenant, resolve at their first look-up: the change feed announced them.
+  const fresh = tid('fresh')
+  const freshHost = `mail.${fresh}.test`
+  await create(r, fresh, { domains: [freshHost] })
+  await waitFor(async () => (await Promise.resolve(c.getTenantByHost(freshHost)).catch(() => null))?.id === fresh, 5000)
+  t.equal((await c.getTenant(fresh))?.id, fresh, 'the new tenant by id')
+  const added = `shop.${id}.test`
+  t.equal((await r.admin('POST', `/v1/tenants/${id}/domains`, { domain: added })).status, 201)
+  await waitFor(async () => (await Promise.resolve(c.getTenantByHost(added)).catch(() => null))?.id === id, 5000)
+  t.pass('a domain added to a known tenant')
+  // An update evicts a known tenant: it is looked up again, never held back.
+  t.equal((await r.admin('PATCH', `/v1/tenants/${id}`, { name: 'Renamed' })).status, 200)
+  await waitFor(async () => (await c.getTenant(id))?.name === 'Renamed', 5000)
+  t.equal((await c.getTenantByHost(host))?.id, id, 'and its host too')
+
+  // Through the plugin: a made-up host is 503 TENANT_UNAVAILABLE with Retry-After, not a registry call.
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.setErrorHandler((await import('../src/fastify/error-handler.ts')).platformErrorHandler())
+  await app.register(multitenantPlugin, { provider: c })
+  app.get('/x', async () => ({ ok: true }))
+  const res = await app.inject({ url: '/x', headers: { host: 'yet-another.attacker.test' } })
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { code: 'TENANT_UNAVAILABLE' })
+  t.ok(res.headers['retry-after'] !== undefined)
+  t.equal((await app.inject({ url: '/x', headers: { host } })).statusCode, 200, 'the known host is served')
+})
+
+t.test('the unknown-look-up budget refills with time, and can be turned off', async (t) => {
+  const r = await startTestRegistry(t)
+  const c = client(t, r, { follow: false, unknownLookups: { burst: 1, perSecond: 1 } })
+  t.equal(await c.getTenantByHost('first.attacker.test'), null, 'the one token: asked')
+  await t.rejects(Promise.resolve(c.getTenantByHost('second.attacker.test')), { code: 'TENANT_UNAVAILABLE' }, 'spent')
+  await sleep(1100) // one a second
+  t.equal(await c.getTenantByHost('third.attacker.test'), null, 'refilled: asked again')
+  const off = client(t, r, { follow: false, unknownLookups: false })
+  for (let i = 0; i < 5; i++) t.equal(await off.getTenantByHost(`h${i}.attacker.test`), null)
+  t.equal(off.stats().upstreamCalls, 5, 'off: every made-up host is asked')
+  t.throws(() => new RegistryClient({ url: r.url, token: 'x', unknownLookups: { burst: 0 } }), { code: 'MT_INVALID_OPTION' })
+  t.throws(() => new RegistryClient({ url: r.url, token: 'x', unknownLookups: { perSecond: -1 } }), { code: 'MT_INVALID_OPTION' })
 })
 
 t.test('remember(): a record the registry just answered is served at once; an older one is ignored', async (t) => {

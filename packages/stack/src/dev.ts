@@ -219,6 +219,22 @@ async function seedDemo (registry: RunningRegistry, baseDomain: string): Promise
   return made
 }
 
+/** A connection URL fit to print: the password masked (terminals are logged, shared and screenshotted). */
+export function withoutPassword (url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password === '') return url
+    parsed.password = '***'
+    return parsed.href
+  } catch {
+    // Not a URL (a libpq keyword string): print nothing of it rather than risk a password.
+    return '(set by DATABASE_URL)'
+  }
+}
+
+/** How long the banner's one-time console link works, in ms (a link spent or expired signs nobody in). */
+const CONSOLE_LINK_TTL = 24 * 3600_000
+
 export interface DevStackOptions {
   env?: NodeJS.ProcessEnv
   /** Where .data/ lives (default: DEV_DATA_DIR, or .data under the working directory, the repository root under `pnpm start`). */
@@ -410,10 +426,10 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   Tenant registry   ${u}          (API docs: ${u}/docs, metrics: ${u}/metrics)
   Notes service     ${n}          (the example service built on @platform/multitenant)
   Comm service      ${c}          (email, SMS, webhooks; API docs: ${c}/docs)
-  Console           ${c}/console#token=${info.tokens.acmeOwner}
-                    (signed in as acme's owner; ${c}/console#token=<platformAdmin token> for the cross-tenant stats)
+  Console           ${c}/console#code=${(comm as RunningComm).app.consoleCodes.issue(info.tokens.acmeOwner, CONSOLE_LINK_TTL)}
+                    (signs in as acme's owner, once; then paste a token from ${file}, platformAdmin for the cross-tenant stats)
   Dev inbox         ${m}          (the mail, texts and webhooks delivered; SMTP ${(inbox as DevInbox).smtpUrl})
-  PostgreSQL        ${databaseUrl}
+  PostgreSQL        ${withoutPassword(databaseUrl)}   (the full URL, password included, is in ${file})
   Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
   Tokens            ${file} (platformAdmin, service, acmeOwner, globexOwner; valid 30 days)
   Your own service  node --env-file=${shown(join(dataDir, 'dev.env'))} your-service.ts   (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_SECRET)

@@ -1,5 +1,5 @@
 // The console in a real browser (Debian's chromium, driven by playwright-core): sign in with the
-// banner's link, send from the API and watch the message reach `sent` on the page with its
+// banner's one-time link (the token never in the address bar or history; the link spent once used), send from the API and watch the message reach `sent` on the page with its
 // timeline, templates with a preview, configuration with secrets masked, the platform admin's
 // stats; tenant A's session never shows B's data; a bad token gets a clear page.
 import { existsSync } from 'node:fs'
@@ -35,23 +35,51 @@ t.test('the console in chromium', { skip: !existsSync(CHROMIUM) && process.env.C
   t.teardown(async () => await purgeDemoTenants(stack.info))
   const { info } = stack
   const link = /Console {11}(\S+)/.exec(banner)?.[1] as string
-  t.equal(link, `${info.commUrl}/console#token=${info.tokens.acmeOwner}`, 'the banner prints a ready link')
+  t.match(link, new RegExp(`^${info.commUrl}/console#code=[\\w-]{32}$`), 'the banner prints a one-time sign-in link')
+  for (const token of Object.values(info.tokens)) t.notOk(banner.includes(token), 'and no token at all')
 
   const browser: Browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
   })
   t.teardown(() => browser.close())
+  // Signing in with a pasted token (what remains once the link is spent).
   const open = async (token: string): Promise<Page> => {
     const page = await (await browser.newContext()).newPage()
-    await page.goto(`${info.commUrl}/console#token=${encodeURIComponent(token)}`)
+    await page.goto(`${info.commUrl}/console`)
+    await page.locator('#token').fill(token)
+    await page.getByRole('button', { name: 'Sign in' }).click()
     return page
   }
+  /** What the page's address bar and session history hold. */
+  const addresses = async (page: Page): Promise<{ href: string, entries: number }> => await page.evaluate(() => {
+    // The page's own globals (this test's tsconfig has no DOM library).
+    const w = globalThis as unknown as { location: { href: string }, history: { length: number } }
+    return { href: w.location.href, entries: w.history.length }
+  })
 
-  // Sign in as acme's owner; send from the API and watch it reach "sent" on the page.
-  const acme = await open(info.tokens.acmeOwner)
+  // Sign in as acme's owner with the banner's link; send from the API and watch it reach "sent".
+  const acme = await (await browser.newContext()).newPage()
+  await acme.goto(link)
   await acme.getByText('Tenant acme').waitFor()
-  t.equal(new URL(acme.url()).hash, '', 'the token left the address bar')
+  const code = new URL(link).hash.slice('#code='.length)
+  const after = await addresses(acme)
+  t.equal(after.href, `${info.commUrl}/console`, 'the address bar holds neither the token nor the code')
+  t.equal(after.entries, 2, 'history: the blank tab and the console, nothing else')
+  t.equal(acme.url(), `${info.commUrl}/console`)
+  await acme.goBack()
+  t.notOk(acme.url().includes(code) || acme.url().includes(info.tokens.acmeOwner), `going back leads to ${acme.url()}, not to the link`)
+  await acme.goForward()
+  t.equal(acme.url(), `${info.commUrl}/console`, 'going forward too: the link\'s entry was replaced')
+  await acme.getByText('Tenant acme').waitFor()
+  // The link a browser's history kept is spent: opened again, it signs nobody in.
+  const replay = await (await browser.newContext()).newPage()
+  await replay.goto(link)
+  const spent = replay.getByRole('alert')
+  await spent.waitFor()
+  t.match(await spent.textContent(), /This sign-in link was used already or has expired/, 'a spent link says so')
+  t.equal(await replay.locator('#tabs').isHidden(), true, 'and signs nobody in')
+  t.equal((await addresses(replay)).href, `${info.commUrl}/console`, 'and leaves the address bar too')
   const sent = await api(info, info.tokens.acmeOwner, 'POST', '/v1/messages', { channel: 'email', to: 'ann@example.com', subject: 'Seen in the console', text: 'Hi' })
   const row = acme.locator(`tr[data-id="${sent.id as string}"]`)
   await row.and(acme.locator('[data-status="sent"]')).waitFor({ timeout: 20_000 })
@@ -84,6 +112,7 @@ t.test('the console in chromium', { skip: !existsSync(CHROMIUM) && process.env.C
   // Globex's owner never sees acme's message, on any tab.
   const globex = await open(info.tokens.globexOwner)
   await globex.getByText('Tenant globex').waitFor()
+  t.notOk((await addresses(globex)).href.includes(info.tokens.globexOwner), 'a pasted token never reaches the address bar')
   await globex.locator('#message-rows').waitFor({ state: 'attached' })
   await new Promise((resolve) => setTimeout(resolve, 2500)) // one refresh later
   const globexPage = await globex.content()

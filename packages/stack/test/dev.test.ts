@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
-import { devAllowHosts, startDevStack, type DevInfo } from '../src/dev.ts'
+import { devAllowHosts, startDevStack, withoutPassword, type DevInfo } from '../src/dev.ts'
 import { createStackDatabase } from './fixtures.ts'
 
 /** A raw SMTP conversation: each command after the server's answer to the one before. */
@@ -58,6 +58,11 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.equal((await stat(join(cwd, '.data', 'jwt-secret'))).mode & 0o777, 0o600, 'the secret is private')
   t.match(banner, new RegExp(`curl -s ${info.registryUrl}/v1/tenants -H "authorization: Bearer \\$TOKEN"`))
   t.match(banner, /Ctrl-C stops the services\./)
+  for (const url of [db.url, db.serviceUrl, db.commUrl]) {
+    const password = decodeURIComponent(new URL(url).password)
+    t.ok(password.length > 0 && !banner.includes(password) && !banner.includes(new URL(url).password), 'the banner prints no database password')
+  }
+  t.match(banner, /PostgreSQL {8}postgres:\/\/[^:]+:\*\*\*@/, 'the URL is shown with its password masked')
   t.match(banner, new RegExp(`curl -s -X POST ${info.notesUrl}/v1/notes -H "authorization: Bearer \\$ACME"`))
 
   // The notes service runs on the service login, migrated for every demo tenant, with the
@@ -137,6 +142,12 @@ t.test('the dev stack\'s private targets: the dev inbox\'s own ports only', asyn
   t.same(devAllowHosts({ url: 'http://127.0.0.1:4300', smtpPort: 1025 }), ['127.0.0.1:4300', '127.0.0.1:1025'])
 })
 
+t.test('withoutPassword masks what a URL carries', async (t) => {
+  t.equal(withoutPassword('postgres://u:s3cret@127.0.0.1:5432/db'), 'postgres://u:***@127.0.0.1:5432/db')
+  t.equal(withoutPassword('postgres://u@127.0.0.1/db'), 'postgres://u@127.0.0.1/db', 'nothing to mask')
+  t.equal(withoutPassword('host=x password=s3cret'), '(set by DATABASE_URL)', 'not a URL: nothing of it is printed')
+})
+
 t.test('bad configuration is refused before anything starts', async (t) => {
   const cwd = await mkdtemp(join(tmpdir(), 'dev-stack-'))
   t.teardown(() => rm(cwd, { recursive: true, force: true }))
@@ -165,6 +176,9 @@ t.test('without DATABASE_URL: an embedded PostgreSQL under .data/pg that survive
   t.match(first.info.databaseUrl, /^postgres:\/\/platform_registry:[^@]+@127\.0\.0\.1:\d+\/platform$/, 'the registry runs as its own login, not the superuser')
   t.match(first.info.serviceDatabaseUrl, /^postgres:\/\/platform_service:[^@]+@127\.0\.0\.1:\d+\/platform$/)
   t.match(banner, /the data stays in \.data\/pg/)
+  for (const name of ['registry-db-password', 'service-db-password', 'comm-db-password']) {
+    t.notOk(banner.includes((await readFile(join(cwd, '.data', name), 'utf8')).trim()), `the banner does not print ${name}`)
+  }
   await t.rejects(startDevStack({ env, cwd, print: () => {} }), /Is another `pnpm start` running\?/, 'a second stack on the same data is refused')
   t.ok((await stat(join(cwd, '.data', 'pg', 'PG_VERSION'))).isFile())
   t.equal((await call(first.info, '/v1/tenants', first.info.tokens.platformAdmin, 'POST', { id: 'hooli', name: 'Hooli' })).status, 201)

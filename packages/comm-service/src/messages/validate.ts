@@ -111,6 +111,8 @@ export async function checkMessage (input: MessageInput, options: { now?: number
   }
   if (input.scheduledAt !== undefined) {
     const at = Date.parse(input.scheduledAt)
+    // The schema's date-time admits a leap second (23:59:60Z), which no clock here can name.
+    if (Number.isNaN(at)) throw new ValidationError('scheduledAt must be an instant such as 2030-01-01T09:00:00Z (leap seconds are not accepted)')
     if (at < now - LIMITS.skewMs) throw new ValidationError('scheduledAt is in the past')
     if (at > now + LIMITS.scheduleDays * 86_400_000) throw new ValidationError(`scheduledAt is at most ${LIMITS.scheduleDays} days ahead`)
   }

@@ -391,6 +391,16 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
   fastify.addHook('preValidation', function reenter (request, reply, done) {
     runInScope(request.tenantScope, done)
   })
+  // onResponse runs on the response's 'finish', which Node emits in the context of whatever
+  // flushed it: for pipelined requests on one keep-alive connection, the previous response's
+  // (issue 17). A request aborted by its client is reported from the socket's 'close'. Both
+  // re-enter, so the hooks registered after this plugin see their own request's tenant.
+  fastify.addHook('onResponse', function reenterOnResponse (request, reply, done) {
+    runInScope(request.tenantScope, done)
+  })
+  fastify.addHook('onRequestAbort', function reenterOnAbort (request, done) {
+    runInScope(request.tenantScope, done)
+  })
 
   // Resolution is a route-level hook: it runs after the instance's onRequest hooks (such as the
   // one verifying the token whose tenant claim it reads), and each route's mode is fixed once here.
@@ -480,6 +490,7 @@ export { platformErrorHandler, type ErrorHandlerOptions, type ErrorBody } from '
 export { multitenantOptionsFromEnv, EnvError, type EnvOptionsDefaults } from './env.ts'
 export { listenService } from './serve.ts'
 export { openApiConventions, openApiRefResolver, errorResponse, operationIdOf, ERROR_SCHEMA } from './openapi.ts'
+export { checkBody, checkBodyHook, opsGuard, MAX_BODY_DEPTH } from './guards.ts'
 export { authPlugin, mapClaims, DEFAULT_AUTH_EXCLUDE, type AuthOptions, type ClaimMapping, type ClaimSource, type RouteAuth } from './auth.ts'
 
 export default multitenantPlugin

@@ -122,3 +122,76 @@ t.test('pipelined requests on one connection never see the previous one\'s tenan
   t.same(answers, Array.from({ length: count }, (_, i) => i % 2 === 0 ? 'acme' : 'globex'), 'each answer is its own request\'s')
   t.same(seen, Array.from({ length: count }, () => null), 'instance-level hooks before resolution see no tenant')
 })
+
+t.test('pipelined requests on one keep-alive connection: every instance-level hook sees its own request\'s tenant', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const wrong: string[] = []
+  let checked = 0
+  const tenants = ['acme', 'globex', 'initech', 'hooli']
+  const pause = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
+  // Registered by the user on the instance, outside the plugin, each awaiting something real.
+  const check = (name: string) => async (request: FastifyRequest): Promise<void> => {
+    await pause(Number(request.headers['x-delay'] ?? 0))
+    const expected = request.headers['x-tenant-id'] as string
+    checked++
+    if (currentTenantId() !== expected) wrong.push(`${name}: ${String(currentTenantId())} in ${expected}'s request`)
+    if (request.tenant?.id !== expected) wrong.push(`${name}: request.tenant ${String(request.tenant?.id)} in ${expected}'s request`)
+  }
+  await app.register(multitenantPlugin, { provider: new MemoryProvider(tenants.map((id) => makeTenant(id))) })
+  app.addHook('preParsing', async (request, _reply, payload) => { await check('preParsing')(request); return payload })
+  app.addHook('preValidation', check('preValidation'))
+  app.addHook('preHandler', check('preHandler'))
+  app.addHook('preSerialization', async (request, _reply, payload: unknown) => { await check('preSerialization')(request); return payload })
+  app.addHook('onSend', async (request, _reply, payload) => { await check('onSend')(request); return payload })
+  app.addHook('onResponse', check('onResponse'))
+  app.post('/things', async (request) => {
+    await pause(1)
+    return { tenant: currentTenantId(), body: request.body }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const count = 24
+  const expected = Array.from({ length: count }, (_, i) => tenants[i % tenants.length] as string)
+  const body = await new Promise<string>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let data = ''
+    socket.on('data', (chunk) => {
+      data += chunk.toString()
+      if ((data.match(/HTTP\/1\.1 200/g) ?? []).length === count) { socket.end(); resolve(data) }
+    })
+    socket.on('error', reject)
+    // Back to back on one connection, in one write; earlier requests wait longer in their hooks,
+    // so the server has the later ones parsed while the earlier ones are still in flight.
+    socket.write(expected.map((tenant, i) => {
+      const json = JSON.stringify({ n: i, pad: 'x'.repeat(i % 3 === 0 ? 70_000 : 10) })
+      return `POST /things HTTP/1.1\r\nHost: x\r\nX-Tenant-ID: ${tenant}\r\nX-Delay: ${(count - i) % 5}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`
+    }).join(''))
+  })
+  await pause(20) // the last onResponse hooks
+  const answers = [...body.matchAll(/"tenant":"([a-z]+)"/g)].map((m) => m[1])
+  t.same(answers, expected, 'each answer is its own request\'s')
+  t.equal(checked, count * 6, 'six hooks ran for every request')
+  t.same(wrong.slice(0, 10), [], 'no hook saw another request\'s tenant')
+})
+
+t.test('a request its client aborts: onRequestAbort hooks see that request\'s tenant', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(multitenantPlugin, { provider: provider() })
+  const seen = Promise.withResolvers<string | null>()
+  app.addHook('onRequestAbort', async (_request) => { seen.resolve(currentTenantId() ?? null) })
+  const started = Promise.withResolvers<void>()
+  app.get('/slow', async () => {
+    started.resolve()
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    return { ok: true }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const socket = connect((app.server.address() as { port: number }).port, '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write('GET /slow HTTP/1.1\r\nHost: x\r\nX-Tenant-ID: globex\r\n\r\n')
+  await started.promise
+  socket.destroy()
+  t.equal(await seen.promise, 'globex')
+})
