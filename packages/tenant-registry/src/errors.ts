@@ -7,4 +7,3 @@ export const ConflictError = createError<'CONFLICT', 409, [string]>('CONFLICT', 
 export const PreconditionFailedError = createError<'PRECONDITION_FAILED', 412, []>('PRECONDITION_FAILED', 'The tenant changed since the version in If-Match', 412, undefined, false)
 export const DomainNotFoundError = createError<'DOMAIN_NOT_FOUND', 404, []>('DOMAIN_NOT_FOUND', 'Domain not found', 404, undefined, false)
 export const NotFoundError = createError<'NOT_FOUND', 404, [string]>('NOT_FOUND', '%s not found', 404, undefined, false)
-export const ServiceUnavailableError = createError<'SERVICE_UNAVAILABLE', 503, [string]>('SERVICE_UNAVAILABLE', '%s', 503, undefined, false)

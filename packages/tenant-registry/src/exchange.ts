@@ -1,6 +1,6 @@
 // Token exchange (RFC 8693's shape): a registered service's credential, a tenant and an audience
 // become a short-lived token bound to that tenant, carrying at most the registered scopes.
-import { hasRole, TenantNotFoundError, TenantProvisioningError, TenantSuspendedError, type PlatformClaims } from '@platform/multitenant'
+import { hasRole, TenantNotFoundError, TenantSuspendedError, TenantUnavailableError, type PlatformClaims } from '@platform/multitenant'
 import { ForbiddenError, UnauthorizedError } from './errors.ts'
 import { CREDENTIAL_ROLES, type ServiceStore } from './services.ts'
 import type { TenantStore } from './tenants.ts'
@@ -72,7 +72,7 @@ export async function exchangeToken (deps: ExchangeDeps, claims: PlatformClaims,
     case 'suspended':
       throw new TenantSuspendedError()
     case 'provisioning':
-      throw new TenantProvisioningError()
+      throw new TenantUnavailableError() // 503 with Retry-After: being created right now
     default:
       throw new TenantNotFoundError()
   }

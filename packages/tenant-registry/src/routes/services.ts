@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { errorResponse } from '@platform/multitenant/fastify'
-import { ServiceUnavailableError } from '../errors.ts'
+import { ForbiddenError } from '../errors.ts'
 import { AUDIENCE, MAX_CREDENTIAL_TTL, SCOPE_WORD, SERVICE_NAME, type ServiceInput } from '../services.ts'
 
 const READ = { auth: { scope: 'tenants:read', admin: true } }
@@ -37,7 +37,7 @@ const nameParams = { type: 'object', required: ['name'], properties: { name: NAM
 export async function serviceRoutes (app: FastifyInstance): Promise<void> {
   const store = app.services
   const issuer = (): NonNullable<typeof app.issuer> => {
-    if (app.issuer === null) throw new ServiceUnavailableError('this registry holds no signing key (JWT_PRIVATE_KEY)')
+    if (app.issuer === null) throw new ForbiddenError('this registry holds no signing key (JWT_PRIVATE_KEY): it verifies tokens only')
     return app.issuer
   }
   app.addHook('onRoute', (route) => {
@@ -49,7 +49,7 @@ export async function serviceRoutes (app: FastifyInstance): Promise<void> {
     schema: {
       summary: 'Register a service and get its first credential',
       body: { type: 'object', additionalProperties: false, required: ['name', 'scopes', 'audiences'], properties: { name: NAME, scopes: SCOPES, audiences: AUDIENCES, expiresIn: EXPIRES_IN }, examples: [{ name: 'orders', scopes: ['messages:send', 'messages:read'], audiences: ['comm'] }] },
-      response: { 201: { ...serviceSchema, properties: { ...serviceSchema.properties, credential: issuedSchema } }, ...errors, 503: errorResponse(503) }
+      response: { 201: { ...serviceSchema, properties: { ...serviceSchema.properties, credential: issuedSchema } }, ...errors }
     }
   }, async (request, reply) => {
     const body = request.body as ServiceInput & { expiresIn?: number }
@@ -81,7 +81,7 @@ export async function serviceRoutes (app: FastifyInstance): Promise<void> {
 
   app.post('/services/:name/credentials', {
     config: WRITE,
-    schema: { summary: 'A new credential for a service (rotation: the old ones stay valid until revoked)', params: nameParams, body: { type: ['object', 'null'], additionalProperties: false, properties: { expiresIn: EXPIRES_IN } }, response: { 201: issuedSchema, ...errors, 503: errorResponse(503) } }
+    schema: { summary: 'A new credential for a service (rotation: the old ones stay valid until revoked)', params: nameParams, body: { type: ['object', 'null'], additionalProperties: false, properties: { expiresIn: EXPIRES_IN } }, response: { 201: issuedSchema, ...errors } }
   }, async (request, reply) => {
     const { name } = request.params as { name: string }
     const sign = issuer()

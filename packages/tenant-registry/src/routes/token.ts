@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { errorResponse } from '@platform/multitenant/fastify'
 import type { PlatformClaims } from '@platform/multitenant'
-import { ServiceUnavailableError, ValidationError } from '../errors.ts'
+import { ForbiddenError, ValidationError } from '../errors.ts'
 import { ACCESS_TOKEN_TYPE, exchangeToken, TOKEN_EXCHANGE_GRANT, type ExchangeRequest } from '../exchange.ts'
 import { AUDIENCE } from '../services.ts'
 import { TENANT_ID } from './schemas.ts'
@@ -63,7 +63,7 @@ export async function tokenRoutes (app: FastifyInstance, options: TokenRouteOpti
     if (body.subject_token !== undefined && `Bearer ${body.subject_token}` !== request.headers.authorization) {
       throw new ValidationError('subject_token must be the bearer token (the service credential)')
     }
-    if (app.issuer === null) throw new ServiceUnavailableError('this registry holds no signing key (JWT_PRIVATE_KEY)')
+    if (app.issuer === null) throw new ForbiddenError('this registry holds no signing key (JWT_PRIVATE_KEY): it verifies tokens only')
     const token = await exchangeToken({ services: app.services, tenants: app.tenants, issue: app.issuer, ttl: options.ttl }, request.claims as PlatformClaims, body)
     request.log.info({ service: request.claims?.sub, tenant: body.tenant, audience: body.audience, scope: token.scope }, 'token exchanged')
     // RFC 6749 §5.1: token answers are not stored by caches.
