@@ -9,7 +9,7 @@ import { createDecoder } from 'fast-jwt'
 import t from 'tap'
 import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/config.ts'
-import { createKeyRing, ensureSigningKey, pemBlocks, thumbprint } from '../src/keys.ts'
+import { createKeyRing, ensureSigningKey, pemBlocks, thumbprint, type PublishedKey } from '../src/keys.ts'
 import { tokenIssuer } from '../src/tokens.ts'
 import { bearer, createRegistryDatabase, startRegistry, tid } from './fixtures/registry.ts'
 
@@ -26,13 +26,13 @@ t.test('the key ring: algorithms, key ids, rotation', async (t) => {
   t.same(ring.jwks.keys.map((k) => [k.kty, k.alg]), [['OKP', 'EdDSA'], ['RSA', 'RS256'], ['EC', 'ES256'], ['EC', 'ES384']])
   t.equal(ring.signing?.kid, ring.jwks.keys[0]?.kid, 'the signing key is published under its kid')
   t.equal(ring.signing?.alg, 'EdDSA')
-  t.equal(ring.jwks.keys[0]?.kid, thumbprint(ring.jwks.keys[0] as object), 'default kid: the RFC 7638 thumbprint')
+  t.equal(ring.jwks.keys[0]?.kid, thumbprint(ring.jwks.keys[0] as PublishedKey), 'default kid: the RFC 7638 thumbprint')
   t.ok(ring.jwks.keys.every((k) => !('d' in k)), 'nothing private')
   // RFC 7638 §3.1's example key and thumbprint.
   t.equal(thumbprint({ kty: 'RSA', e: 'AQAB', n: '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw', alg: 'RS256', kid: '2011-04-29' }), 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs')
 
   const named = createKeyRing({ publicKey: rsa.publicKey + ed.publicKey, privateKey: ed.privateKey, keyId: '2026-12' })
-  t.same(named.jwks.keys.map((k) => k.kid), [thumbprint(named.jwks.keys[0] as object), '2026-12'], 'JWT_KEY_ID names the signing key only')
+  t.same(named.jwks.keys.map((k) => k.kid), [thumbprint(named.jwks.keys[0] as PublishedKey), '2026-12'], 'JWT_KEY_ID names the signing key only')
   const verifyOnly = createKeyRing({ publicKey: ed.publicKey })
   t.equal(verifyOnly.signing, undefined)
   t.same(createKeyRing({ secret: 's'.repeat(32) }).jwks, { keys: [] }, 'a secret is never published')

@@ -51,7 +51,7 @@ t.test('register → credential → exchange → a tenant-bound token a JWKS-con
   const registered = await inject('POST', '/v1/services', admin, { name: 'orders', scopes: ['messages:send', 'messages:read'], audiences: ['comm'] })
   t.equal(registered.status, 201)
   t.equal(registered.headers['cache-control'], 'no-store')
-  const credential = (registered.body.credential as { token: string, id: string })
+  const credential = registered.body.credential as { token: string, id: string }
   const credentialClaims = decode(credential.token) as { header: Record<string, unknown>, payload: Record<string, unknown> }
   t.match(credentialClaims.payload, { sub: 'svc:orders', roles: ['service'], scope: 'tokens:exchange tenants:read', jti: credential.id, iss: 'tenant-registry', aud: 'platform' })
   t.notOk('tenant' in credentialClaims.payload, 'a credential names no tenant')
