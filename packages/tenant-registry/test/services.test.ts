@@ -92,6 +92,25 @@ t.test('platform admins only; bad input refused', async (t) => {
   t.equal(badId.json().code, 'VALIDATION_FAILED', 'a credential id that is not a UUID')
 })
 
+t.test('the OpenAPI document: operation ids, tags, the shared error schema', async (t) => {
+  const r = await startRegistry(t)
+  const doc = (await r.app.inject({ url: '/docs/json' })).json() as { paths: Record<string, Record<string, { operationId?: string, tags?: string[], security?: unknown[], responses: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }> }>> }
+  const expected: Array<[string, string, string]> = [
+    ['/v1/services', 'post', 'services'], ['/v1/services', 'get', 'services'], ['/v1/services/{name}', 'get', 'services'], ['/v1/services/{name}', 'patch', 'services'],
+    ['/v1/services/{name}', 'delete', 'services'], ['/v1/services/{name}/credentials', 'post', 'services'], ['/v1/services/{name}/credentials/{id}', 'delete', 'services'],
+    ['/v1/token', 'post', 'tokens'], ['/.well-known/jwks.json', 'get', 'tokens']
+  ]
+  for (const [path, method, tag] of expected) {
+    const op = doc.paths[path]?.[method]
+    t.ok(op?.operationId, `${method} ${path}: operationId ${String(op?.operationId)}`)
+    t.same(op?.tags, [tag], `${method} ${path}: tag`)
+    const errors = Object.keys(op?.responses ?? {}).filter((s) => /^[45]/.test(s))
+    t.ok(errors.length > 0 && errors.every((s) => op?.responses[s]?.content?.['application/json']?.schema?.$ref === '#/components/schemas/PlatformError'), `${method} ${path}: errors are PlatformError`)
+  }
+  t.same(doc.paths['/.well-known/jwks.json']?.get?.security, [], 'the key set is open')
+  t.same(doc.paths['/v1/token']?.post?.security, [{ bearer: [] }])
+})
+
 t.test('the drizzle schema matches what 0004_services.sql creates', async (t) => {
   const r = await startRegistry(t)
   for (const table of [services, serviceCredentials]) {

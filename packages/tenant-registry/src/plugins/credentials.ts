@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import type { PlatformClaims } from '@platform/multitenant'
 import { UnauthorizedError } from '../errors.ts'
 import type { ServiceStore } from '../services.ts'
 
@@ -15,8 +16,9 @@ export interface CredentialCheckOptions {
  */
 async function credentialCheck (app: FastifyInstance, options: CredentialCheckOptions): Promise<void> {
   app.addHook('onRequest', async (request: FastifyRequest) => {
-    const claims = request.claims
-    if (claims === null || claims.tenant !== undefined || !claims.sub.startsWith('svc:')) return
+    // Undefined, not null, on routes of contexts made before the auth plugin (swagger-ui's).
+    const claims = request.claims as PlatformClaims | null | undefined
+    if (claims == null || claims.tenant !== undefined || !claims.sub.startsWith('svc:')) return
     const id = typeof claims.jti === 'string' ? claims.jti : ''
     if (await options.services.live(claims.sub.slice(4), id) === null) throw new UnauthorizedError()
   })
