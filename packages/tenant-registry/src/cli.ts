@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -187,8 +188,8 @@ async function issuerOf (io: CliIo): Promise<TokenIssuer> {
   let fallbackSecret: string | undefined
   if (!configured) {
     const privateKey = await devFile(io.cwd, 'jwt-private.pem')
-    const publicKey = await devFile(io.cwd, 'jwt-public.pem')
-    if (privateKey !== undefined && publicKey !== undefined) Object.assign(env, { JWT_PRIVATE_KEY: privateKey, JWT_PUBLIC_KEY: publicKey })
+    // The public half is derived: ensureSigningKey keeps the pair, the private file is the truth.
+    if (privateKey !== undefined) Object.assign(env, { JWT_PRIVATE_KEY: privateKey, JWT_PUBLIC_KEY: createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }) })
     else fallbackSecret = (await devFile(io.cwd, 'jwt-secret'))?.trim()
   }
   const config = loadConfig(env, fallbackSecret === undefined ? {} : { fallbackSecret })
@@ -206,13 +207,15 @@ function words (flag: string, value: string | undefined, pattern: RegExp, exampl
   return list
 }
 
+const listed = (words: string[]): string => words.join(' ') || '-'
+
 function describeService (s: Service): string {
   const live = s.credentials.filter((c) => c.revokedAt === null)
   return [
     `name        ${s.name} (token subject svc:${s.name})`,
     `status      ${s.status}${s.revokedAt === null ? '' : ` since ${s.revokedAt}`}`,
-    `scopes      ${s.scopes.join(' ') || '-'}`,
-    `audiences   ${s.audiences.join(' ') || '-'}`,
+    `scopes      ${listed(s.scopes)}`,
+    `audiences   ${listed(s.audiences)}`,
     ...s.credentials.map((c) => `credential  ${c.id}  expires ${c.expiresAt}${c.revokedAt === null ? '' : `  revoked ${c.revokedAt}`}`),
     `            ${live.length} live credential(s); version ${s.version}, updated ${s.updatedAt}`
   ].join('\n') + '\n'
@@ -349,12 +352,12 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
             if (scopes === undefined || audiences === undefined) throw new UsageError('service add needs --scopes and --audiences (what it may do on a tenant\'s behalf, whom it may call)')
             const service = await services.create({ name: name as string, scopes, audiences })
             const credential = await services.issueCredential(service.name, issue as TokenIssuer, expires)
-            print({ ...service, credential }, `registered ${service.name}: scopes ${service.scopes.join(' ') || '-'}; audiences ${service.audiences.join(' ') || '-'}\n${shownOnce(credential)}`)
+            print({ ...service, credential }, `registered ${service.name}: scopes ${listed(service.scopes)}; audiences ${listed(service.audiences)}\n${shownOnce(credential)}`)
             return 0
           }
           case 'list': {
             const items = await services.list()
-            const rows = items.map((s) => [s.name, s.status, s.scopes.join(' ') || '-', s.audiences.join(' ') || '-', String(s.credentials.filter((c) => c.revokedAt === null).length)])
+            const rows = items.map((s) => [s.name, s.status, listed(s.scopes), listed(s.audiences), String(s.credentials.filter((c) => c.revokedAt === null).length)])
             print({ items }, items.length === 0 ? 'no services\n' : table(['NAME', 'STATUS', 'SCOPES', 'AUDIENCES', 'CREDENTIALS'], rows))
             return 0
           }

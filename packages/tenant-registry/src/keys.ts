@@ -1,7 +1,7 @@
 // The registry's signing keys: one private key signs, every public key it lists verifies and is
 // published at /.well-known/jwks.json, each under a key id (`kid`). A shared HS256 secret is the
 // development-only alternative: nothing is published then, and every verifier holds the secret.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type AsymmetricKeyDetails, type JsonWebKey, type KeyObject } from 'node:crypto'
 import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError, type JwtKeys } from './config.ts'
@@ -33,12 +33,13 @@ export function pemBlocks (text: string): string[] {
 
 /** The JWS algorithm a key signs with: Ed25519 → EdDSA, RSA (≥ 2048 bits) → RS256, P-256/P-384 → ES256/ES384. */
 export function algorithmOf (key: KeyObject): SigningAlgorithm {
-  const details = key.asymmetricKeyDetails ?? {}
+  // Always there on the asymmetric keys createPublicKey and createPrivateKey return.
+  const details = key.asymmetricKeyDetails as AsymmetricKeyDetails
   switch (key.asymmetricKeyType) {
     case 'ed25519':
       return 'EdDSA'
     case 'rsa':
-      if ((details.modulusLength ?? 0) < 2048) throw new Error('an RSA key needs at least 2048 bits')
+      if (Number(details.modulusLength) < 2048) throw new Error('an RSA key needs at least 2048 bits')
       return 'RS256'
     case 'ec':
       if (details.namedCurve === 'prime256v1') return 'ES256'

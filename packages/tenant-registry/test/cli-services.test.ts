@@ -51,6 +51,7 @@ t.test('service add, list, show, update, token, revoke', async (t) => {
   t.match(show.out, /name {8}orders \(token subject svc:orders\)\nstatus {6}active\nscopes {6}messages:read messages:send\naudiences {3}comm\ncredential {2}[0-9a-f-]{36} {2}expires /)
   t.match(await run('service', 'show', 'nobody'), { code: 1, err: 'error: Service not found (NOT_FOUND)\n' })
   t.match(await run('service', 'update', 'orders', '--audiences', 'comm notes'), { code: 0, out: /audiences {3}comm notes\n/ })
+  t.match(await run('service', 'update', 'orders', '--scopes', 'messages:send messages:read', '--audiences', 'comm,notes'), { code: 0, out: /scopes {6}messages:read messages:send\naudiences {3}comm notes\n/ })
 
   const rotated = JSON.parse((await run('service', 'token', 'orders', '--expires', '600', '--json')).out) as { token: string, id: string }
   t.equal(await exchange(rotated.token), 200, 'a new credential')
@@ -65,10 +66,12 @@ t.test('service add, list, show, update, token, revoke', async (t) => {
 
   // The dev stack's key pair under .data/ is found from the working directory, without variables.
   const dev = cli({ DATABASE_URL: r.url }, join(dir, 'sub'))
-  const again = await dev('service', 'add', 'billing', '--scopes', 'messages:read', '--audiences', 'comm')
+  const again = await dev('service', 'add', 'billing', '--scopes', '', '--audiences', 'comm')
   t.equal(again.code, 0, again.err)
   t.equal(decode(lastLine(again.out)).header.kid, (await r.app.inject({ url: '/.well-known/jwks.json' })).json().keys[0].kid, 'signed with the dev key')
   t.match(decode(lastLine((await dev('token', '--sub', 'ops', '--role', 'platform-admin')).out)), { header: { alg: 'EdDSA' } }, '`token` uses it too')
+  t.match(await dev('service', 'update', 'billing', '--audiences', ''), { code: 0, out: /scopes {6}-\naudiences {3}-\n/ }, 'no scopes, no audiences')
+  t.match((await dev('service', 'list')).out, /billing\s+active\s+-\s+-\s+1\n/)
 })
 
 t.test('service: bad usage and a missing key', async (t) => {

@@ -11,6 +11,8 @@ import Fastify from 'fastify'
 import { authPlugin, platformErrorHandler } from '@platform/multitenant/fastify'
 import t from 'tap'
 import { request } from 'undici'
+import type { PlatformClaims } from '@platform/multitenant'
+import { exchangeToken } from '../src/exchange.ts'
 import { ensureSigningKey } from '../src/keys.ts'
 import { bearer, startRegistry, tid } from './fixtures/registry.ts'
 
@@ -119,6 +121,7 @@ t.test('register → credential → exchange → a tenant-bound token a JWKS-con
     t.notMatch(JSON.stringify(res.body), /access_token|select |at .*\.ts/, `${label}: no token, SQL or stack in the answer`)
   }
   t.equal((await inject('POST', '/v1/token', undefined, { tenant: acme, audience: 'comm' })).status, 401, 'no credential')
+  t.equal((await inject('GET', `/v1/tenants/${acme}`, issue({ sub: 'svc:orders', roles: ['service'], scope: 'tenants:read' }))).status, 401, 'a service subject without a credential id is refused on any route')
 
   // An exchanged token whose audience is the registry's own is still not a credential.
   const relay = await inject('POST', '/v1/services', admin, { name: 'relay', scopes: ['tenants:read'], audiences: ['platform'] })
@@ -136,4 +139,7 @@ t.test('register → credential → exchange → a tenant-bound token a JWKS-con
   t.same((await inject('POST', '/v1/token', second.token, { tenant: acme, audience: 'comm' })).body.code, 'UNAUTHORIZED', 'a revoked service cannot exchange')
   t.equal((await inject('GET', `/v1/tenants/${acme}`, third.token)).status, 401, 'nor use any credential on the registry')
   t.match(await call(token), { status: 200 }, 'tokens already exchanged run out on their own (≤ 5 min)')
+  // The exchange asks the database itself too (the route's credential check is a separate layer).
+  const revokedClaims = { ...(decode(second.token) as { payload: Record<string, unknown> }).payload, roles: ['service'], scope: 'tokens:exchange tenants:read' } as unknown as PlatformClaims
+  await t.rejects(exchangeToken({ services: r.app.services, tenants: r.app.tenants, issue, ttl: 300 }, revokedClaims, { tenant: acme, audience: 'comm' }), { code: 'UNAUTHORIZED' })
 })
