@@ -69,6 +69,7 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
     ...(typeof options.logger === 'object' ? { loggerInstance: options.logger } : { logger: options.logger ?? false })
   })
   strictValidation(app)
+  if (keys.secret !== undefined) app.log.warn('JWT_SECRET: a shared HS256 secret is for development only (whoever verifies with it can mint any token); use JWT_PRIVATE_KEY and JWT_PUBLIC_KEY')
   const store = new TenantStore(sql, { baseDomain: config.baseDomain, clusters: config.clusters, ...options.store })
   app.decorate('tenants', store)
   app.decorate('services', new ServiceStore(sql))
