@@ -51,6 +51,7 @@ t.test('service add, list, show, update, token, revoke', async (t) => {
   t.match(show.out, /name {8}orders \(token subject svc:orders\)\nstatus {6}active\nscopes {6}messages:read messages:send\naudiences {3}comm\ncredential {2}[0-9a-f-]{36} {2}expires /)
   t.match(await run('service', 'show', 'nobody'), { code: 1, err: 'error: Service not found (NOT_FOUND)\n' })
   t.match(await run('service', 'update', 'orders', '--audiences', 'comm notes'), { code: 0, out: /audiences {3}comm notes\n/ })
+  t.match(await run('service', 'update', 'orders', '--scopes', 'messages:send'), { code: 0, out: /scopes {6}messages:send\naudiences {3}comm notes\n/ })
   t.match(await run('service', 'update', 'orders', '--scopes', 'messages:send messages:read', '--audiences', 'comm,notes'), { code: 0, out: /scopes {6}messages:read messages:send\naudiences {3}comm notes\n/ })
 
   const rotated = JSON.parse((await run('service', 'token', 'orders', '--expires', '600', '--json')).out) as { token: string, id: string }

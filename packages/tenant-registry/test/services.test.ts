@@ -120,5 +120,11 @@ t.test('the drizzle schema matches what 0004_services.sql creates', async (t) =>
     t.same(rows.map((c) => [c.column_name, c.is_nullable === 'NO']), config.columns.map((c) => [c.name, c.notNull]).sort(), `${config.name}: columns and nullability`)
     const indexes = await r.sql<Array<{ indexname: string }>>`select indexname from pg_indexes where schemaname = 'public' and tablename = ${config.name}`
     for (const index of config.indexes) t.ok(indexes.some((i) => i.indexname === index.config.name), `${config.name}: index ${index.config.name ?? ''}`)
+    for (const fk of config.foreignKeys) {
+      const ref = fk.reference()
+      t.same([getTableConfig(ref.foreignTable).name, ref.foreignColumns.map((c) => c.name)], ['services', ['name']], `${config.name}: foreign key to services.name`)
+    }
   }
+  const fks = await r.sql<Array<{ def: string }>>`select pg_get_constraintdef(oid) as def from pg_constraint where conrelid = 'public.service_credentials'::regclass and contype = 'f'`
+  t.same(fks.map((f) => f.def), ['FOREIGN KEY (service) REFERENCES services(name) ON DELETE CASCADE'])
 })
