@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -8,8 +9,9 @@ import postgres, { type Sql } from 'postgres'
 import { checkDatabaseUrl, ConfigError, loadConfig, nonEmpty } from './config.ts'
 import { migrateRegistry } from './db/migrate.ts'
 import { closeOnSignals, createLogger, startRegistryServer } from './server.ts'
+import { AUDIENCE, MAX_CREDENTIAL_TTL, SCOPE_WORD, SERVICE_NAME, ServiceStore, type IssuedCredential, type Service } from './services.ts'
 import { TenantStore, type CreateTenantInput } from './tenants.ts'
-import { PLATFORM_ROLES, TENANT_ROLES, tokenIssuer } from './tokens.ts'
+import { PLATFORM_ROLES, TENANT_ROLES, tokenIssuer, type TokenIssuer } from './tokens.ts'
 
 export interface CliIo {
   env: NodeJS.ProcessEnv
@@ -35,6 +37,17 @@ Tenants
                                     e.g. config acme notes.maxNotes=500 comm.emailFrom=hi@acme.test
   limits <id> [<key>=<value>]…      the same for limits (messagesPerMinute, requestsPerMinute …)
 
+Services (what each may do on a tenant's behalf; its credential is its SERVICE_TOKEN)
+  service add <name> --scopes <s,s> --audiences <a,a> [--expires <seconds>]
+                                    register a service and print its first credential (once)
+  service list
+  service show <name>
+  service update <name> [--scopes <s,s>] [--audiences <a,a>]
+  service token <name> [--expires <seconds>]
+                                    a new credential (rotation; the old ones work until revoked)
+  service revoke <name> [--credential <id>]
+                                    revoke the service (every credential), or one credential
+
 Operations
   token --sub <subject> [--tenant <id>] [--role <role>]… [--scope "<s> <s>"] [--expires <seconds>]
   migrate                           apply the registry's migrations to DATABASE_URL
@@ -51,7 +64,8 @@ Options
   --help      this text
 
 Environment: DATABASE_URL (default: the database of a running \`pnpm start\`, from .data/dev.json),
-JWT_SECRET or JWT_PRIVATE_KEY/JWT_PUBLIC_KEY for \`token\` (default: the dev stack's secret).
+JWT_PRIVATE_KEY/JWT_PUBLIC_KEY (or, in development only, JWT_SECRET) for \`token\` and \`service\`
+(default: the dev stack's, .data/jwt-private.pem and jwt-public.pem, else .data/jwt-secret).
 `
 
 const OPTIONS = {
@@ -76,7 +90,10 @@ const OPTIONS = {
   scope: { type: 'string' },
   expires: { type: 'string' },
   password: { type: 'string' },
-  'registry-user': { type: 'string' }
+  'registry-user': { type: 'string' },
+  scopes: { type: 'string' },
+  audiences: { type: 'string' },
+  credential: { type: 'string' }
 } as const
 
 class UsageError extends Error {
@@ -163,6 +180,49 @@ function table (header: string[], rows: string[][]): string {
   const widths = header.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)))
   return all.map((r) => r.map((cell, i) => i === r.length - 1 ? cell : cell.padEnd(Number(widths[i]))).join('  ')).join('\n') + '\n'
 }
+
+/** The signer for `token` and `service`: JWT variables, else the dev stack's key pair, else its secret. */
+async function issuerOf (io: CliIo): Promise<TokenIssuer> {
+  const env: NodeJS.ProcessEnv = { ...io.env, DATABASE_URL: '' }
+  const configured = ['JWT_SECRET', 'JWT_PRIVATE_KEY', 'JWT_PUBLIC_KEY'].some((name) => nonEmptyVar(env, name))
+  let fallbackSecret: string | undefined
+  if (!configured) {
+    const privateKey = await devFile(io.cwd, 'jwt-private.pem')
+    // The public half is derived: ensureSigningKey keeps the pair, the private file is the truth.
+    if (privateKey !== undefined) Object.assign(env, { JWT_PRIVATE_KEY: privateKey, JWT_PUBLIC_KEY: createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }) })
+    else fallbackSecret = (await devFile(io.cwd, 'jwt-secret'))?.trim()
+  }
+  const config = loadConfig(env, fallbackSecret === undefined ? {} : { fallbackSecret })
+  return tokenIssuer(config.jwt)
+}
+
+const nonEmptyVar = (env: NodeJS.ProcessEnv, name: string): boolean => (env[name]?.trim() ?? '') !== ''
+
+/** `--scopes a,b` or `--scopes "a b"` → the words, each checked. */
+function words (flag: string, value: string | undefined, pattern: RegExp, example: string): string[] | undefined {
+  if (value === undefined) return undefined
+  const list = value.split(/[\s,]+/).filter(Boolean)
+  const bad = list.find((word) => !pattern.test(word) || word === 'tokens:exchange')
+  if (bad !== undefined) throw new UsageError(`--${flag}: "${bad}" is not allowed (a list such as ${example})`)
+  return list
+}
+
+const listed = (words: string[]): string => words.join(' ') || '-'
+
+function describeService (s: Service): string {
+  const live = s.credentials.filter((c) => c.revokedAt === null)
+  return [
+    `name        ${s.name} (token subject svc:${s.name})`,
+    `status      ${s.status}${s.revokedAt === null ? '' : ` since ${s.revokedAt}`}`,
+    `scopes      ${listed(s.scopes)}`,
+    `audiences   ${listed(s.audiences)}`,
+    ...s.credentials.map((c) => `credential  ${c.id}  expires ${c.expiresAt}${c.revokedAt === null ? '' : `  revoked ${c.revokedAt}`}`),
+    `            ${live.length} live credential(s); version ${s.version}, updated ${s.updatedAt}`
+  ].join('\n') + '\n'
+}
+
+const shownOnce = (c: IssuedCredential): string =>
+  `credential ${c.id} (expires ${c.expiresAt}); shown once, keep it as the service's SERVICE_TOKEN:\n${c.token}\n`
 
 /** Runs one CLI command; returns the exit code (0 ok, 1 failed, 2 usage). */
 export async function runCli (argv: string[], io: CliIo): Promise<number> {
@@ -273,6 +333,58 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
         print(section, assignments.length === 0 ? JSON.stringify(section, null, 2) + '\n' : `${tenant.id} ${command} (version ${tenant.version}):\n${JSON.stringify(section, null, 2)}\n`)
         return 0
       }
+      case 'service': {
+        const [action, name, ...rest] = args
+        const actions = ['add', 'list', 'show', 'update', 'token', 'revoke']
+        if (action === undefined || !actions.includes(action) || rest.length > 0 || (action === 'list') !== (name === undefined)) {
+          throw new UsageError(`usage: tenant-registry service ${actions.join('|')} [<name>] (see --help)`)
+        }
+        if (name !== undefined && !SERVICE_NAME.test(name)) throw new UsageError('a service name is 1 to 40 of a-z, 0-9 and -, starting with a letter')
+        const scopes = words('scopes', o.scopes, SCOPE_WORD, 'messages:send,messages:read')
+        const audiences = words('audiences', o.audiences, AUDIENCE, 'comm,notes')
+        const expires = o.expires === undefined ? undefined : int('expires', o.expires, 0, MAX_CREDENTIAL_TTL)
+        if (expires !== undefined && expires < 60) throw new UsageError('--expires must be at least 60 seconds')
+        // Sign first: a missing key fails before anything is written.
+        const issue = action === 'add' || action === 'token' ? await issuerOf(io) : undefined
+        sql = postgres(await databaseUrl(io), { max: 2, connect_timeout: 10, connection: { application_name: 'tenant-registry-cli', client_min_messages: 'warning' } })
+        const services = new ServiceStore(sql)
+        switch (action) {
+          case 'add': {
+            if (scopes === undefined || audiences === undefined) throw new UsageError('service add needs --scopes and --audiences (what it may do on a tenant\'s behalf, whom it may call)')
+            const service = await services.create({ name: name as string, scopes, audiences })
+            const credential = await services.issueCredential(service.name, issue as TokenIssuer, expires)
+            print({ ...service, credential }, `registered ${service.name}: scopes ${listed(service.scopes)}; audiences ${listed(service.audiences)}\n${shownOnce(credential)}`)
+            return 0
+          }
+          case 'list': {
+            const items = await services.list()
+            const rows = items.map((s) => [s.name, s.status, listed(s.scopes), listed(s.audiences), String(s.credentials.filter((c) => c.revokedAt === null).length)])
+            print({ items }, items.length === 0 ? 'no services\n' : table(['NAME', 'STATUS', 'SCOPES', 'AUDIENCES', 'CREDENTIALS'], rows))
+            return 0
+          }
+          case 'show': {
+            const service = await services.require(name as string)
+            print(service, describeService(service))
+            return 0
+          }
+          case 'update': {
+            if (scopes === undefined && audiences === undefined) throw new UsageError('service update needs --scopes or --audiences')
+            const service = await services.update(name as string, { ...(scopes === undefined ? {} : { scopes }), ...(audiences === undefined ? {} : { audiences }) })
+            print(service, describeService(service))
+            return 0
+          }
+          case 'token': {
+            const credential = await services.issueCredential(name as string, issue as TokenIssuer, expires)
+            print(credential, shownOnce(credential))
+            return 0
+          }
+          default: {
+            const service = o.credential === undefined ? await services.revoke(name as string) : await services.revokeCredential(name as string, o.credential)
+            print(service, o.credential === undefined ? `revoked ${service.name}: every credential stops working now\n` : `revoked credential ${o.credential} of ${service.name}\n`)
+            return 0
+          }
+        }
+      }
       case 'token': {
         need(0, 'token --sub <subject> [--tenant <id>] [--role <role>]… [--scope "<s> <s>"] [--expires <seconds>]')
         if (o.sub === undefined || o.sub === '') throw new UsageError('--sub is required (who the token is for)')
@@ -286,10 +398,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
         if (scope.some((s) => !/^[a-z]+:[a-z]+$/.test(s))) throw new UsageError('--scope is a space-separated list such as "tenants:read messages:send"')
         const expires = int('expires', o.expires, 3600, 366 * 24 * 3600)
         if (expires === 0) throw new UsageError('--expires must be at least 1 second')
-        const secret = (await devFile(io.cwd, 'jwt-secret'))?.trim()
-        const config = loadConfig({ ...io.env, DATABASE_URL: '' }, secret === undefined ? {} : { fallbackSecret: secret })
         const claims = { sub: o.sub, roles, scope: scope.join(' '), ...(o.tenant === undefined ? {} : { tenant: o.tenant }) }
-        const token = tokenIssuer(config.jwt)(claims, expires)
+        const token = (await issuerOf(io))(claims, expires)
         print({ token, claims, expiresIn: expires }, token + '\n')
         return 0
       }

@@ -1,8 +1,13 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 
-/** How tokens are signed and checked: a shared secret (HS256) or a key pair (RS256/ES256). */
-export type JwtKeys = { secret: string } | { publicKey: string, privateKey?: string | undefined }
+/**
+ * How tokens are signed and checked: a key pair (Ed25519, RSA or EC; production), or a shared
+ * HS256 secret (development only: whoever verifies with it can also mint tokens). `publicKey` may
+ * hold several PEM public keys (a rotation: the signing key's own plus retiring or upcoming ones);
+ * `keyId` is the signing key's `kid` (default: its RFC 7638 thumbprint).
+ */
+export type JwtKeys = { secret: string } | { publicKey: string, privateKey?: string | undefined, keyId?: string }
 
 export interface RegistryEnvConfig {
   /** Unset → the dev stack starts an embedded PostgreSQL under `.data/`. */
@@ -78,13 +83,15 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, options: LoadC
   const secret = nonEmpty(env, 'JWT_SECRET')
   const publicKey = nonEmpty(env, 'JWT_PUBLIC_KEY')
   const privateKey = nonEmpty(env, 'JWT_PRIVATE_KEY')
+  const keyId = nonEmpty(env, 'JWT_KEY_ID')
   let jwt: JwtKeys
   if (secret !== undefined) {
     if (publicKey !== undefined || privateKey !== undefined) throw new ConfigError('JWT_SECRET', 'set either JWT_SECRET or JWT_PUBLIC_KEY/JWT_PRIVATE_KEY, not both')
     if (secret.length < 32) throw new ConfigError('JWT_SECRET', 'must be at least 32 characters')
+    if (keyId !== undefined) throw new ConfigError('JWT_KEY_ID', 'names a key of JWT_PRIVATE_KEY, not of JWT_SECRET')
     jwt = { secret }
   } else if (publicKey !== undefined) {
-    jwt = { publicKey: pem('JWT_PUBLIC_KEY', publicKey), privateKey: privateKey === undefined ? undefined : pem('JWT_PRIVATE_KEY', privateKey) }
+    jwt = { publicKey: pem('JWT_PUBLIC_KEY', publicKey), privateKey: privateKey === undefined ? undefined : pem('JWT_PRIVATE_KEY', privateKey), ...(keyId === undefined ? {} : { keyId }) }
   } else if (privateKey !== undefined) {
     throw new ConfigError('JWT_PUBLIC_KEY', 'is required with JWT_PRIVATE_KEY')
   } else if (options.fallbackSecret !== undefined) {

@@ -6,3 +6,4 @@ export const ForbiddenError = createError<'FORBIDDEN', 403, [string]>('FORBIDDEN
 export const ConflictError = createError<'CONFLICT', 409, [string]>('CONFLICT', '%s', 409, undefined, false)
 export const PreconditionFailedError = createError<'PRECONDITION_FAILED', 412, []>('PRECONDITION_FAILED', 'The tenant changed since the version in If-Match', 412, undefined, false)
 export const DomainNotFoundError = createError<'DOMAIN_NOT_FOUND', 404, []>('DOMAIN_NOT_FOUND', 'Domain not found', 404, undefined, false)
+export const NotFoundError = createError<'NOT_FOUND', 404, [string]>('NOT_FOUND', '%s not found', 404, undefined, false)

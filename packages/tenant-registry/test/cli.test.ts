@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -81,8 +82,8 @@ t.test('every command against a real database, human and --json output', async (
   t.match(await run('show', tid('cli-trial')), { code: 0, out: /domains {5}-\ncontact {5}-\n/ })
   t.match(await run('migrate'), { code: 0, out: 'up to date (3 applied before)\n' })
   const fresh = await createRegistryDatabase(t)
-  t.match(await cli({ DATABASE_URL: fresh.url })('migrate'), { code: 0, out: 'applied 0001_registry.sql, 0002_role_model.sql, 0003_sms_sender_ids.sql\n' })
-  t.same(JSON.parse((await run('migrate', '--json')).out), { applied: [], skipped: ['0001_registry.sql', '0002_role_model.sql', '0003_sms_sender_ids.sql'] })
+  t.match(await cli({ DATABASE_URL: fresh.url })('migrate'), { code: 0, out: 'applied 0001_registry.sql, 0002_role_model.sql, 0003_sms_sender_ids.sql, 0004_services.sql\n' })
+  t.same(JSON.parse((await run('migrate', '--json')).out), { applied: [], skipped: ['0001_registry.sql', '0002_role_model.sql', '0003_sms_sender_ids.sql', '0004_services.sql'] })
 })
 
 t.test('setup-database and service-login', async (t) => {
@@ -181,7 +182,9 @@ t.test('bad input: usage errors exit 2, failures exit 1, both with a clear messa
   t.match(await cli({}, tmpdir())('list'), { code: 1, err: /DATABASE_URL: is not set and no \.data\/dev\.json was found/ })
   t.match(await cli({ DATABASE_URL: 'postgres://x:y@127.0.0.1:1/none' })('list'), { code: 1, err: /cannot reach the database/ })
   t.match(await cli({ DATABASE_URL: r.url.replace(/\/[^/]+$/, '/no_such_database') })('list'), { code: 1, err: /the database refused the connection/ })
-  t.match(await cli({ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----' })('token', '--sub', 'x'), { code: 1, err: 'error: JWT_PRIVATE_KEY is needed to issue tokens\n' })
+  const verifyOnly = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string
+  t.match(await cli({ JWT_PUBLIC_KEY: verifyOnly })('token', '--sub', 'x'), { code: 1, err: 'error: JWT_PRIVATE_KEY is needed to issue tokens\n' })
+  t.match(await cli({ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----' })('token', '--sub', 'x'), { code: 1, err: 'error: JWT_PUBLIC_KEY: holds something that is not a PEM public key\n' })
   t.match(await cli({ JWT_SECRET: SECRET })('serve'), { code: 1, err: /DATABASE_URL: is required to serve/ })
 })
 

@@ -12,8 +12,8 @@ t.test('the drizzle schema matches what the SQL migrations create', async (t) =>
   const db = await createRegistryDatabase(t)
   const sql = postgres(db.url, { max: 1, onnotice: () => {} })
   t.teardown(() => sql.end())
-  t.same(await migrateRegistry(sql), { applied: ['0001_registry.sql', '0002_role_model.sql', '0003_sms_sender_ids.sql'], skipped: [] })
-  t.same(await migrateRegistry(sql), { applied: [], skipped: ['0001_registry.sql', '0002_role_model.sql', '0003_sms_sender_ids.sql'] }, 'a re-run applies nothing')
+  t.same(await migrateRegistry(sql), { applied: ['0001_registry.sql', '0002_role_model.sql', '0003_sms_sender_ids.sql', '0004_services.sql'], skipped: [] })
+  t.same(await migrateRegistry(sql), { applied: [], skipped: ['0001_registry.sql', '0002_role_model.sql', '0003_sms_sender_ids.sql', '0004_services.sql'] }, 'a re-run applies nothing')
   for (const table of [tenants, domains, tenantChanges]) {
     const config = getTableConfig(table)
     const rows = await sql<Array<{ column_name: string, is_nullable: string }>>`

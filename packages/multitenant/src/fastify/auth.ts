@@ -1,3 +1,4 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { assertClaims, hasRole, hasScope, UnauthorizedError, type PlatformClaims } from '../claims.ts'
@@ -36,6 +37,11 @@ export interface AuthOptions {
    * set (key rotation), at most once per `jwksCooldown`.
    */
   jwksUrl?: string
+  /**
+   * A key set held in memory (`{ keys: [JWK…] }`, each with a `kid`): an issuer verifying its own
+   * tokens against the set it publishes (the registry), so a retiring key still verifies.
+   */
+  jwks?: { keys: readonly JsonWebKey[] }
   /** How long fetched keys are kept, in ms (default 10 min). */
   jwksTtl?: number
   /** Least time between two fetches caused by an unknown `kid`, in ms (default 5 s). */
@@ -119,6 +125,42 @@ export function excluded (patterns: readonly string[], url: string): boolean {
 
 type KeyGetter = (request: FastifyRequest, token: unknown) => Promise<string>
 
+function keyIdOf (token: unknown): { kid: string, alg: string } {
+  const { kid, alg } = (token as { header: { kid?: unknown, alg?: unknown } }).header
+  if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') throw new UnauthorizedError(': the token has no key id (kid)')
+  return { kid, alg }
+}
+
+// jwk-to-pem (get-jwks' converter) knows RSA and EC only; Node's own import also reads Ed25519 (OKP).
+const pems = new WeakMap<object, string>()
+function pemOf (jwk: JsonWebKey): string {
+  let pem = pems.get(jwk)
+  if (pem === undefined) {
+    pem = createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string
+    pems.set(jwk, pem)
+  }
+  return pem
+}
+
+function localKeys (set: { keys: readonly JsonWebKey[] }): KeyGetter {
+  const byKid = new Map<string, { alg: unknown, pem: string }>()
+  for (const jwk of Array.isArray(set.keys) ? set.keys : []) {
+    if (typeof jwk.kid !== 'string' || jwk.kid === '') throw new InvalidOptionError('auth.jwks: every key needs a kid')
+    try {
+      byKid.set(jwk.kid, { alg: jwk.alg, pem: pemOf(jwk) })
+    } catch {
+      throw new InvalidOptionError(`auth.jwks: key ${jwk.kid} is not a public JWK`)
+    }
+  }
+  if (byKid.size === 0) throw new InvalidOptionError('auth.jwks must hold at least one key ({ keys: [JWK…] })')
+  return async (_request, token) => {
+    const { kid, alg } = keyIdOf(token)
+    const key = byKid.get(kid)
+    if (key === undefined || (key.alg !== undefined && key.alg !== alg)) throw new UnauthorizedError(': unknown signing key')
+    return key.pem
+  }
+}
+
 async function jwksKeys (options: AuthOptions): Promise<KeyGetter> {
   let url: URL
   try {
@@ -132,8 +174,7 @@ async function jwksKeys (options: AuthOptions): Promise<KeyGetter> {
   const cooldown = options.jwksCooldown ?? 5000
   let lastFetch = 0
   return async (_request, token) => {
-    const { kid, alg } = (token as { header: { kid?: unknown, alg?: unknown } }).header
-    if (typeof kid !== 'string' || kid === '' || typeof alg !== 'string') throw new UnauthorizedError(': the token has no key id (kid)')
+    const { kid, alg } = keyIdOf(token)
     const known = getJwks.cache.get(getJwks.generateCacheKey(alg, kid, domain)) !== undefined
     if (!known) {
       // A made-up kid must not make every request fetch the key set.
@@ -141,7 +182,7 @@ async function jwksKeys (options: AuthOptions): Promise<KeyGetter> {
       lastFetch = Date.now()
     }
     try {
-      return await getJwks.getPublicKey({ domain, alg, kid })
+      return pemOf(await getJwks.getJwk({ domain, alg, kid }) as JsonWebKey)
     } catch {
       throw new UnauthorizedError(': unknown signing key')
     }
@@ -149,8 +190,8 @@ async function jwksKeys (options: AuthOptions): Promise<KeyGetter> {
 }
 
 async function platformAuth (fastify: FastifyInstance, options: AuthOptions): Promise<void> {
-  const sources = [options.secret, options.publicKey, options.jwksUrl].filter((v) => v !== undefined)
-  if (sources.length !== 1) throw new InvalidOptionError('auth needs exactly one of secret (JWT_SECRET), publicKey (JWT_PUBLIC_KEY) or jwksUrl')
+  const sources = [options.secret, options.publicKey, options.jwksUrl, options.jwks].filter((v) => v !== undefined)
+  if (sources.length !== 1) throw new InvalidOptionError('auth needs exactly one of secret (JWT_SECRET), publicKey (JWT_PUBLIC_KEY), jwks or jwksUrl')
   if (options.secret !== undefined && (typeof options.secret !== 'string' || options.secret.length < 16)) {
     throw new InvalidOptionError('auth.secret (JWT_SECRET) must be a string of at least 16 characters')
   }
@@ -170,7 +211,9 @@ async function platformAuth (fastify: FastifyInstance, options: AuthOptions): Pr
   const cache = options.cache ?? 10_000
   const secret = options.jwksUrl !== undefined
     ? await jwksKeys(options)
-    : options.publicKey !== undefined ? { public: options.publicKey, ...(options.privateKey === undefined ? {} : { private: options.privateKey }) } : options.secret as string
+    : options.jwks !== undefined
+      ? localKeys(options.jwks)
+      : options.publicKey !== undefined ? { public: options.publicKey, ...(options.privateKey === undefined ? {} : { private: options.privateKey }) } : options.secret as string
   const signs = options.secret !== undefined || options.privateKey !== undefined
   await fastify.register(fastifyJwt, {
     secret,

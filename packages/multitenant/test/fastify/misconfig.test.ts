@@ -45,7 +45,7 @@ t.test('each wrong setting fails ready() and names itself', async (t) => {
     ['migrations without db', { registry, migrations: { dir: '.' } }, { code: 'MT_INVALID_OPTION', message: /migrations needs db/ }],
     ['a migrations folder that is not there', { registry, db: { url: r.serviceDatabaseUrl }, migrations: { dir: '/nonexistent/migrations' } }, { code: 'MT_INVALID_OPTION', message: /migrations.dir \/nonexistent\/migrations cannot be read: ENOENT/ }],
     ['an empty migrations folder name', { registry, db: { url: r.serviceDatabaseUrl }, migrations: { dir: '' } }, { code: 'MT_INVALID_OPTION', message: /migrations.dir must name a folder/ }],
-    ['auth without a key', { registry, auth: { issuer: 'i', audience: 'a' } }, { code: 'MT_INVALID_OPTION', message: /auth needs exactly one of secret \(JWT_SECRET\), publicKey \(JWT_PUBLIC_KEY\) or jwksUrl/ }],
+    ['auth without a key', { registry, auth: { issuer: 'i', audience: 'a' } }, { code: 'MT_INVALID_OPTION', message: /auth needs exactly one of secret \(JWT_SECRET\), publicKey \(JWT_PUBLIC_KEY\), jwks or jwksUrl/ }],
     ['a short secret', { registry, auth: { secret: 'short', issuer: 'i', audience: 'a' } }, { code: 'MT_INVALID_OPTION', message: /JWT_SECRET/ }],
     ['a public key that is not PEM', { registry, auth: { publicKey: 'abc', issuer: 'i', audience: 'a' } }, { code: 'MT_INVALID_OPTION', message: /JWT_PUBLIC_KEY/ }],
     ['a JWKS URL that is not a URL', { registry, auth: { jwksUrl: 'idp/certs', issuer: 'i', audience: 'a' } }, { code: 'MT_INVALID_OPTION', message: /auth.jwksUrl/ }]

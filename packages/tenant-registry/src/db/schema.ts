@@ -38,3 +38,21 @@ export const tenantChanges = pgTable('tenant_changes', {
   type: text('type').notNull(),
   at: timestamp('at', { withTimezone: true }).notNull().defaultNow()
 })
+
+export const services = pgTable('services', {
+  name: text('name').primaryKey(),
+  scopes: text('scopes').array().notNull().default([]),
+  audiences: text('audiences').array().notNull().default([]),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  version: integer('version').notNull().default(1)
+})
+
+export const serviceCredentials = pgTable('service_credentials', {
+  id: text('id').primaryKey(),
+  service: text('service').notNull().references(() => services.name, { onDelete: 'cascade' }),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  revokedAt: timestamp('revoked_at', { withTimezone: true })
+}, (table) => [index('service_credentials_service_idx').on(table.service)])

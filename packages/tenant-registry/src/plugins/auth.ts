@@ -3,7 +3,7 @@ import type {} from '@fastify/jwt' // app.jwt (registered by the library's auth)
 import fp from 'fastify-plugin'
 import { TenantMismatchError } from '@platform/multitenant'
 import { authPlugin } from '@platform/multitenant/fastify'
-import type { JwtKeys } from '../config.ts'
+import type { KeyRing } from '../keys.ts'
 
 /** Claims of this platform's tokens (DESIGN.md "Tokens"), as the registry issues them. */
 export interface Claims {
@@ -14,7 +14,7 @@ export interface Claims {
 }
 
 export interface AuthOptions {
-  keys: JwtKeys
+  keys: KeyRing
   issuer: string
   audience: string
 }
@@ -32,10 +32,12 @@ export function assertOwnTenant (request: FastifyRequest, tenantId: string): voi
  */
 async function auth (fastify: FastifyInstance, options: AuthOptions): Promise<void> {
   await fastify.register(authPlugin, {
-    ...('secret' in options.keys ? { secret: options.keys.secret } : { publicKey: options.keys.publicKey, privateKey: options.keys.privateKey }),
+    // Every published key verifies (a retiring one too), picked by the token's kid; the
+    // development-only secret is the other way.
+    ...(options.keys.secret !== undefined ? { secret: options.keys.secret } : { jwks: options.keys.jwks }),
     issuer: options.issuer,
     audience: options.audience,
-    exclude: ['/health', '/ready', '/metrics', '/docs*']
+    exclude: ['/health', '/ready', '/metrics', '/docs*', '/.well-known/jwks.json']
   })
 }
 
