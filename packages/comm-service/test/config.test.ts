@@ -12,6 +12,8 @@ t.test('the environment, checked, each mistake naming its variable', async (t) =
   t.match(loadConfig(good), { role: 'all', port: 4200, host: '127.0.0.1', logLevel: 'info', queueUrl: good.DATABASE_URL, concurrency: { local: 16, perTenant: 4 }, allowWebhookHosts: [] })
   t.match(loadConfig({ ...good, COMM_ROLE: 'worker', PORT: '0', HOST: '0.0.0.0', LOG_LEVEL: 'warn', COMM_CONCURRENCY: '32', COMM_TENANT_CONCURRENCY: '2', COMM_WEBHOOK_ALLOW_HOSTS: 'localhost, hooks.test' }),
     { role: 'worker', port: 0, host: '0.0.0.0', logLevel: 'warn', concurrency: { local: 32, perTenant: 2 }, allowWebhookHosts: ['localhost', 'hooks.test'] })
+  t.same(loadConfig(good).multitenant.auth?.audience, ['platform', 'comm'], 'tokens exchanged for the comm audience are accepted')
+  t.same(loadConfig({ ...good, JWT_AUDIENCE: 'comm' }).multitenant.auth?.audience, ['comm'])
   const cases: Array<[string, Record<string, string>]> = [
     ['DATABASE_URL', { DATABASE_URL: '' }],
     ['COMM_ROLE', { COMM_ROLE: 'both' }],
