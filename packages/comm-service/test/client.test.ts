@@ -16,8 +16,21 @@ import { startComm } from './helpers.ts'
 const REQUEST_KEYS = { channel: true, to: true, subject: true, text: true, html: true, body: true, metadata: true, scheduledAt: true, template: true } satisfies Record<keyof MessageRequest, true>
 const REQUIRED_REQUEST_KEYS = ['channel', 'to'] satisfies Array<{ [K in keyof MessageRequest]-?: undefined extends MessageRequest[K] ? never : K }[keyof MessageRequest]>
 const DETAIL_KEYS = {
-  id: true, channel: true, to: true, subject: true, status: true, metadata: true, scheduledAt: true, attempts: true, lastError: true,
-  providerMessageId: true, createdAt: true, updatedAt: true, template: true, sentBy: true, history: true
+  id: true,
+  channel: true,
+  to: true,
+  subject: true,
+  status: true,
+  metadata: true,
+  scheduledAt: true,
+  attempts: true,
+  lastError: true,
+  providerMessageId: true,
+  createdAt: true,
+  updatedAt: true,
+  template: true,
+  sentBy: true,
+  history: true
 } satisfies Record<keyof MessageDetail, true>
 const ACCEPTED_KEYS = { id: true, status: true } satisfies Record<keyof Accepted, true>
 const CHANNELS = { email: true, sms: true, webhook: true } satisfies Record<Channel, true>

@@ -4,7 +4,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { Writable } from 'node:stream'
 import pino from 'pino'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { createSigner } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import { multitenantPlugin, platformErrorHandler, withTenant, type AuthOptions } from '../../src/fastify/plugin.ts'
@@ -17,7 +17,7 @@ const tenants = new Map<string, Tenant>([['acme', makeTenant('acme')], ['globex'
 const provider = { getTenant: (id: string) => tenants.get(id) ?? null }
 
 async function app (t: Test, auth: AuthOptions, logs?: Writable): Promise<FastifyInstance> {
-  const fastify = Fastify(logs === undefined ? {} : { loggerInstance: pino({ level: 'info' }, logs) })
+  const fastify: FastifyInstance = Fastify(logs === undefined ? {} : { loggerInstance: pino({ level: 'info' }, logs) as FastifyBaseLogger })
   fastify.setErrorHandler(platformErrorHandler())
   await fastify.register(multitenantPlugin, { provider, auth })
   fastify.get('/health', async () => ({ ok: true }))
