@@ -147,7 +147,7 @@ export function createCommClient (options: CommClientOptions): CommClient {
     try {
       parsed = JSON.parse(text)
     } catch {}
-    if (res.statusCode >= 200 && res.statusCode < 300) return parsed as T
+    if (res.statusCode < 300) return parsed as T
     const error = (parsed ?? {}) as { code?: unknown, message?: unknown }
     throw new CommError(res.statusCode, typeof error.code === 'string' ? error.code : `HTTP_${res.statusCode}`,
       typeof error.message === 'string' ? error.message : `the comm-service answered HTTP ${res.statusCode}`)

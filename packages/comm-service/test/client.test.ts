@@ -4,6 +4,7 @@
 // service publishes. Also: who sent each message (sentBy) for services and users.
 import { runAsTenant } from '@platform/multitenant'
 import { startTokenIssuer } from '@platform/testkit/token-issuer'
+import { createServer } from 'node:http'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { tenantPropagation } from '@platform/multitenant/http'
@@ -136,6 +137,25 @@ t.test('a service\'s own token acts for no tenant; a tenant-bound one does, for 
   const templates = await request(`${url}/v1/templates`, { headers: { authorization: `Bearer ${bound}` } })
   t.equal(templates.statusCode, 403, 'a service reads messages, not the tenant\'s templates')
   await templates.body.dump()
+})
+
+t.test('answers that are not the platform\'s error shape still fail clearly', async (t) => {
+  const issuer = await startTokenIssuer({ secret: SECRET, services: { [NOTES_CREDENTIAL]: { name: 'notes', scopes: ['messages:send'], audiences: ['comm'] } } })
+  t.teardown(() => issuer.close())
+  const proxy = createServer((req, res) => {
+    res.statusCode = req.url?.startsWith('/gateway/') === true ? 502 : 404
+    if (res.statusCode === 404) res.setHeader('content-type', 'application/json')
+    res.end(res.statusCode === 404 ? '{"statusCode":404,"error":"Not Found"}' : 'Bad Gateway')
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => proxy.close(resolve)))
+  const origin = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`
+  const behind = createCommClient({ url: `${origin}/gateway`, exchange: { registry: issuer.url, credential: NOTES_CREDENTIAL } })
+  t.teardown(() => behind.close())
+  await t.rejects(runAsTenant('acme', () => behind.send({ channel: 'sms', to: '+15550100', body: 'x' })), { code: 'HTTP_502', statusCode: 502, message: /answered HTTP 502/ })
+  const elsewhere = createCommClient({ url: origin, exchange: { registry: issuer.url, credential: NOTES_CREDENTIAL } })
+  t.teardown(() => elsewhere.close())
+  await t.rejects(runAsTenant('acme', () => elsewhere.list({ status: 'queued' })), { code: 'HTTP_404', statusCode: 404 })
 })
 
 t.test('the client\'s types match the OpenAPI document the service publishes', async (t) => {

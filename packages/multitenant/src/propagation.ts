@@ -61,29 +61,51 @@ function originOf (value: string | URL): string {
   }
 }
 
-/** Returns the header's value in any of undici's header shapes, and a copy with `value` added. */
-function withHeader (headers: Headers, name: string, value: string): { existing: string | undefined, headers: Headers } {
-  if (headers == null) return { existing: undefined, headers: { [name]: value } }
+interface WithTenant {
+  /** The request's own value of the tenant header, if it had one. */
+  existing: string | undefined
+  /** Whether the request carries its own `Authorization`. */
+  authorized: boolean
+  /** A copy of the headers (in the same shape) with the tenant header added when absent. */
+  headers: string[] | Record<string, string | string[] | undefined>
+}
+
+/** Reads undici's header shapes (object, flat array, iterable) once: see `WithTenant`. */
+function withHeader (headers: Headers, name: string, value: string): WithTenant {
+  if (headers == null) return { existing: undefined, authorized: false, headers: { [name]: value } }
+  let existing: string | undefined
+  let authorized = false
   if (Array.isArray(headers)) {
-    for (let i = 0; i < headers.length; i += 2) {
-      if (String(headers[i]).toLowerCase() === name) return { existing: String(headers[i + 1]), headers }
+    const copy = headers.map(String)
+    for (let i = 0; i < copy.length; i += 2) {
+      const key = (copy[i] as string).toLowerCase()
+      if (key === name) existing = copy[i + 1]
+      else if (key === 'authorization') authorized = true
     }
-    return { existing: undefined, headers: [...headers, name, value] }
+    if (existing === undefined) copy.push(name, value)
+    return { existing, authorized, headers: copy }
   }
   const entries: Array<[string, unknown]> = Symbol.iterator in headers
     ? Array.from(headers as Iterable<[string, unknown]>)
     : Object.entries(headers)
   const copy: Record<string, string | string[] | undefined> = {}
-  let existing: string | undefined
   for (const [key, v] of entries) {
-    if (key.toLowerCase() === name) existing = String(v)
+    const lower = key.toLowerCase()
+    if (lower === name) existing = String(v)
+    else if (lower === 'authorization') authorized = true
     copy[key] = v as string | string[] | undefined
   }
   if (existing === undefined) copy[name] = value
-  return { existing, headers: copy }
+  return { existing, authorized, headers: copy }
 }
 
-interface Audience { audience: string, scope: string | undefined, origin: string }
+/** Adds `Authorization` to a copy `withHeader` made. */
+function withToken (headers: WithTenant['headers'], token: string): WithTenant['headers'] {
+  const value = `Bearer ${token}`
+  return Array.isArray(headers) ? [...headers, 'authorization', value] : { ...headers, authorization: value }
+}
+
+interface Audience { audience: string, scope: string | undefined, origin: string, /** Cache key prefix. */ key: string }
 interface Issued { token: string }
 interface Want { tenant: string, target: Audience }
 
@@ -114,7 +136,8 @@ class TokenExchange {
     const now = options.now
     this.#cache = new LRUCache<string, Issued, Want>({
       max: options.max ?? DEFAULT_MAX,
-      ...(now === undefined ? {} : { perf: { now } }),
+      // An injected clock jumps: read it on every look-up (lru-cache otherwise reuses a reading for 1 ms).
+      ...(now === undefined ? {} : { perf: { now }, ttlResolution: 0 }),
       // lru-cache coalesces concurrent misses of one key into one exchange.
       fetchMethod: async (_key, _stale, { options: set, context }) => {
         const { token, lifetimeMs } = await this.#exchange(context)
@@ -124,15 +147,20 @@ class TokenExchange {
     })
   }
 
+  /** A fresh cached token, or undefined. */
+  cached (tenant: string, target: Audience): string | undefined {
+    return this.#cache.get(target.key + tenant)?.token
+  }
+
   /** A token for the tenant and audience: cached, or one exchange shared by concurrent callers. */
   async token (tenant: string, target: Audience): Promise<string> {
-    const issued = await this.#cache.fetch(`${target.audience} ${target.scope ?? '*'} ${tenant}`, { context: { tenant, target } })
+    const issued = await this.#cache.fetch(target.key + tenant, { context: { tenant, target } })
     return (issued as Issued).token
   }
 
   /** Forgets `token` (the target refused it); a token fetched since then is kept. */
   invalidate (tenant: string, target: Audience, token: string): void {
-    const key = `${target.audience} ${target.scope ?? '*'} ${tenant}`
+    const key = target.key + tenant
     if (this.#cache.peek(key)?.token === token) this.#cache.delete(key)
   }
 
@@ -304,7 +332,7 @@ export function tenantPropagation (options: TenantPropagationOptions): Dispatche
     if (typeof entry?.audience !== 'string' || entry.audience === '') throw new InvalidOptionError('an origin given as an object needs { origin, audience }')
     if (entry.scope !== undefined && typeof entry.scope !== 'string') throw new InvalidOptionError(`the scope for ${entry.audience} must be a space-separated string`)
     const origin = originOf(entry.origin)
-    targets.set(origin, { audience: entry.audience, scope: entry.scope, origin })
+    targets.set(origin, { audience: entry.audience, scope: entry.scope, origin, key: `${entry.audience} ${entry.scope ?? '*'} ` })
   }
   const needsTokens = [...targets.values()].some((target) => target !== null)
   if (needsTokens && options.exchange === undefined) throw new InvalidOptionError('origins with an audience need exchange: { registry, credential }')
@@ -312,30 +340,34 @@ export function tenantPropagation (options: TenantPropagationOptions): Dispatche
   const name = (options.header ?? 'x-tenant-id').toLowerCase()
 
   return (dispatch) => function tenantPropagationDispatch (opts, handler) {
-    const target = opts.origin === undefined ? undefined : targets.get(originOf(opts.origin))
+    // undici passes the origin it parsed (`http://host:port`): a direct hit needs no URL parsing.
+    const origin = opts.origin
+    const target = origin === undefined ? undefined : targets.has(origin as string) ? targets.get(origin as string) : targets.get(originOf(origin))
     if (target === undefined) return dispatch(opts, handler)
     const tenantId = currentTenantId()
     if (tenantId === undefined) {
       if (target === null) return dispatch(opts, handler)
       throw new TenantRequiredError(`: calls to ${target.origin} (${target.audience}) carry a token for a tenant, and no tenant is in scope here (make them inside runAsTenant or a tenant request)`)
     }
-    const { existing, headers } = withHeader(opts.headers, name, tenantId)
+    const { existing, authorized, headers } = withHeader(opts.headers, name, tenantId)
     if (existing !== undefined && existing !== tenantId) throw new TenantMismatchError()
-    if (target === null) return dispatch({ ...opts, headers }, handler)
-    const tokens = exchange as TokenExchange
     // A caller that set its own Authorization (forwarding a user's token) keeps it.
-    const own = withHeader(headers, 'authorization', '')
-    if (own.existing !== undefined) return dispatch({ ...opts, headers }, handler)
+    if (target === null || authorized) return dispatch({ ...opts, headers }, handler)
+    const tokens = exchange as TokenExchange
 
     let sent = ''
+    const sendWith = (token: string): void => {
+      sent = token
+      dispatch({ ...opts, headers: withToken(headers, token) }, retrying)
+    }
     const send = (): void => {
-      tokens.token(tenantId, target).then((token) => {
-        sent = token
-        dispatch({ ...opts, headers: withHeader(headers, 'authorization', `Bearer ${token}`).headers }, retrying)
-      }).catch((err: Error) => { retrying.onResponseError(null, err) })
+      tokens.token(tenantId, target).then(sendWith).catch((err: Error) => { retrying.onResponseError(null, err) })
     }
     const retrying = new TokenRetryHandler(handler, () => { tokens.invalidate(tenantId, target, sent) }, replayable(opts.body) ? send : null)
-    send()
+    // A cached token goes out at once; a miss (or a token due for refresh) waits for the exchange.
+    const cached = tokens.cached(tenantId, target)
+    if (cached === undefined) send()
+    else sendWith(cached)
     return true
   }
 }

@@ -114,7 +114,7 @@ async function setUp (t: Test, exchange: Partial<TokenExchangeOptions> = {}, ent
 }
 
 t.test('inside a tenant scope: X-Tenant-ID and a token for that tenant and audience', async (t) => {
-  const { comm, tokens, get } = await setUp(t)
+  const { comm, tokens, agent, get } = await setUp(t)
   const answer = await runAsTenant('acme', () => get())
   t.same(answer, { status: 200, body: { tenant: 'acme', claimed: 'acme', body: null } })
   t.match(comm.seen[0]?.claims, { sub: 'svc:orders', tenant: 'acme', roles: ['service'], scope: 'messages:send messages:read', aud: 'comm', act: { sub: 'svc:orders' } })
@@ -126,6 +126,13 @@ t.test('inside a tenant scope: X-Tenant-ID and a token for that tenant and audie
   t.equal(tokens.requests, 1)
   await t.rejects(runAsTenant('acme', () => get('/x', { headers: { 'x-tenant-id': 'globex' } })), { code: 'TENANT_MISMATCH' })
   t.equal(comm.seen.length, 2, 'nothing sent for a request that names another tenant')
+  // Headers as a flat array: the token is added, or the caller's own kept.
+  for (const headers of [['x-trace', '1'], ['Authorization', `Bearer ${forwarded}`]]) {
+    const res = await runAsTenant('acme', async () => await request(comm.origin + '/y', { dispatcher: agent, headers }))
+    t.equal(res.statusCode, 200)
+    await res.body.dump()
+  }
+  t.same(comm.seen.slice(2).map((s) => [s.tenant, s.token === forwarded]), [['acme', true], ['acme', true]], 'one cached token, or the caller\'s')
 })
 
 t.test('100 concurrent calls for one tenant: one exchange', async (t) => {
