@@ -356,9 +356,9 @@ export function tenantPropagation (options: TenantPropagationOptions): Dispatche
     const tokens = exchange as TokenExchange
 
     let sent = ''
-    const sendWith = (token: string): void => {
+    const sendWith = (token: string): boolean => {
       sent = token
-      dispatch({ ...opts, headers: withToken(headers, token) }, retrying)
+      return dispatch({ ...opts, headers: withToken(headers, token) }, retrying)
     }
     const send = (): void => {
       tokens.token(tenantId, target).then(sendWith).catch((err: Error) => { retrying.onResponseError(null, err) })
@@ -366,8 +366,8 @@ export function tenantPropagation (options: TenantPropagationOptions): Dispatche
     const retrying = new TokenRetryHandler(handler, () => { tokens.invalidate(tenantId, target, sent) }, replayable(opts.body) ? send : null)
     // A cached token goes out at once; a miss (or a token due for refresh) waits for the exchange.
     const cached = tokens.cached(tenantId, target)
-    if (cached === undefined) send()
-    else sendWith(cached)
+    if (cached !== undefined) return sendWith(cached)
+    send()
     return true
   }
 }
