@@ -10,6 +10,9 @@ import type { RenderPoolOptions } from './templates/pool.ts'
 
 export { EnvError }
 
+/** The audience of the tokens other services obtain to call the comm-service. */
+export const COMM_AUDIENCE = 'comm'
+
 export interface CommEnvConfig extends CommConfig {
   port: number
   host: string
@@ -36,6 +39,10 @@ function positive (env: NodeJS.ProcessEnv, name: string, fallback: number, max: 
  */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): CommEnvConfig {
   const multitenant = { ...multitenantOptionsFromEnv(env), ...rateLimitFromEnv(env) }
+  // Tokens other services obtained for this service (token exchange, audience `comm`) are
+  // accepted beside those for JWT_AUDIENCE. The library always sets `auth` from the environment.
+  const auth = multitenant.auth as NonNullable<typeof multitenant.auth>
+  auth.audience = [...new Set([auth.audience, COMM_AUDIENCE].flat())]
   const clusters = (multitenant.db as { clusters?: Record<string, string> } | undefined)?.clusters
   if (clusters?.default === undefined) throw new EnvError('DATABASE_URL', 'is required: the comm-service login (NOSUPERUSER, a member of platform_services, owner of the queue schema)')
   const role = (env.COMM_ROLE?.trim() || 'all') as CommRole

@@ -14,6 +14,8 @@ t.test('the environment, checked, each mistake naming its variable', async (t) =
     { role: 'worker', port: 0, host: '0.0.0.0', logLevel: 'warn', concurrency: { local: 32, perTenant: 2 }, allowWebhookHosts: ['localhost', 'hooks.test'] })
   t.equal(loadConfig(good).opsToken, undefined, 'no OPS_TOKEN: the operational routes stay open')
   t.equal(loadConfig({ ...good, OPS_TOKEN: ' an-ops-token-of-length ' }).opsToken, 'an-ops-token-of-length')
+  t.same(loadConfig(good).multitenant.auth?.audience, ['platform', 'comm'], 'tokens exchanged for the comm audience are accepted')
+  t.same(loadConfig({ ...good, JWT_AUDIENCE: 'comm' }).multitenant.auth?.audience, ['comm'])
   const cases: Array<[string, Record<string, string>]> = [
     ['DATABASE_URL', { DATABASE_URL: '' }],
     ['COMM_ROLE', { COMM_ROLE: 'both' }],

@@ -10,9 +10,11 @@ import { SECRET, startPlatform, tid, type Platform } from './fixtures.ts'
 import { settled, startComm, until, type Running } from './helpers.ts'
 
 const FULL = 'messages:send messages:read templates:write config:write'
-const ROLES = ['owner', 'admin', 'manager', 'member', 'none', 'platform-admin'] as const
+const ROLES = ['owner', 'admin', 'manager', 'member', 'none', 'platform-admin', 'service'] as const
 type Role = typeof ROLES[number]
 const ALL_TENANT: Role[] = ['owner', 'admin', 'manager', 'member']
+/** Tenant users, and a service with a tenant-bound token (what the registry's token exchange issues). */
+const SENDERS: Role[] = [...ALL_TENANT, 'service']
 
 interface RouteCase {
   name: string
@@ -30,12 +32,12 @@ function routeCases (tenant: string, state: { message: string }): RouteCase[] {
   const sms = { channel: 'sms', to: '+15550100', body: 'hi' }
   const later = { ...sms, scheduledAt: new Date(Date.now() + 3_600_000).toISOString() }
   return [
-    { name: 'POST /v1/messages', allowed: ALL_TENANT, ok: 202, call: async (_r, as) => (await as('POST', '/v1/messages', sms)).status },
-    { name: 'GET /v1/messages/:id', allowed: ALL_TENANT, ok: 200, call: async (_r, as) => (await as('GET', `/v1/messages/${state.message}`)).status },
-    { name: 'GET /v1/messages', allowed: ALL_TENANT, ok: 200, call: async (_r, as) => (await as('GET', '/v1/messages?limit=5')).status },
+    { name: 'POST /v1/messages', allowed: SENDERS, ok: 202, call: async (_r, as) => (await as('POST', '/v1/messages', sms)).status },
+    { name: 'GET /v1/messages/:id', allowed: SENDERS, ok: 200, call: async (_r, as) => (await as('GET', `/v1/messages/${state.message}`)).status },
+    { name: 'GET /v1/messages', allowed: SENDERS, ok: 200, call: async (_r, as) => (await as('GET', '/v1/messages?limit=5')).status },
     {
       name: 'POST /v1/messages/:id/cancel',
-      allowed: ALL_TENANT,
+      allowed: SENDERS,
       ok: 200,
       call: async (role, as) => {
         // Each caller cancels a message of its own (made by an owner), so every answer is 200 or 403.
@@ -71,7 +73,9 @@ let owner: (tenant: string) => Caller
 function callerFor (url: string, p: Platform, tenant: string, role: Role): Caller {
   const claims = role === 'platform-admin'
     ? { sub: 'ops', roles: ['platform-admin'], scope: 'tenants:read' }
-    : { sub: `u-${role}`, tenant, roles: role === 'none' ? [] : [role], scope: FULL }
+    : role === 'service'
+      ? { sub: 'svc:orders', tenant, roles: ['service'], scope: FULL, act: { sub: 'svc:orders' } }
+      : { sub: `u-${role}`, tenant, roles: role === 'none' ? [] : [role], scope: FULL }
   const token = p.sign(claims)
   return async (method, path, body, headers = {}) => {
     const res = await request(url + path, {

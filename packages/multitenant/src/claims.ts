@@ -48,3 +48,13 @@ export function hasScope (claims: Pick<PlatformClaims, 'scope'>, scope: string):
 export function hasRole (claims: Pick<PlatformClaims, 'roles'>, role: string): boolean {
   return claims.roles.includes(role)
 }
+
+/**
+ * Who acts with these claims, for records and logs: the actor of a token a service obtained for
+ * a tenant (`act.sub`, `svc:<name>`), else the token's subject. `undefined` when there is neither.
+ */
+export function actorOf (claims: Readonly<Record<string, unknown>>): string | undefined {
+  const act = claims.act
+  if (typeof act === 'object' && act !== null && typeof (act as { sub?: unknown }).sub === 'string' && (act as { sub: string }).sub !== '') return (act as { sub: string }).sub
+  return typeof claims.sub === 'string' && claims.sub !== '' ? claims.sub : undefined
+}

@@ -16,6 +16,6 @@ export {
 } from './tenant-config.ts'
 export * from './errors.ts'
 export type * from './types.ts'
-export { assertClaims, hasScope, hasRole, UnauthorizedError, type PlatformClaims } from './claims.ts'
+export { actorOf, assertClaims, hasScope, hasRole, UnauthorizedError, type PlatformClaims } from './claims.ts'
 export { closeOnSignals, runService, type RunningService } from './process.ts'
 export { retryAfterMs } from './retry-after.ts'

@@ -63,6 +63,8 @@ interface Claimed {
   metadata: string
   attempts: number
   max_attempts: number
+  /** Who sent it (the user's sub or svc:<name>), for the log lines. */
+  sent_by: string | null
 }
 
 /* c8 ignore next: providers throw Errors; anything else is only stringified */
@@ -99,7 +101,7 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
       with claimed as (
         update messages set status = 'sending', attempts = attempts + 1, claimed_by = $2, updated_at = now()
         where id = $1 and (status = 'queued' or (status = 'sending' and claimed_by = $2))
-        returning id, channel, recipient, subject, text_body, html_body, body, metadata::text as metadata, attempts, max_attempts),
+        returning id, channel, recipient, subject, text_body, html_body, body, metadata::text as metadata, attempts, max_attempts, sent_by),
       logged as (insert into message_events (message_id, status, detail) select id, 'sending', 'attempt ' || attempts from claimed)
       select * from claimed`, [data.messageId, job.id], { tenant }) as unknown as Claimed[]
     if (claimed === undefined) return // canceled, sent, or claimed by another job
@@ -129,7 +131,7 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
           await event(tx, message.id, 'retrying', `attempt ${claimed.attempts} failed: ${reason}; next attempt at ${at.toISOString()}`)
         })
         metrics.retried.inc(labels)
-        log.warn({ tenant: tenant.id, messageId: message.id, attempt: claimed.attempts, err: reason, retryAt: at }, 'delivery failed: retrying')
+        log.warn({ tenant: tenant.id, actor: claimed.sent_by, messageId: message.id, attempt: claimed.attempts, err: reason, retryAt: at }, 'delivery failed: retrying')
         return
       }
       await db.transaction(async (tx) => {
@@ -139,7 +141,7 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
       }, { tenant })
       metrics.failed.inc({ ...labels, reason: permanent ? 'permanent' : 'exhausted' })
       deps.stats.count(tenant.id, 'failed')
-      log.warn({ tenant: tenant.id, messageId: message.id, attempt: claimed.attempts, err: reason }, permanent ? 'delivery rejected: message failed' : 'delivery attempts exhausted: message failed')
+      log.warn({ tenant: tenant.id, actor: claimed.sent_by, messageId: message.id, attempt: claimed.attempts, err: reason }, permanent ? 'delivery rejected: message failed' : 'delivery attempts exhausted: message failed')
       return
     }
     // A receipt that arrived while the provider call was under way (delivered, bounced) stays: a
@@ -152,6 +154,6 @@ export function deliveryHandler (deps: WorkerDeps): (job: Job<DeliverJob>) => Pr
     [message.id, job.id, provider.name, result.providerMessageId, `${provider.name} ${result.providerMessageId}`], { tenant })
     metrics.sent.inc(labels)
     deps.stats.count(tenant.id, 'sent')
-    log.debug({ tenant: tenant.id, messageId: message.id, provider: provider.name }, 'message sent')
+    log.debug({ tenant: tenant.id, actor: claimed.sent_by, messageId: message.id, provider: provider.name }, 'message sent')
   }
 }

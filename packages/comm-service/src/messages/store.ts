@@ -30,6 +30,8 @@ export interface Message {
   updatedAt: string
   /** The template, version and locale the content was rendered from, or null for inline content. */
   template: { name: string, version: number, locale: string } | null
+  /** Who sent it: the user's `sub`, or `svc:<name>` for a service; null for messages from before it was recorded. */
+  sentBy: string | null
 }
 
 export interface MessageDetail extends Message {
@@ -112,11 +114,12 @@ interface Row {
   template_name: string | null
   template_version: number | null
   template_locale: string | null
+  sent_by: string | null
 }
 
 // Times as ISO 8601 text with microseconds (to_json): exact in cursors, readable in answers.
 const COLUMNS = 'id, channel, recipient, subject, status, metadata::text as metadata, to_json(scheduled_at) #>> \'{}\' as scheduled_at, attempts, last_error, provider_message_id, ' +
-  'to_json(created_at) #>> \'{}\' as created_at, to_json(updated_at) #>> \'{}\' as updated_at, template_name, template_version, template_locale'
+  'to_json(created_at) #>> \'{}\' as created_at, to_json(updated_at) #>> \'{}\' as updated_at, template_name, template_version, template_locale, sent_by'
 
 function toMessage (row: Row): Message {
   return {
@@ -132,7 +135,8 @@ function toMessage (row: Row): Message {
     providerMessageId: row.provider_message_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
-    template: row.template_name === null ? null : { name: row.template_name, version: row.template_version as number, locale: row.template_locale as string }
+    template: row.template_name === null ? null : { name: row.template_name, version: row.template_version as number, locale: row.template_locale as string },
+    sentBy: row.sent_by
   }
 }
 
@@ -178,9 +182,9 @@ export class MessageStore {
   /**
    * Accepts a message: with an idempotency key, the key, the message, its first status event and
    * its delivery job are one transaction; a concurrent duplicate waits on the key and then gets the
-   * first answer.
+   * first answer. `sentBy` records who sent it (the user's `sub` or `svc:<name>`).
    */
-  async accept (tenant: Tenant, input: MessageInput, key?: string, from?: { request: MessageInput, template: { name: string, version: number, locale: string } }): Promise<Accepted> {
+  async accept (tenant: Tenant, input: MessageInput, key?: string, from?: { request: MessageInput, template: { name: string, version: number, locale: string } }, sentBy?: string): Promise<Accepted> {
     const id = randomUUID()
     const answer = { id, status: 'queued' }
     const template = from?.template
@@ -203,9 +207,9 @@ export class MessageStore {
       // The message and its first event in one statement (one round trip).
       await tx.sql`
         with message as (
-          insert into messages (id, channel, recipient, subject, text_body, html_body, body, metadata, scheduled_at, max_attempts, template_name, template_version, template_locale)
+          insert into messages (id, channel, recipient, subject, text_body, html_body, body, metadata, scheduled_at, max_attempts, template_name, template_version, template_locale, sent_by)
           values (${id}, ${input.channel}, ${input.to}, ${input.subject ?? null}, ${input.text ?? null}, ${input.html ?? null}, ${input.body ?? null}, ${JSON.stringify(input.metadata ?? {})}::jsonb, ${input.scheduledAt ?? null}, ${this.#attempts},
-            ${template?.name ?? null}, ${template?.version ?? null}, ${template?.locale ?? null})
+            ${template?.name ?? null}, ${template?.version ?? null}, ${template?.locale ?? null}, ${sentBy ?? null})
           returning id)
         insert into message_events (message_id, status) select id, 'queued' from message`
       await this.#enqueue(tx, tenant, id, input.scheduledAt === undefined ? undefined : new Date(input.scheduledAt))

@@ -8,7 +8,7 @@ import { decodeCursor, type MessageStore } from '../messages/store.ts'
 import { ValidationError } from '../messages/validate.ts'
 import { ACCESS } from '../roles.ts'
 import { COUNTED, zeroCounts, type TenantStats } from '../stats.ts'
-import { listQuery } from './messages.ts'
+import { listQuery, messagePageSchema } from './messages.ts'
 
 export interface AdminRoutesOptions {
   stats: () => Promise<TenantStats[]>
@@ -54,7 +54,8 @@ export async function adminRoutes (app: FastifyInstance, options: AdminRoutesOpt
       summary: 'One tenant\'s messages, read by a platform operator in that tenant\'s scope (logged)',
       tags: ['admin'],
       params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: TENANT_ID_PATTERN.source, maxLength: 56 } } },
-      querystring: listQuery
+      querystring: listQuery,
+      response: { 200: messagePageSchema }
     }
   }, async (request) => {
     const id = request.params.id

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
+import { actorOf } from '@platform/multitenant'
 import { errorResponse, withTenant } from '@platform/multitenant/fastify'
 import type { CommMetrics } from '../metrics.ts'
 import { decodeCursor, SendLimitError, type MessageStore, type RateState } from '../messages/store.ts'
@@ -21,6 +22,52 @@ export const listQuery = {
     channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
     to: { type: 'string', maxLength: 2048 }
   }
+} as const
+
+const nullable = (type: string): { type: string[] } => ({ type: [type, 'null'] })
+
+/** A message as GET /v1/messages/:id and the lists answer it (`Message` in the store). */
+export const messageSchema = {
+  type: 'object',
+  required: ['id', 'channel', 'to', 'status', 'createdAt', 'sentBy'],
+  properties: {
+    id: { type: 'string', format: 'uuid' },
+    channel: { type: 'string', enum: ['email', 'sms', 'webhook'] },
+    to: { type: 'string' },
+    subject: nullable('string'),
+    status: { type: 'string', enum: ['queued', 'sending', 'sent', 'delivered', 'failed', 'bounced', 'canceled'] },
+    metadata: { type: 'object', additionalProperties: true },
+    scheduledAt: nullable('string'),
+    attempts: { type: 'integer' },
+    lastError: nullable('string'),
+    providerMessageId: nullable('string'),
+    createdAt: { type: 'string' },
+    updatedAt: { type: 'string' },
+    template: {
+      type: ['object', 'null'],
+      properties: { name: { type: 'string' }, version: { type: 'integer' }, locale: { type: 'string' } }
+    },
+    sentBy: { ...nullable('string'), description: 'Who sent it: the user\'s sub, or svc:<name> for a service calling for the tenant' }
+  }
+} as const
+
+/** GET /v1/messages/:id: the message with its history. */
+export const messageDetailSchema = {
+  ...messageSchema,
+  properties: {
+    ...messageSchema.properties,
+    history: {
+      type: 'array',
+      items: { type: 'object', required: ['status', 'at'], properties: { status: { type: 'string' }, at: { type: 'string' }, detail: { type: 'string' } } }
+    }
+  }
+} as const
+
+/** The lists: a cursor page. */
+export const messagePageSchema = {
+  type: 'object',
+  required: ['items', 'next'],
+  properties: { items: { type: 'array', items: messageSchema }, next: { ...nullable('string'), description: 'The next page\'s cursor, or null on the last page' } }
 } as const
 
 export interface MessageRoutesOptions {
@@ -76,7 +123,8 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
     const input = await checkMessage(body, { allowHosts: options.allowHosts })
     let accepted
     try {
-      accepted = await store.accept(request.tenant, input, key, from)
+      // Every route here requires a token: the sender is its actor (the service behind an exchanged token, else the user).
+      accepted = await store.accept(request.tenant, input, key, from, actorOf(request.claims as NonNullable<typeof request.claims>))
     } catch (err) {
       if (err instanceof SendLimitError) {
         rateHeaders(reply, err.rate)
@@ -95,12 +143,12 @@ export async function messageRoutes (app: FastifyInstance, options: MessageRoute
 
   app.get<{ Params: { id: string } }>('/v1/messages/:id', {
     config: { auth: ACCESS.read },
-    schema: { summary: 'One message, with its history and last error', params: idParams }
+    schema: { summary: 'One message, with its history and last error', params: idParams, response: { 200: messageDetailSchema } }
   }, withTenant(async (request) => await store.get(request.params.id)))
 
   app.get<{ Querystring: { limit?: string, cursor?: string, status?: string, channel?: string, to?: string } }>('/v1/messages', {
     config: { auth: ACCESS.read },
-    schema: { summary: 'The tenant\'s messages, newest first (cursor pages)', querystring: listQuery }
+    schema: { summary: 'The tenant\'s messages, newest first (cursor pages)', querystring: listQuery, response: { 200: messagePageSchema } }
   }, withTenant(async (request) => {
     const cursor = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
     if (cursor === null) throw new ValidationError('cursor is not a cursor from this API')

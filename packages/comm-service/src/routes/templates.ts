@@ -16,7 +16,7 @@ const content = {
   defaults: { type: 'object', maxProperties: 100 }
 } as const
 const nameParams = { type: 'object', required: ['name'], properties: { name: NAME } } as const
-const READ = { auth: ACCESS.read }
+const READ = { auth: ACCESS.readTemplates }
 const WRITE = { auth: ACCESS.editTemplates }
 
 export async function templateRoutes (app: FastifyInstance, options: { templates: TemplateStore }): Promise<void> {

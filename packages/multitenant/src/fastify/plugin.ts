@@ -5,10 +5,10 @@ import type {
 import { setTimeout as delay } from 'node:timers/promises'
 import fp from 'fastify-plugin'
 import { runInScope, tenantScope, type TenantScope } from '../context.ts'
-import { UnauthorizedError } from '../claims.ts'
+import { actorOf, UnauthorizedError } from '../claims.ts'
 import {
-  InvalidOptionError, RateLimitedError, REQUEST_NAMES_NO_TENANT, TenantNotFoundError, TenantProvisioningError,
-  TenantRequiredError, TenantSuspendedError, TenantUnavailableError
+  ForbiddenError, InvalidOptionError, RateLimitedError, REQUEST_NAMES_NO_TENANT, TenantNotFoundError, TenantProvisioningError,
+  TenantMismatchError, TenantRequiredError, TenantSuspendedError, TenantUnavailableError
 } from '../errors.ts'
 import type { MigrateAllSummary, TenantMigrator } from '../migrations.ts'
 import type { TenantDb, TenantDbOptions } from '../pg/tenant-db.ts'
@@ -244,6 +244,7 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
   const exclude = Object.freeze([...(options.exclude ?? DEFAULT_EXCLUDE)])
   const claimsOf = options.claims ?? defaultClaims
   const retryAfter = String(options.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS)
+  const tokenClaim = options.tokenClaim ?? 'tenant'
   const reads = resolver.reads
   // The router's own reading of duplicate slashes (Fastify's `ignoreDuplicateSlashes`).
   const router = fastify.initialConfig as { ignoreDuplicateSlashes?: boolean, routerOptions?: { ignoreDuplicateSlashes?: boolean } }
@@ -288,7 +289,9 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
     request.tenant = tenant
     request.tenantScope = scope
     // Fastify's own lines ("request completed", errors) are written through reply.log.
-    reply.log = request.log = request.log.child({ tenant: tenant.id }) as FastifyBaseLogger
+    const claims = claimsOf(request)
+    const actor = claims == null ? undefined : actorOf(claims)
+    reply.log = request.log = request.log.child(actor === undefined ? { tenant: tenant.id } : { tenant: tenant.id, actor }) as FastifyBaseLogger
     // A tenant whose tables are not known to be current waits for its own migration (the
     // start-up run or the feed may not have reached it yet); everyone else goes straight on.
     const pending = migrator?.ensure(tenant)
@@ -302,6 +305,22 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
         done(new TenantNotReadyError())
       })
     }
+  }
+
+  /**
+   * Whether the request's verified token may act on `tenantId` (DESIGN, Tokens): a tenant token on
+   * its own tenant only; a token without a tenant only as a platform admin on a route that admits
+   * platform admins (`config.auth.admin`). A service's own token plus X-Tenant-ID is not a tenant's.
+   */
+  function refusal (request: FastifyRequest, tenantId: string): Error | undefined {
+    const claims = claimsOf(request)
+    if (claims == null) return undefined
+    const claimed = claims[tokenClaim]
+    if (claimed != null) return claimed === tenantId ? undefined : new TenantMismatchError()
+    const rule = request.routeOptions.config.auth
+    const roles = claims.roles
+    if (typeof rule === 'object' && rule.admin === true && Array.isArray(roles) && roles.includes('platform-admin')) return undefined
+    return new ForbiddenError('a token without a tenant acts on a tenant only as a platform admin, on a route for platform admins')
   }
 
   function lookupFailed (request: FastifyRequest, err: unknown, done: HookHandlerDoneFunction): void {
@@ -323,7 +342,10 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
         done(err as Error)
         return
       }
-      if (id === null) {
+      const refused = id === null ? undefined : refusal(request, id)
+      if (refused !== undefined) {
+        done(refused)
+      } else if (id === null) {
         if (optional) done()
         else done(new TenantRequiredError(REQUEST_NAMES_NO_TENANT))
       } else if (tenant !== null && tenant.id === id) {
@@ -370,8 +392,11 @@ async function multitenant (fastify: FastifyInstance, options: MultitenantPlugin
       done(err as Error)
       return
     }
-    if (resolution.kind === 'tenant') lookupId(request, reply, resolution.tenantId, done)
-    else if (resolution.kind === 'host') lookupHost(request, reply, resolution, optional, done)
+    if (resolution.kind === 'tenant') {
+      const refused = refusal(request, resolution.tenantId)
+      if (refused === undefined) lookupId(request, reply, resolution.tenantId, done)
+      else done(refused)
+    } else if (resolution.kind === 'host') lookupHost(request, reply, resolution, optional, done)
     else if (optional) done()
     else done(new TenantRequiredError(REQUEST_NAMES_NO_TENANT))
   }

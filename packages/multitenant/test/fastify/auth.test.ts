@@ -2,7 +2,9 @@
 // JWKS (served here by a real HTTP server with rotating keys), with the issuer's claims mapped to
 // the platform's and each route's scopes and roles checked.
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
-import Fastify, { type FastifyInstance } from 'fastify'
+import { Writable } from 'node:stream'
+import pino from 'pino'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { createSigner } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import { multitenantPlugin, platformErrorHandler, withTenant, type AuthOptions } from '../../src/fastify/plugin.ts'
@@ -14,8 +16,8 @@ const SECRET = 'auth-test-secret-0123456789abcdef'
 const tenants = new Map<string, Tenant>([['acme', makeTenant('acme')], ['globex', makeTenant('globex')]])
 const provider = { getTenant: (id: string) => tenants.get(id) ?? null }
 
-async function app (t: Test, auth: AuthOptions): Promise<FastifyInstance> {
-  const fastify = Fastify()
+async function app (t: Test, auth: AuthOptions, logs?: Writable): Promise<FastifyInstance> {
+  const fastify: FastifyInstance = Fastify(logs === undefined ? {} : { loggerInstance: pino({ level: 'info' }, logs) as FastifyBaseLogger })
   fastify.setErrorHandler(platformErrorHandler())
   await fastify.register(multitenantPlugin, { provider, auth })
   fastify.get('/health', async () => ({ ok: true }))
@@ -24,6 +26,7 @@ async function app (t: Test, auth: AuthOptions): Promise<FastifyInstance> {
   fastify.post('/notes/purge', { config: { auth: { scope: ['notes:read', 'notes:write'], roles: ['owner', 'admin'] } } }, withTenant(async () => ({ purged: true })))
   fastify.get('/platform', { config: { auth: { scope: 'tenants:read', admin: true }, tenant: false } }, async () => ({ admin: true }))
   fastify.get('/any', async (request) => ({ tenant: request.tenant?.id ?? null }))
+  fastify.get('/tenant-admin', { config: { auth: { scope: 'tenants:read', admin: true } } }, withTenant(async (request) => ({ tenant: request.tenant.id })))
   t.teardown(() => fastify.close())
   await fastify.ready()
   return fastify
@@ -64,6 +67,34 @@ t.test('a shared secret: missing, forged, expired, odd-shaped and under-scoped t
   t.match(await call('/open', undefined), { status: 200 }, 'config.auth false opens a route')
   t.match(await call('/any', undefined), { status: 401 }, 'routes need a token by default')
   t.equal((await a.inject({ url: '/missing' })).statusCode, 404, 'an unknown route is a 404, token or not')
+})
+
+t.test('a token without a tenant acts on one only as a platform admin on an admin route', async (t) => {
+  const sign = createSigner({ key: SECRET, iss: 'tenant-registry', aud: 'platform', expiresIn: 60_000 })
+  const lines: Array<Record<string, unknown>> = []
+  const a = await app(t, { secret: SECRET, issuer: 'tenant-registry', audience: 'platform' }, new Writable({ write (chunk: Buffer, _e, cb) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); cb() } }))
+  const call = async (url: string, token: string, tenantId?: string): Promise<{ status: number, body: Record<string, unknown> }> => {
+    const res = await a.inject({ url, headers: { authorization: `Bearer ${token}`, ...(tenantId === undefined ? {} : { 'x-tenant-id': tenantId }) } })
+    return { status: res.statusCode, body: res.json() }
+  }
+  // The attack of issue 18: a service's own token (any tenantless token with the scope) plus a header.
+  const service = sign({ sub: 'svc:orders', roles: ['service'], scope: 'notes:read tenants:read' })
+  t.match(await call('/notes', service, 'acme'), { status: 403, body: { code: 'FORBIDDEN', message: /platform admin/ } }, 'a tenantless service token + X-Tenant-ID')
+  t.match(await call('/notes', sign({ sub: 'nobody', roles: [], scope: 'notes:read' }), 'globex'), { status: 403, body: { code: 'FORBIDDEN' } }, 'a tenantless token with no role')
+  const admin = sign({ sub: 'ops', roles: ['platform-admin'], scope: 'notes:read tenants:read' })
+  t.match(await call('/notes', admin, 'acme'), { status: 403, body: { code: 'FORBIDDEN' } }, 'a platform admin, on a route that does not admit admins')
+  t.match(await call('/tenant-admin', admin, 'acme'), { status: 200, body: { tenant: 'acme' } }, 'a platform admin on an admin route acts on the tenant it names')
+  t.match(await call('/tenant-admin', service, 'acme'), { status: 403, body: { code: 'FORBIDDEN' } }, 'a service token on an admin route')
+  t.match(await call('/notes', service), { status: 400, body: { code: 'TENANT_REQUIRED' } }, 'no header: no tenant')
+  // A tenant-bound service token (what the token exchange issues) acts on its own tenant only.
+  const bound = sign({ sub: 'svc:orders', tenant: 'acme', roles: ['service'], scope: 'notes:read', act: { sub: 'svc:orders' } })
+  t.match(await call('/notes', bound, 'acme'), { status: 200, body: { tenant: 'acme', sub: 'svc:orders' } })
+  t.match(await call('/notes', bound), { status: 200, body: { tenant: 'acme' } })
+  t.match(await call('/notes', bound, 'globex'), { status: 403, body: { code: 'TENANT_MISMATCH' } })
+  // Log lines carry the actor: the service behind an exchanged token, else the subject.
+  t.match(await call('/notes', sign({ ...base, tenant: 'acme' }), 'acme'), { status: 200 })
+  const completed = lines.filter((l) => l.msg === 'request completed' && l.tenant !== undefined)
+  t.same(completed.map((l) => [l.tenant, l.actor]), [['acme', 'ops'], ['acme', 'svc:orders'], ['acme', 'svc:orders'], ['acme', 'user-1']])
 })
 
 t.test('optional routes verify a token when one is sent', async (t) => {

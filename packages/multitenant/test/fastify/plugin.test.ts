@@ -139,9 +139,19 @@ t.test('tokens: a header never overrides the token tenant', async (t) => {
   t.equal(mismatch.statusCode, 403)
   t.equal(mismatch.json().code, 'TENANT_MISMATCH')
   t.equal((await app.inject({ url: '/things', headers: { ...auth(acmeToken), host: 'mail.acme.io' } })).json().tenant, 'acme')
-  t.same((await app.inject({ url: '/things', headers: { ...auth(platformToken), 'x-tenant-id': 'globex' } })).json(), { tenant: 'globex' })
+  // A token without a tenant does not act as one (DESIGN, Tokens): not by header, host or path.
+  for (const headers of [{ 'x-tenant-id': 'globex' }, { host: 'mail.acme.io' }]) {
+    t.match((await app.inject({ url: '/things', headers: { ...auth(platformToken), ...headers } })).json(), { statusCode: 403, code: 'FORBIDDEN' }, `a platform token with ${Object.keys(headers)[0]}`)
+  }
+  t.match((await app.inject({ url: '/maybe', headers: { ...auth(platformToken), 'x-tenant-id': 'globex' } })).json(), { code: 'FORBIDDEN' }, 'on optional routes too')
+  t.same((await app.inject({ url: '/things', headers: { ...auth(acmeToken), host: 'unknown.io' } })).json(), { tenant: 'acme' }, 'an unknown custom host leaves the token\'s tenant')
   t.same((await app.inject({ url: '/maybe', headers: auth(platformToken) })).json(), { tenant: null })
-  const custom = await build(t, { claims: (request) => ({ tenant: request.headers['x-claimed'] }) })
+  t.same((await app.inject({ url: '/maybe', headers: { ...auth(platformToken), host: 'unknown.io' } })).json(), { tenant: null }, 'a host that is no tenant\'s names none')
+  const custom = await build(t, { claims: (request) => ({ tenant: request.headers['x-claimed'], roles: (request.headers['x-roles'] as string | undefined)?.split(',') }) })
+  custom.app.get('/admin-things', { config: { auth: { admin: true } } }, async () => ({ tenant: currentTenantId() }))
+  t.equal((await custom.app.inject({ url: '/admin-things', headers: { 'x-tenant-id': 'acme' } })).json().code, 'FORBIDDEN', 'claims without roles')
+  t.equal((await custom.app.inject({ url: '/admin-things', headers: { 'x-tenant-id': 'acme', 'x-roles': 'member' } })).json().code, 'FORBIDDEN', 'claims without the platform-admin role')
+  t.same((await custom.app.inject({ url: '/admin-things', headers: { 'x-tenant-id': 'acme', 'x-roles': 'platform-admin' } })).json(), { tenant: 'acme' }, 'a platform admin on an admin route')
   t.equal((await custom.app.inject({ url: '/things', headers: { 'x-claimed': 'acme', 'x-tenant-id': 'globex' } })).json().code, 'TENANT_MISMATCH')
   t.equal((await custom.app.inject({ url: '/things', headers: { host: 'mail.acme.io', 'x-claimed': 'globex' } })).json().code, 'TENANT_MISMATCH')
   t.same((await custom.app.inject({ url: '/things', headers: { host: 'unknown.io', 'x-claimed': 'globex' } })).json(), { tenant: 'globex', record: 'globex' })
