@@ -12,10 +12,11 @@ import { createPlatformDatabase, provision, tid, unprovision } from './fixtures.
 const DDL = `create table notes (id serial primary key, owner text not null);
 create table events (id bigint generated always as identity primary key, note int not null)`
 
+let tests = 0
 async function setup (t: Test) {
   const db = await createPlatformDatabase(t)
-  const a = tid('oa')
-  const b = tid('ob')
+  const a = tid(`oa${++tests}`)
+  const b = tid(`ob${tests}`)
   const registry = postgres(db.registryUrl, { max: 1, onnotice: () => {} })
   const root = postgres(db.url, { max: 1, onnotice: () => {} })
   for (const id of [a, b]) await provision(registry, id, `${DDL}; insert into notes (owner) values ('${id}'), ('${id}')`)
