@@ -183,7 +183,7 @@ async function disown (sql: Sql, role: string, registry: string, owner: string):
   const schema = ident(role)
   const to = ident(owner)
   // Objects in the schema that the tenant role owns: `ns` and `own` name the catalog's columns.
-  const mine = (ns: string, own: string): string => `${ns} = $1::regnamespace and ${own} = $1::regrole`
+  const mine = (ns: string, own: string): string => `${ns} = $1::text::regnamespace and ${own} = $1::text::regrole`
   const args = [schema]
   const names = async (query: string): Promise<string[]> => (await sql.unsafe<Array<{ name: string }>>(query, args)).map((r) => r.name)
   const dropped: string[] = []

@@ -5,7 +5,8 @@
 import postgres from 'postgres'
 import t, { type Test } from 'tap'
 import { runAsTenant } from '../../src/context.ts'
-import { TenantDb } from '../../src/pg/index.ts'
+import { migrateTenant } from '../../src/migrations.ts'
+import { checkHardening, setupDatabase, TenantDb } from '../../src/pg/index.ts'
 import { schemaName } from '../../src/tenant-id.ts'
 import { createPlatformDatabase, provision, tid, unprovision } from './fixtures.ts'
 
@@ -123,4 +124,101 @@ t.test('A\'s role reads and writes its own rows; serial and identity columns wor
   // The ledger is the migrator's, not the tenant's.
   await t.rejects(asRoleA('delete from _tenant_migrations'), { code: '42501' }, 'the migration ledger is out of the tenant\'s reach')
   await t.rejects(asRoleA('select * from _tenant_migrations'), { code: '42501' })
+})
+
+t.test('tenants made when tenant roles owned their schema move to this model: every row kept, what was planted gone', async (t) => {
+  const db = await createPlatformDatabase(t)
+  const root = postgres(db.url, { max: 1, onnotice: () => {} })
+  const registry = postgres(db.registryUrl, { max: 1, onnotice: () => {} })
+  const tdb = new TenantDb({ url: db.serviceUrl, max: 2, lanes: 1, postgres: { onnotice: () => {} } as never })
+  const a = tid('la')
+  const b = tid('lb')
+  const [sa, sb] = [schemaName(a), schemaName(b)]
+  t.teardown(async () => {
+    await tdb.close()
+    await unprovision(registry, [a, b])
+    await registry.end()
+    await root.end()
+  })
+  // The old model: PUBLIC may use plpgsql; the registry made each schema owned by its tenant's
+  // role, and the migrator created the tables (and its ledger) as that role.
+  await root.unsafe('grant usage on language plpgsql to public')
+  for (const id of [a, b]) {
+    const s = schemaName(id)
+    await registry.begin(async (tx) => {
+      await tx.unsafe(`create role "${s}" nologin`)
+      await tx.unsafe(`grant "${s}" to current_user with inherit false, set true`)
+      await tx.unsafe(`grant "${s}" to platform_services with inherit false, set true`)
+      await tx.unsafe(`create schema "${s}" authorization "${s}"`)
+      await tx.unsafe(`set local role "${s}"`)
+      await tx.unsafe(`set local search_path = "${s}"`)
+      await tx.unsafe('create table _tenant_migrations (name text primary key, checksum text not null, applied_at timestamptz not null default now())')
+      await tx.unsafe('insert into _tenant_migrations (name, checksum) values (\'0001_notes.sql\', \'old\')')
+      await tx.unsafe('create type mood as enum (\'fine\', \'meh\')')
+      await tx.unsafe('create table notes (id serial primary key, owner text not null, mood mood not null default \'fine\')')
+      await tx.unsafe('create table events (id bigint generated always as identity primary key, note int not null)')
+      await tx.unsafe('insert into notes (owner) select $1 from generate_series(1, 50)', [id])
+      await tx.unsafe('insert into events (note) values (1), (2)')
+    })
+  }
+  // What single statements in A's units could plant: a function with a SET role clause that a
+  // later SELECT-only injection calls, a trigger that copies B's rows into each new row of A's,
+  // a view, grants to PUBLIC.
+  const planted = [
+    `create function peek() returns setof text language sql set role = "${sb}" as 'select owner from "${sb}".notes'`,
+    `create function steal() returns trigger language plpgsql set role = "${sb}" as $$ begin new.owner := (select string_agg(distinct owner, ',') from "${sb}".notes); return new; end $$`,
+    'create trigger planted before insert on notes for each row execute function steal()',
+    'create view everything as select * from notes',
+    `grant usage on schema "${sa}" to public`,
+    'grant select on notes to public'
+  ]
+  for (const text of planted) await runAsTenant(a, () => tdb.query(text))
+  t.same(await runAsTenant(a, () => tdb.query('select distinct peek as owner from peek()')), [{ owner: b }], 'before: a SELECT-only statement in A\'s unit reads B through the planted function')
+  t.same(await runAsTenant(a, () => tdb.query('insert into notes (owner) values ($1) returning owner', [a])), [{ owner: b }], 'before: the planted trigger copies B\'s rows into A\'s table')
+  const weaker = (await checkHardening(registry)).weaker
+  t.ok(weaker.some((w) => /2 tenant role\(s\) own their schema/.test(w)) && weaker.some((w) => /language plpgsql/.test(w)), 'checkHardening reports both')
+
+  const snapshot = async (s: string): Promise<unknown[]> => [
+    ...await root.unsafe(`select id, owner, mood::text from "${s}".notes order by id`),
+    ...await root.unsafe(`select id::int, note from "${s}".events order by id`),
+    ...await root.unsafe(`select name, checksum from "${s}"._tenant_migrations order by name`)
+  ]
+  const before = [await snapshot(sa), await snapshot(sb)]
+  t.equal(before[0]?.length, 51 + 2 + 1)
+
+  // The upgrade: the documented superuser setup, run again.
+  const password = decodeURIComponent(new URL(db.registryUrl).password)
+  const report = await setupDatabase(root, { registry: { user: db.registryUser, password } })
+  t.same(report.moved.sort(), [sa, sb].sort(), 'both tenants moved')
+  for (const what of [/function .*peek\(\)/, /function .*steal\(\)/, /trigger planted on table .*notes/, /view .*everything/]) {
+    t.ok(report.dropped.some((d) => what.test(d)), `dropped: ${String(what)}`)
+  }
+  t.same(await setupDatabase(root, { registry: { user: db.registryUser, password } }), { moved: [], dropped: [] }, 'idempotent: a second run moves nothing')
+
+  t.same([await snapshot(sa), await snapshot(sb)], before, 'every row of both tenants is still there, the ledger too')
+  t.same(await root.unsafe(`select (select nspowner::regrole::text from pg_namespace where nspname = $1) as schema,
+      (select string_agg(distinct relowner::regrole::text, ',') from pg_class where relnamespace = $1::regnamespace) as relations,
+      (select typowner::regrole::text from pg_type where typname = 'mood' and typnamespace = $1::regnamespace) as type,
+      (select count(*)::int from pg_proc where pronamespace = $1::regnamespace) as functions,
+      (select count(*)::int from pg_trigger where tgrelid = $2::regclass and not tgisinternal) as triggers`, [sa, `"${sa}".notes`]),
+  [{ schema: db.registryUser, relations: 'platform_owner', type: 'platform_owner', functions: 0, triggers: 0 }], 'the registry owns the schema, the owner role the tables, sequences and types; the planted objects are gone')
+  t.same(await root.unsafe(`select has_schema_privilege('public', $1, 'usage') as schema, has_table_privilege('public', $2, 'select') as table,
+      has_table_privilege($1, $3, 'select') as ledger, has_schema_privilege($1, $1, 'create') as create`, [sa, `"${sa}".notes`, `"${sa}"._tenant_migrations`]),
+  [{ schema: false, table: false, ledger: false, create: false }], 'the grants A made are gone; A has no right on the ledger, no CREATE')
+
+  // After: the planted function and trigger are gone, and the old attacks fail.
+  await t.rejects(runAsTenant(a, () => tdb.query('select * from peek()')), {}, 'after: nothing to call')
+  t.same(await runAsTenant(a, () => tdb.query('insert into notes (owner) values ($1) returning id, owner', [a])), [{ id: 52, owner: a }], 'after: A\'s insert is A\'s, the serial goes on')
+  t.same(await runAsTenant(a, () => tdb.query<{ id: string }>('insert into events (note) values (3) returning id::int')), [{ id: 3 }], 'the identity column goes on')
+  t.same(await runAsTenant(a, () => tdb.query('update notes set mood = \'meh\' where id = 1 returning mood::text')), [{ mood: 'meh' }], 'the enum type still works')
+  for (const text of planted.slice(0, 4)) await failure(t, runAsTenant(a, () => tdb.query(text)), `after: ${text.slice(0, 40)}…`)
+  await failure(t, runAsTenant(a, () => tdb.query(`do $$ begin set role "${sb}"; raise exception '%', (select string_agg(owner, ',') from "${sb}".notes); end $$`)), 'after: DO')
+  // The service's next migration applies as the owner, and A's role may use what it adds.
+  const more = 'alter table notes add column extra text; create table tags (id serial primary key, tag text)'
+  t.match(await migrateTenant(tdb.pool(), a, [{ name: '0001_notes.sql', checksum: 'old', sql: '' }, { name: '0002_more.sql', checksum: 'more', sql: more }]), { applied: ['0002_more.sql'] })
+  t.same(await runAsTenant(a, () => tdb.query('insert into tags (tag) values (\'x\') returning id')), [{ id: 1 }], 'a table added after the move: DML and its sequence')
+  t.same((await checkHardening(registry)).weaker, [], 'nothing weaker after the move')
+  // The registry's purge: schema with its tables, then the role.
+  await unprovision(registry, [a])
+  t.same(await root`select count(*)::int as n from pg_roles where rolname = ${sa}`, [{ n: 0 }], 'a moved tenant can be purged')
 })
