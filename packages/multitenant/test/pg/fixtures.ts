@@ -48,14 +48,16 @@ const serviceOf = new Map<string, string>()
 
 /**
  * What the registry does for a new tenant (run as the registry login), plus its tables: `ddl` is
- * applied as a migration by the database's service login (tenant roles own nothing).
+ * applied as a migration by a service login (tenant roles own nothing): the platform database's,
+ * or the one at `serviceUrl`.
  */
-export async function provision (sql: Sql, id: string, ddl?: string): Promise<void> {
+export async function provision (sql: Sql, id: string, ddl?: string, serviceUrl = serviceOf.get(sql.options.user)): Promise<void> {
   await sql.begin(async (tx) => {
     for (const statement of tenantRoleStatements(id)) await tx.unsafe(statement)
   })
   if (ddl === undefined) return
-  const service = postgres(serviceOf.get(sql.options.user) as string, { max: 1, onnotice: () => {} })
+  if (serviceUrl === undefined) throw new Error(`no service login known for ${sql.options.user}: pass its URL`)
+  const service = postgres(serviceUrl, { max: 1, onnotice: () => {} })
   try {
     await migrateTenant(service, id, [{ name: '0000_fixture.sql', sql: ddl, checksum: createHash('sha256').update(ddl).digest('hex') }])
   } finally {
