@@ -239,7 +239,7 @@ async function disown (sql: Sql, role: string, registry: string, owner: string):
   }
   await sql.unsafe(`grant usage on schema ${schema} to ${schema}`)
   await sql.unsafe(`grant usage, create on schema ${schema} to ${to}`)
-  const [ledger] = await sql.unsafe<Array<{ found: boolean }>>(`select to_regclass($1) is not null as found`, [`${schema}.${LEDGER}`])
+  const [ledger] = await sql.unsafe<Array<{ found: boolean }>>('select to_regclass($1) is not null as found', [`${schema}.${LEDGER}`])
   // The migrator adds default privileges when it next applies a migration (after its ledger).
   for (const statement of tenantGrants(role, ledger?.found === true).existing) await sql.unsafe(statement)
   return dropped

@@ -96,14 +96,14 @@ t.test('A\'s unit cannot create functions, triggers or views, nor change its tab
   t.same(await root.unsafe(`select has_table_privilege('public', '"${sa}".notes', 'select') as public, has_table_privilege($1, '"${sa}".notes', 'select, insert') as b`, [sb]),
     [{ public: false, b: false }], 'a GRANT on A\'s table to PUBLIC or to B grants nothing')
   // Nothing was created: a later SELECT-only injection has nothing to call.
-  await t.rejects(runAsTenant(a, () => tdb.query('select * from peek()')), {}, 'no function to call')
+  await t.rejects(runAsTenant(a, () => tdb.query('select * from peek()')), { code: '42883' }, 'no function to call')
   t.same(await root.unsafe(`select count(*)::int as n from pg_proc where pronamespace = '"${sa}"'::regnamespace`), [{ n: 0 }], 'no function in A\'s schema')
   t.same(await root.unsafe(`select count(*)::int as n from pg_trigger where tgrelid = '"${sa}".notes'::regclass`), [{ n: 0 }], 'no trigger on A\'s table')
   t.same(await root.unsafe(`select relname from pg_class where relnamespace = '"${sa}"'::regnamespace and relkind in ('r', 'v', 'm') order by relname`),
     [{ relname: '_tenant_migrations' }, { relname: 'events' }, { relname: 'notes' }], 'no view or table was added')
   t.same(await ownersOfA(), before, 'A\'s rows are all there')
   t.same(await root.unsafe(`select count(*)::int as n from "${sb}".notes where owner = $1`, [b]), [{ n: 2 }], 'and B\'s')
-  t.same(await root.unsafe(`select nspowner::regrole::text as schema, (select string_agg(distinct tableowner, ',') from pg_tables where schemaname = $1) as tables from pg_namespace where nspname = $1`, [sa]),
+  t.same(await root.unsafe('select nspowner::regrole::text as schema, (select string_agg(distinct tableowner, \',\') from pg_tables where schemaname = $1) as tables from pg_namespace where nspname = $1', [sa]),
     [{ schema: (await root`select nspowner::regrole::text as o from pg_namespace where nspname = ${sb}`)[0]?.o, tables: 'platform_owner' }], 'the registry owns the schema, the owner role the tables')
 })
 
@@ -207,7 +207,7 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
   [{ schema: false, table: false, ledger: false, create: false }], 'the grants A made are gone; A has no right on the ledger, no CREATE')
 
   // After: the planted function and trigger are gone, and the old attacks fail.
-  await t.rejects(runAsTenant(a, () => tdb.query('select * from peek()')), {}, 'after: nothing to call')
+  await t.rejects(runAsTenant(a, () => tdb.query('select * from peek()')), { code: '42883' }, 'after: nothing to call')
   t.same(await runAsTenant(a, () => tdb.query('insert into notes (owner) values ($1) returning id, owner', [a])), [{ id: 52, owner: a }], 'after: A\'s insert is A\'s, the serial goes on')
   t.same(await runAsTenant(a, () => tdb.query<{ id: string }>('insert into events (note) values (3) returning id::int')), [{ id: 3 }], 'the identity column goes on')
   t.same(await runAsTenant(a, () => tdb.query('update notes set mood = \'meh\' where id = 1 returning mood::text')), [{ mood: 'meh' }], 'the enum type still works')
