@@ -155,7 +155,10 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
       await tx.unsafe('create table _tenant_migrations (name text primary key, checksum text not null, applied_at timestamptz not null default now())')
       await tx.unsafe('insert into _tenant_migrations (name, checksum) values (\'0001_notes.sql\', \'old\')')
       await tx.unsafe('create type mood as enum (\'fine\', \'meh\')')
-      await tx.unsafe('create table notes (id serial primary key, owner text not null, mood mood not null default \'fine\')')
+      await tx.unsafe('create domain positive as int check (value > 0)')
+      await tx.unsafe('create collation plain from "C"')
+      await tx.unsafe('create sequence tickets')
+      await tx.unsafe('create table notes (id serial primary key, owner text not null collate plain, mood mood not null default \'fine\', n positive not null default nextval(\'tickets\'))')
       await tx.unsafe('create table events (id bigint generated always as identity primary key, note int not null)')
       await tx.unsafe('insert into notes (owner) select $1 from generate_series(1, 50)', [id])
       await tx.unsafe('insert into events (note) values (1), (2)')
@@ -169,6 +172,7 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
     `create function steal() returns trigger language plpgsql set role = "${sb}" as $$ begin new.owner := (select string_agg(distinct owner, ',') from "${sb}".notes); return new; end $$`,
     'create trigger planted before insert on notes for each row execute function steal()',
     'create view everything as select * from notes',
+    'create rule planted_rule as on insert to events do also delete from notes',
     `grant usage on schema "${sa}" to public`,
     'grant select on notes to public'
   ]
@@ -179,7 +183,7 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
   t.ok(weaker.some((w) => /2 tenant role\(s\) own their schema/.test(w)) && weaker.some((w) => /language plpgsql/.test(w)), 'checkHardening reports both')
 
   const snapshot = async (s: string): Promise<unknown[]> => [
-    ...await root.unsafe(`select id, owner, mood::text from "${s}".notes order by id`),
+    ...await root.unsafe(`select id, owner, mood::text, n from "${s}".notes order by id`),
     ...await root.unsafe(`select id::int, note from "${s}".events order by id`),
     ...await root.unsafe(`select name, checksum from "${s}"._tenant_migrations order by name`)
   ]
@@ -190,7 +194,7 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
   const password = decodeURIComponent(new URL(db.registryUrl).password)
   const report = await setupDatabase(root, { registry: { user: db.registryUser, password } })
   t.same(report.moved.sort(), [sa, sb].sort(), 'both tenants moved')
-  for (const what of [/function .*peek\(\)/, /function .*steal\(\)/, /trigger planted on table .*notes/, /view .*everything/]) {
+  for (const what of [/function .*peek\(\)/, /function .*steal\(\)/, /trigger planted on table .*notes/, /view .*everything/, /rule planted_rule on table .*events/]) {
     t.ok(report.dropped.some((d) => what.test(d)), `dropped: ${String(what)}`)
   }
   t.same(await setupDatabase(root, { registry: { user: db.registryUser, password } }), { moved: [], dropped: [] }, 'idempotent: a second run moves nothing')
@@ -198,10 +202,11 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
   t.same([await snapshot(sa), await snapshot(sb)], before, 'every row of both tenants is still there, the ledger too')
   t.same(await root.unsafe(`select (select nspowner::regrole::text from pg_namespace where nspname = $1) as schema,
       (select string_agg(distinct relowner::regrole::text, ',') from pg_class where relnamespace = $1::regnamespace) as relations,
-      (select typowner::regrole::text from pg_type where typname = 'mood' and typnamespace = $1::regnamespace) as type,
+      (select string_agg(distinct typowner::regrole::text, ',') from pg_type where typname in ('mood', 'positive') and typnamespace = $1::regnamespace) as type,
+      (select collowner::regrole::text from pg_collation where collname = 'plain' and collnamespace = $1::regnamespace) as collation,
       (select count(*)::int from pg_proc where pronamespace = $1::regnamespace) as functions,
       (select count(*)::int from pg_trigger where tgrelid = $2::regclass and not tgisinternal) as triggers`, [sa, `"${sa}".notes`]),
-  [{ schema: db.registryUser, relations: 'platform_owner', type: 'platform_owner', functions: 0, triggers: 0 }], 'the registry owns the schema, the owner role the tables, sequences and types; the planted objects are gone')
+  [{ schema: db.registryUser, relations: 'platform_owner', type: 'platform_owner', collation: 'platform_owner', functions: 0, triggers: 0 }], 'the registry owns the schema, the owner role the tables, sequences, types and collations; the planted objects are gone')
   t.same(await root.unsafe(`select has_schema_privilege('public', $1, 'usage') as schema, has_table_privilege('public', $2, 'select') as table,
       has_table_privilege($1, $3, 'select') as ledger, has_schema_privilege($1, $1, 'create') as create`, [sa, `"${sa}".notes`, `"${sa}"._tenant_migrations`]),
   [{ schema: false, table: false, ledger: false, create: false }], 'the grants A made are gone; A has no right on the ledger, no CREATE')
@@ -209,9 +214,10 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
   // After: the planted function and trigger are gone, and the old attacks fail.
   await t.rejects(runAsTenant(a, () => tdb.query('select * from peek()')), { code: '42883' }, 'after: nothing to call')
   t.same(await runAsTenant(a, () => tdb.query('insert into notes (owner) values ($1) returning id, owner', [a])), [{ id: 52, owner: a }], 'after: A\'s insert is A\'s, the serial goes on')
-  t.same(await runAsTenant(a, () => tdb.query<{ id: string }>('insert into events (note) values (3) returning id::int')), [{ id: 3 }], 'the identity column goes on')
+  t.same(await runAsTenant(a, () => tdb.query<{ id: string }>('insert into events (note) values (3) returning id::int')), [{ id: 3 }], 'the identity column goes on, and the planted rule deleted nothing')
+  t.same(await runAsTenant(a, () => tdb.query('select count(*)::int as n, max(n) as last from notes')), [{ n: 52, last: 52 }], 'the standalone sequence and the domain still work')
   t.same(await runAsTenant(a, () => tdb.query('update notes set mood = \'meh\' where id = 1 returning mood::text')), [{ mood: 'meh' }], 'the enum type still works')
-  for (const text of planted.slice(0, 4)) await failure(t, runAsTenant(a, () => tdb.query(text)), `after: ${text.slice(0, 40)}…`)
+  for (const text of planted.slice(0, 5)) await failure(t, runAsTenant(a, () => tdb.query(text)), `after: ${text.slice(0, 40)}…`)
   await failure(t, runAsTenant(a, () => tdb.query(`do $$ begin set role "${sb}"; raise exception '%', (select string_agg(owner, ',') from "${sb}".notes); end $$`)), 'after: DO')
   // The service's next migration applies as the owner, and A's role may use what it adds.
   const more = 'alter table notes add column extra text; create table tags (id serial primary key, tag text)'
