@@ -174,7 +174,8 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
     'create view everything as select * from notes',
     'create rule planted_rule as on insert to events do also delete from notes',
     `grant usage on schema "${sa}" to public`,
-    'grant select on notes to public'
+    'grant select on notes to public',
+    `grant usage on sequence notes_id_seq to "${sb}"`
   ]
   for (const text of planted) await runAsTenant(a, () => tdb.query(text))
   t.same(await runAsTenant(a, () => tdb.query('select distinct peek as owner from peek()')), [{ owner: b }], 'before: a SELECT-only statement in A\'s unit reads B through the planted function')
@@ -208,8 +209,9 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
       (select count(*)::int from pg_trigger where tgrelid = $2::regclass and not tgisinternal) as triggers`, [sa, `"${sa}".notes`]),
   [{ schema: db.registryUser, relations: 'platform_owner', type: 'platform_owner', collation: 'platform_owner', functions: 0, triggers: 0 }], 'the registry owns the schema, the owner role the tables, sequences, types and collations; the planted objects are gone')
   t.same(await root.unsafe(`select has_schema_privilege('public', $1, 'usage') as schema, has_table_privilege('public', $2, 'select') as table,
-      has_table_privilege($1, $3, 'select') as ledger, has_schema_privilege($1, $1, 'create') as create`, [sa, `"${sa}".notes`, `"${sa}"._tenant_migrations`]),
-  [{ schema: false, table: false, ledger: false, create: false }], 'the grants A made are gone; A has no right on the ledger, no CREATE')
+      has_table_privilege($1, $3, 'select') as ledger, has_schema_privilege($1, $1, 'create') as create,
+      has_sequence_privilege($4, $5, 'usage') as sequence`, [sa, `"${sa}".notes`, `"${sa}"._tenant_migrations`, sb, `"${sa}".notes_id_seq`]),
+  [{ schema: false, table: false, ledger: false, create: false, sequence: false }], 'the grants A made are gone; A has no right on the ledger, no CREATE')
 
   // After: the planted function and trigger are gone, and the old attacks fail.
   await t.rejects(runAsTenant(a, () => tdb.query('select * from peek()')), { code: '42883' }, 'after: nothing to call')
