@@ -39,7 +39,7 @@ async function setup (t: Test) {
     return await tx.unsafe(text)
   })
   const ownersOfA = async (): Promise<string[]> => (await root.unsafe<Array<{ owner: string }>>(`select owner from "${sa}".notes order by id`)).map((r) => r.owner)
-  return { db, a, b, sa, sb, tdb, root, asRoleA, ownersOfA }
+  return { db, a, b, sa, sb, tdb, root, service, asRoleA, ownersOfA }
 }
 
 /** The rejection of `promise`, which must reject (anything else fails the test). */
@@ -71,7 +71,7 @@ t.test('a DO block in A\'s unit cannot read or copy B\'s rows', async (t) => {
 })
 
 t.test('A\'s unit cannot create functions, triggers or views, nor change its tables', async (t) => {
-  const { a, b, sa, sb, tdb, root, asRoleA, ownersOfA } = await setup(t)
+  const { a, b, sa, sb, tdb, root, service, asRoleA, ownersOfA } = await setup(t)
   const attacks: Array<[string, string]> = [
     ['a function with a SET role clause', `create function peek() returns setof text language sql set role = "${sb}" as 'select owner from "${sb}".notes'`],
     ['a function in A\'s schema, qualified', `create function "${sa}".peek() returns int language sql as 'select 1'`],
@@ -90,6 +90,13 @@ t.test('A\'s unit cannot create functions, triggers or views, nor change its tab
     await failure(t, runAsTenant(a, () => tdb.transaction(async (tx) => await tx.sql.unsafe(text))), `${what} (transaction)`)
     await t.rejects(asRoleA(text), { code: /^42501$|^42809$/ }, `${what}: the database refuses it to A's role`)
   }
+  // The login itself owns no tenant table either: asService, or a RESET ROLE, reads nothing.
+  await t.rejects(runAsTenant(a, () => tdb.transaction(async (tx) => await tx.asService(async (sql) => await sql.unsafe(`select * from "${sa}".notes`)))), { code: '42501' }, 'asService: the login reads no tenant table')
+  await t.rejects(service.begin(async (tx) => {
+    await tx.unsafe(`select set_config('role', '${sa}', true)`)
+    await tx.unsafe('reset role')
+    return await tx.unsafe(`select * from "${sa}".notes`)
+  }), { code: '42501' }, 'after RESET ROLE the login reads no tenant table')
   // A GRANT by a role without the grant option grants nothing (PostgreSQL only warns).
   await runAsTenant(a, () => tdb.query('grant select on notes to public')).catch(() => {})
   await asRoleA(`grant select, insert on notes to public, "${sb}"`)
