@@ -1,16 +1,19 @@
 // migrate-all: one `ALTER TABLE … ADD COLUMN` migration across TENANTS existing tenants with
-// migrateAll (per-schema advisory lock, tenant role, ledger, one transaction per tenant, bounded
-// concurrency), next to the bare DDL (the same ALTER, one tenant after another, no ledger/lock/role)
-// in the same run.
-import { createTestDatabase } from '@platform/testkit'
+// migrateAll (per-schema advisory lock, owner role, ledger, grants, one transaction per tenant,
+// bounded concurrency) as a service login, next to the bare DDL (the same ALTER, one tenant after
+// another, no ledger/lock/role) in the same run.
 import postgres from 'postgres'
 import { migrateAll, type Migration } from '../packages/multitenant/src/migrations.ts'
+import { tenantRoleStatements } from '../packages/multitenant/src/pg/roles.ts'
 import { fmt, progress } from './lib/harness.ts'
+import { platformDatabase } from './lib/platform.ts'
 
 const TENANTS = Number(process.env.BENCH_TENANTS ?? 1000)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8)
-const db = await createTestDatabase()
+const { db, registryUrl, serviceUrl } = await platformDatabase()
 const sql = postgres(db.url, { max: CONCURRENCY + 2, connection: { client_min_messages: 'warning' } })
+const registry = postgres(registryUrl, { max: 4, connection: { client_min_messages: 'warning' } })
+const service = postgres(serviceUrl, { max: CONCURRENCY + 2, connection: { client_min_messages: 'warning' } })
 const ids = Array.from({ length: TENANTS }, (_, i) => `mig-${i}`)
 const schema = (id: string): string => `tenant_${id.replace('-', '_')}`
 try {
@@ -19,15 +22,14 @@ try {
     await Promise.all(ids.slice(i, i + 50).map(async (id) => {
       const s = schema(id)
       await sql.unsafe(`drop schema if exists "${s}" cascade; drop role if exists "${s}"`)
-      await sql.begin(async (tx) => {
-        await tx.unsafe(`create role "${s}" nologin; grant "${s}" to current_user; create schema "${s}" authorization "${s}"`)
-        await tx.unsafe(`set local role "${s}"; create table "${s}".messages (id bigserial primary key, body text not null)`)
-      })
+      await registry.begin(async (tx) => { for (const statement of tenantRoleStatements(id)) await tx.unsafe(statement) })
     }))
   }
+  const first = await migrateAll({ migrations: [{ name: '0001_messages.sql', checksum: 'x', sql: 'create table messages (id bigserial primary key, body text not null)' }], tenants: ids, pool: () => service, concurrency: CONCURRENCY })
+  if (first.failed.length > 0) throw new Error(`provisioning: ${JSON.stringify(first.failed.slice(0, 3))}`)
   const migrations: Migration[] = [{ name: '0002_add_status.sql', checksum: 'x', sql: "alter table messages add column status text not null default 'queued';" }]
   progress('migrateAll')
-  const summary = await migrateAll({ migrations, tenants: ids, pool: () => sql, concurrency: CONCURRENCY })
+  const summary = await migrateAll({ migrations, tenants: ids, pool: () => service, concurrency: CONCURRENCY })
   if (summary.failed.length > 0 || summary.migrated !== TENANTS) throw new Error(`migrateAll: ${JSON.stringify(summary.failed.slice(0, 3))}`)
   progress('bare DDL, sequentially')
   const started = performance.now()
@@ -38,6 +40,8 @@ try {
   for (let i = 0; i < ids.length; i += 50) {
     await Promise.all(ids.slice(i, i + 50).map(async (id) => await sql.unsafe(`drop schema if exists "${schema(id)}" cascade; drop role if exists "${schema(id)}"`)))
   }
+  await registry.end()
+  await service.end()
   await sql.end()
   await db.drop()
 }

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import postgres, { type Sql } from 'postgres'
 import { runAsTenant } from '../packages/multitenant/src/context.ts'
+import { migrateTenant } from '../packages/multitenant/src/migrations.ts'
 import { TenantDb, tenantRoleStatements } from '../packages/multitenant/src/pg/index.ts'
 import { platformDatabase } from './lib/platform.ts'
 import { fmt, median, percentile, progress, startServer } from './lib/harness.ts'
@@ -28,11 +29,12 @@ const TENANT = 'bench-scoped'
 await admin.unsafe('drop schema if exists tenant_bench_scoped cascade; drop role if exists tenant_bench_scoped')
 await registry.begin(async (tx) => {
   for (const statement of tenantRoleStatements(TENANT)) await tx.unsafe(statement)
-  await tx.unsafe('set local role tenant_bench_scoped')
-  await tx.unsafe('create table tenant_bench_scoped.items (id int primary key, body text not null)')
-  await tx.unsafe('insert into tenant_bench_scoped.items select g, \'item \' || g from generate_series(1, 1000) g')
 })
 await registry.end()
+// The table is the service's migration (as the owner role; the tenant role gets DML).
+const migrator = postgres(serviceUrl, { max: 1, connection: { client_min_messages: 'warning' } })
+await migrateTenant(migrator, TENANT, [{ name: '0001_items.sql', checksum: 'bench', sql: 'create table items (id int primary key, body text not null); insert into items select g, \'item \' || g from generate_series(1, 1000) g' }])
+await migrator.end()
 
 type Op = (k: number) => Promise<unknown>
 

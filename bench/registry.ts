@@ -70,7 +70,8 @@ try {
     await sql.begin(async (tx) => {
       await tx.unsafe(`create role "${role}" nologin`)
       await tx.unsafe(`grant "${role}" to current_user`)
-      await tx.unsafe(`create schema "${role}" authorization "${role}"`)
+      await tx.unsafe(`create schema "${role}"`)
+      await tx.unsafe(`grant usage on schema "${role}" to "${role}"`)
     })
     ddl.push(performance.now() - started)
   }
@@ -83,7 +84,7 @@ try {
   // Leave nothing cluster-wide behind (roles outlive the database).
   for (let i = 0; i < CREATES; i++) {
     const role = `bench_ddl_${run}_${i}`
-    await sql.unsafe(`drop schema if exists "${role}"`).catch(() => {})
+    await sql.unsafe(`drop schema if exists "${role}" cascade`).catch(() => {})
     await sql.unsafe(`drop role if exists "${role}"`).catch(() => {})
   }
   for (const id of created) {

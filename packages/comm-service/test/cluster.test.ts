@@ -2,7 +2,7 @@
 // (here a second database on the same server, set up as another cluster would be), never on the
 // default one, and its own cluster's workers deliver it.
 import { schemaName } from '@platform/multitenant'
-import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
+import { DEFAULT_OWNER_ROLE, loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import { createTestDatabase } from '@platform/testkit'
 import postgres from 'postgres'
 import t from 'tap'
@@ -24,7 +24,10 @@ t.test('a tenant whose database is another cluster has its message and its job t
   t.teardown(async () => { await adminB.end(); await adminA.end() })
   await setupDatabase(adminB, { registry: p.logins.registry, services: [p.logins.service] })
   await setupQueueSchema(adminB, p.logins.service.user)
-  await adminB.unsafe(`create schema "${schemaName(away)}" authorization "${schemaName(away)}"`)
+  // As the registry provisions it: the registry owns the schema, the tenant's role may use it, the
+  // owner role creates the tables (the service's migrations).
+  const awaySchema = `"${schemaName(away)}"`
+  await adminB.unsafe(`create schema ${awaySchema} authorization "${p.logins.registry.user}"; grant usage on schema ${awaySchema} to ${awaySchema}; grant usage, create on schema ${awaySchema} to ${DEFAULT_OWNER_ROLE}`)
   const euUrl = loginUrl(other.url, p.logins.service)
 
   const { call } = await startComm(t, p, {

@@ -3,6 +3,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import createError from '@fastify/error'
 import type { Sql } from 'postgres'
+import { assertRoleName, DEFAULT_OWNER_ROLE, tenantGrants } from './pg/roles.ts'
 import { assertTenantId, schemaName } from './tenant-id.ts'
 import type { Tenant } from './types.ts'
 
@@ -52,21 +53,32 @@ export async function loadMigrations (dir: string): Promise<Migration[]> {
   }))
 }
 
+export interface MigrateTenantOptions {
+  /**
+   * The role that owns the tables in tenant schemas, which the service login may SET ROLE to
+   * (default `DEFAULT_OWNER_ROLE`, `platform_owner`; README, "Database roles").
+   */
+  owner?: string
+}
+
 /**
- * Applies pending migrations to one tenant's schema, as the tenant's role, in one transaction
- * under an advisory lock for that schema: concurrent runners wait and then find the work done; a
- * failure leaves the schema as it was. An applied file whose checksum changed is refused.
+ * Applies pending migrations to one tenant's schema, as the owner role (not the tenant's: tenant
+ * roles own nothing), in one transaction under an advisory lock for that schema: concurrent
+ * runners wait and then find the work done; a failure leaves the schema as it was. An applied
+ * file whose checksum changed is refused. The tenant's role gets DML on the tables and sequences
+ * (default privileges before, explicit grants after), never on the ledger.
  */
-export async function migrateTenant (sql: Sql, tenant: string | Pick<Tenant, 'id'>, migrations: Migration[]): Promise<TenantMigrationResult> {
+export async function migrateTenant (sql: Sql, tenant: string | Pick<Tenant, 'id'>, migrations: Migration[], options: MigrateTenantOptions = {}): Promise<TenantMigrationResult> {
   const id = assertTenantId(typeof tenant === 'string' ? tenant : tenant.id)
   const schema = schemaName(id)
+  const owner = assertRoleName(options.owner ?? DEFAULT_OWNER_ROLE, 'owner role')
   const conn = await sql.reserve()
   try {
     // The opening statements go out together: one round trip before the ledger is known.
     const opening = [
       conn.unsafe('begin'),
       conn.unsafe('select pg_advisory_xact_lock($1, hashtext($2))', [LOCK_NAMESPACE, schema]),
-      conn.unsafe('select set_config(\'search_path\', $1, true), set_config(\'role\', $2, true)', [`"${schema}"`, schema]),
+      conn.unsafe('select set_config(\'search_path\', $1, true), set_config(\'role\', $2, true)', [`"${schema}"`, owner]),
       conn.unsafe(`create table if not exists ${LEDGER_TABLE} (name text primary key, checksum text not null, applied_at timestamptz not null default now())`),
       conn.unsafe<Array<{ name: string, checksum: string }>>(`select name, checksum from ${LEDGER_TABLE}`)
     ].map((q) => q.execute())
@@ -75,6 +87,10 @@ export async function migrateTenant (sql: Sql, tenant: string | Pick<Tenant, 'id
     if (failure !== undefined) throw (failure as PromiseRejectedResult).reason
     const done = new Map((settled[4] as PromiseFulfilledResult<Array<{ name: string, checksum: string }>>).value.map((r) => [r.name, r.checksum]))
     const applied: string[] = []
+    const grants = tenantGrants(schema)
+    // Tables and sequences created from here on are the tenant role's to read and write.
+    const pending = migrations.some((m) => !done.has(m.name))
+    if (pending) for (const statement of grants.future) await conn.unsafe(statement)
     for (const migration of migrations) {
       const previous = done.get(migration.name)
       if (previous !== undefined) {
@@ -89,6 +105,8 @@ export async function migrateTenant (sql: Sql, tenant: string | Pick<Tenant, 'id
       await conn.unsafe(`insert into ${LEDGER_TABLE} (name, checksum) values ($1, $2)`, [migration.name, migration.checksum])
       applied.push(migration.name)
     }
+    // And the ones that were there before (a schema moved from the old model, or made otherwise).
+    if (pending) for (const statement of grants.existing) await conn.unsafe(statement)
     await conn.unsafe('commit')
     return { tenant: id, applied, skipped: migrations.length - applied.length }
   } catch (err) {
@@ -109,6 +127,8 @@ export interface MigrateAllOptions {
   pool: (cluster: string) => Sql
   /** Tenants migrated at once (default 8). */
   concurrency?: number
+  /** The role that owns tenant tables (default `platform_owner`). */
+  owner?: string
   /** Called after each tenant, for progress output. */
   onProgress?: (done: number, result: TenantMigrationResult | null, error?: unknown) => void
   signal?: AbortSignal
@@ -132,7 +152,7 @@ export async function migrateAll (options: MigrateAllOptions): Promise<MigrateAl
       const id = typeof tenant === 'string' ? tenant : tenant.id
       const cluster = typeof tenant === 'string' ? 'default' : tenant.database
       try {
-        const result = await migrateTenant(options.pool(cluster), id, options.migrations)
+        const result = await migrateTenant(options.pool(cluster), id, options.migrations, { owner: options.owner })
         if (result.applied.length > 0) summary.migrated++
         else summary.upToDate++
         options.onProgress?.(summary.migrated + summary.upToDate + summary.failed.length, result)
@@ -180,6 +200,8 @@ export interface TenantMigratorOptions {
   pool: (cluster: string) => Sql
   /** Tenants migrated at once by `migrateAll` (default 8). */
   concurrency?: number
+  /** The role that owns tenant tables (default `platform_owner`). */
+  owner?: string
   /**
    * After a tenant's migration fails, how long `ensure` answers with that failure before trying
    * again, in ms (default 5 s): a broken migration costs one attempt per interval, not one per request.
@@ -240,7 +262,7 @@ export class TenantMigrator {
   async #migrate (tenant: Pick<Tenant, 'id' | 'database'>, key: Key): Promise<void> {
     const started = performance.now()
     try {
-      const result = await migrateTenant(this.#options.pool(tenant.database), tenant.id, this.#options.migrations)
+      const result = await migrateTenant(this.#options.pool(tenant.database), tenant.id, this.#options.migrations, { owner: this.#options.owner })
       this.#done.add(key)
       if (result.applied.length > 0) this.#options.logger?.info({ tenant: tenant.id, applied: result.applied, ms: Math.round(performance.now() - started) }, 'tenant migrated')
     } catch (err) {
@@ -264,6 +286,7 @@ export class TenantMigrator {
       })(this),
       pool: this.#options.pool,
       concurrency: this.#options.concurrency,
+      owner: this.#options.owner,
       onProgress: (_done, result) => {
         if (result !== null) this.#done.add(`${clusters.get(result.tenant) as string}/${result.tenant}`)
       }

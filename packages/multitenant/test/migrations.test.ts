@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import postgres, { type Sql } from 'postgres'
 import t, { type Test } from 'tap'
 import { LEDGER_TABLE, loadMigrations, migrateAll, migrateTenant } from '../src/migrations.ts'
+import { DEFAULT_OWNER_ROLE } from '../src/pg/roles.ts'
 import { schemaName } from '../src/tenant-id.ts'
 import { createPlatformDatabase, provision, tid, unprovision } from './pg/fixtures.ts'
 
@@ -34,7 +35,7 @@ async function tenants (t: Test, count: number, prefix: string): Promise<{ sql: 
 const ledger = async (sql: Sql, id: string): Promise<string[]> =>
   (await sql.unsafe<Array<{ name: string }>>(`select name from "${schemaName(id)}".${LEDGER_TABLE} order by name`)).map((r) => r.name)
 
-t.test('500 tenants: migrated as their own role; a re-run applies nothing', async (t) => {
+t.test('500 tenants: migrated as the owner role, the tenant role gets DML only; a re-run applies nothing', async (t) => {
   const { sql, ids } = await tenants(t, 500, 'm')
   const dir = await folder(t, {
     '0001_messages.sql': 'create table messages (id bigserial primary key, body text not null);\ncreate index messages_body_idx on messages (body);',
@@ -49,12 +50,16 @@ t.test('500 tenants: migrated as their own role; a re-run applies nothing', asyn
   t.equal(progress, 500, 'progress reached every tenant')
   const owners = await sql<Array<{ owner: string, n: number }>>`
     select tableowner as owner, count(*)::int as n from pg_tables where tablename = 'messages' and schemaname like ${'tenant_m%' + ids[0]?.split('-').at(-1)} group by tableowner`
-  t.equal(owners.length, 500, 'every tenant has its table, each owned by a different role')
-  t.ok(owners.every((o) => o.n === 1))
+  t.same(owners, [{ owner: DEFAULT_OWNER_ROLE, n: 500 }], 'every tenant has its table, owned by the owner role, not the tenant\'s')
   for (const id of [ids[0] as string, ids[499] as string]) {
     t.same(await ledger(sql, id), ['0001_messages.sql', '0002_status.sql'])
     t.same((await sql.unsafe(`select column_name from information_schema.columns where table_schema = '${schemaName(id)}' and table_name = 'messages' order by ordinal_position`)).map((r) => r.column_name), ['id', 'body', 'status'])
-    t.equal((await sql.unsafe(`select tableowner from pg_tables where schemaname = '${schemaName(id)}' and tablename = 'messages'`))[0]?.tableowner, schemaName(id))
+    const s = schemaName(id)
+    t.same(await sql.unsafe(`select ${['select', 'insert', 'update', 'delete', 'truncate', 'references', 'trigger'].map((p) => `has_table_privilege($1, '"${s}".messages', '${p}') as ${p}`).join(', ')},
+        has_sequence_privilege($1, '"${s}".messages_id_seq', 'usage') as seq, has_schema_privilege($1, '${s}', 'create') as create, has_schema_privilege($1, '${s}', 'usage') as usage,
+        has_table_privilege($1, '"${s}".${LEDGER_TABLE}', 'select, insert, update, delete') as ledger`, [s]),
+    [{ select: true, insert: true, update: true, delete: true, truncate: false, references: false, trigger: false, seq: true, create: false, usage: true, ledger: false }],
+    'the tenant role: DML on its table and sequence, nothing on the ledger, no CREATE')
   }
   const again = await migrateAll({ migrations, tenants: ids, pool: () => sql })
   t.match(again, { total: 500, migrated: 0, upToDate: 500, failed: [] }, 'idempotent')
@@ -99,20 +104,21 @@ t.test('an edited applied migration is refused; concurrent runners apply each fi
   t.equal(refused.failed.length, 3)
   t.match(refused.failed[0], { code: 'MT_MIGRATION_CHANGED', error: /0001_a\.sql was changed after it was applied/ })
   await t.rejects(migrateTenant(sql, 'Not Valid', original), { code: 'TENANT_INVALID' })
-  await t.rejects(migrateTenant(sql, tid('never-provisioned'), original), { code: '22023', message: /role .* does not exist/ }, 'a tenant without a role fails')
+  await t.rejects(migrateTenant(sql, tid('never-provisioned'), original), { code: '3F000' }, 'a tenant without a schema fails')
+  await t.rejects(migrateTenant(sql, ids[0] as string, original, { owner: 'no_such_owner' }), { code: '22023', message: /role .* does not exist/ }, 'so does an owner role that was never set up')
 })
 
-t.test('migrations run as the tenant: another tenant\'s schema is out of reach', async (t) => {
+t.test('tenants are routed to their cluster\'s pool; the tenant role gets nothing in another schema', async (t) => {
   const { sql, ids } = await tenants(t, 2, 'r')
   const [a, b] = ids as [string, string]
-  const sneaky = await loadMigrations(await folder(t, { '0001_sneak.sql': `create table "${schemaName(b)}".stolen (n int);` }))
-  await t.rejects(migrateTenant(sql, a, sneaky), { code: 'MT_MIGRATION_FAILED', message: /permission denied for schema/ })
   const source = (async function * () { yield a; yield { id: b, database: 'other' } as never })()
   const clusters: string[] = []
   const fine = await loadMigrations(await folder(t, { '0001_ok.sql': 'create table ok (n int);' }))
   const summary = await migrateAll({ migrations: fine, tenants: source, pool: (cluster) => { clusters.push(cluster); return sql } })
   t.match(summary, { total: 2, migrated: 2 })
   t.same(clusters.sort(), ['default', 'other'], 'each tenant goes to its cluster\'s pool')
+  t.same(await sql`select has_schema_privilege(${schemaName(a)}, ${schemaName(b)}, 'usage') as usage, has_table_privilege(${schemaName(a)}, ${`"${schemaName(b)}".ok`}, 'select') as select`,
+    [{ usage: false, select: false }], 'A\'s role has no right in B\'s schema')
 
   t.match(await migrateTenant(sql, { id: a }, fine), { tenant: a, applied: [], skipped: 1 }, 'a record works as well as an id')
   const aborted = new AbortController()

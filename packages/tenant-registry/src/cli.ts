@@ -56,7 +56,8 @@ Operations
   setup-database --registry-user <user> [--password <p>]
                                     the one-time setup, run with a superuser's DATABASE_URL: the
                                     registry's login (password from --password or REGISTRY_DB_PASSWORD),
-                                    the group role, revokes from PUBLIC
+                                    the group and owner roles, revokes from PUBLIC; run again (it is
+                                    idempotent) to move tenants whose role owns its schema
   serve                             run the registry (PORT, HOST, BASE_DOMAIN, LOG_LEVEL)
 
 Options
@@ -426,8 +427,9 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
         if (user === undefined) throw new UsageError('--registry-user is required')
         if (password === undefined || password.length < 12) throw new UsageError('a password of at least 12 characters is required (--password or REGISTRY_DB_PASSWORD)')
         sql = postgres(await databaseUrl(io), { max: 1, connection: { client_min_messages: 'warning' } })
-        await setupDatabase(sql, { registry: { user, password } })
-        print({ user }, `the database is set up; run the registry as ${user}\n`)
+        const report = await setupDatabase(sql, { registry: { user, password } })
+        const moved = report.moved.length === 0 ? '' : `moved ${report.moved.length} tenant(s) whose role owned its schema; dropped what they had made: ${report.dropped.length === 0 ? 'nothing' : report.dropped.join('; ')}\n`
+        print({ user, ...report }, `${moved}the database is set up; run the registry as ${user}\n`)
         return 0
       }
       case 'serve': {

@@ -107,6 +107,8 @@ export interface TenantStoreOptions {
   clusters?: string[] | undefined
   /** The group role services log in through (default `platform_services`). */
   group?: string | undefined
+  /** The role that owns the tables in tenant schemas (default `platform_owner`). */
+  owner?: string | undefined
   /** Test hook: runs inside the provisioning transaction, after the DDL, before activation. */
   beforeActivate?: (id: string) => void | Promise<void>
 }
@@ -196,8 +198,8 @@ export class TenantStore {
 
   /**
    * Creates and provisions a tenant in one transaction: the row (as `provisioning`), its NOLOGIN
-   * role (granted to the service's user so it can SET ROLE), its schema owned by that role, then
-   * `active`. Any failure rolls all of it back: no orphan schema, role or row; a retry starts clean.
+   * role (granted to the services' group so it can SET ROLE), its schema (owned by the registry;
+   * the tenant role gets USAGE, the owner role USAGE and CREATE), then `active`. Any failure rolls all of it back: no orphan schema, role or row; a retry starts clean.
    */
   async create (input: CreateTenantInput): Promise<Tenant> {
     const id = assertTenantId(input.id)
@@ -224,8 +226,8 @@ export class TenantStore {
           await tx.insert(domainsTable).values(domains.map((domain, i) => ({ domain, tenantId: id, isPrimary: i === 0 })))
         }
         // The role, the registry's SET (not INHERIT) on it, the services' group's SET on it, and
-        // the schema it owns (README, "Database roles").
-        for (const statement of tenantRoleStatements(id, this.#options.group)) await tx.execute(sql.raw(statement))
+        // its schema, which it does not own (README, "Database roles").
+        for (const statement of tenantRoleStatements(id, this.#options.group, this.#options.owner)) await tx.execute(sql.raw(statement))
         await this.#options.beforeActivate?.(id)
         await tx.update(tenantsTable).set({ status: input.status ?? 'active', version: sql`${tenantsTable.version} + 1`, updatedAt: sql`now()` }).where(eq(tenantsTable.id, id))
         await this.#record(tx, id, 'tenant.created')
@@ -285,16 +287,18 @@ export class TenantStore {
     await this.#db.transaction(async (tx) => {
       const rows = await tx.delete(tenantsTable).where(eq(tenantsTable.id, id)).returning({ id: tenantsTable.id })
       if (rows.length === 0) throw new TenantNotFoundError()
-      const role = await tx.execute(sql`select 1 from pg_roles where rolname = ${schema}`)
-      if (role.length > 0) {
-        // The registry inherits nothing from tenant roles: it drops their objects as the role.
+      const [found] = await tx.execute<{ role: boolean, mine: boolean | null }>(sql`select exists (select 1 from pg_catalog.pg_roles where rolname = ${schema}) as role,
+        (select n.nspowner = r.oid from pg_catalog.pg_namespace n, pg_catalog.pg_roles r where n.nspname = ${schema} and r.rolname = current_user) as mine`)
+      const { role, mine } = found as { role: boolean, mine: boolean | null }
+      // The registry owns the schema; its tables (the owner role's) go with it.
+      if (mine !== false) await tx.execute(sql`drop schema if exists ${q(schema)} cascade`)
+      if (role) {
+        // The registry inherits nothing from tenant roles: as the role it drops what the role
+        // still owns (a schema provisioned when tenant roles owned theirs) and what was granted to it.
         await tx.execute(sql`set local role ${q(schema)}`)
-        await tx.execute(sql`drop schema if exists ${q(schema)} cascade`)
         await tx.execute(sql`drop owned by ${q(schema)} cascade`)
         await tx.execute(sql`reset role`)
         await tx.execute(sql`drop role ${q(schema)}`)
-      } else {
-        await tx.execute(sql`drop schema if exists ${q(schema)} cascade`)
       }
       await this.#record(tx, id, 'tenant.purged')
     })

@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import postgres from 'postgres'
 import t from 'tap'
 import { runCli } from '../src/cli.ts'
 import { createRegistryDatabase, bearer, SECRET, startRegistry, suffix, tid } from './fixtures/registry.ts'
@@ -93,6 +94,16 @@ t.test('setup-database and service-login', async (t) => {
   t.match(await setup('setup-database', '--registry-user', user, '--password', 'a-long-enough-password'), { code: 0, out: new RegExp(`run the registry as ${user}`) })
   t.match(await setup('setup-database', '--password', 'a-long-enough-password'), { code: 2, err: /--registry-user is required/ })
   t.match(await setup('setup-database', '--registry-user', user), { code: 2, err: /at least 12 characters/ })
+  // Run again, it moves tenants whose role owns its schema (provisioned before tenant roles owned
+  // nothing) and says what it dropped.
+  const root = postgres(db.superUrl, { max: 1, onnotice: () => {} })
+  for (const [n, extra, said] of [['1', '', /moved 1 tenant\(s\) .*dropped what they had made: nothing/], ['2', 'create function %s.f() returns int language sql as \'select 1\';', /moved 1 tenant\(s\) .*function tenant_cli_old2_\w+\.f\(\)/]] as const) {
+    const role = `tenant_cli_old${n}_${suffix.replaceAll('-', '_')}`
+    await root.unsafe(`create role ${role} nologin; create schema ${role} authorization ${role}; set role ${role}; create table ${role}.notes (n int); ${extra.replace('%s', role)} reset role`)
+    t.match(await setup('setup-database', '--registry-user', user, '--password', 'a-long-enough-password'), { code: 0, out: said })
+    await root.unsafe(`drop schema ${role} cascade; drop role ${role}`)
+  }
+  await root.end()
   const asRegistry = new URL(db.superUrl)
   asRegistry.username = user
   asRegistry.password = 'a-long-enough-password'

@@ -131,9 +131,7 @@ t.test('a failure that is not the database\'s is logged by name only; a purge wh
   const schema = `tenant_${id.replaceAll('-', '_')}`
   // Someone dropped the role by hand (the schema went with it).
   await r.sql.begin(async (tx) => {
-    await tx.unsafe(`set local role "${schema}"`)
     await tx.unsafe(`drop schema "${schema}" cascade`)
-    await tx.unsafe('reset role')
     await tx.unsafe(`drop role "${schema}"`)
   })
   t.equal((await r.app.inject({ method: 'DELETE', url: `/v1/tenants/${id}?purge=true&confirm=${id}`, headers: bearer(r.admin) })).statusCode, 204)

@@ -1,6 +1,8 @@
 import t from 'tap'
 import postgres from 'postgres'
 import { createSigner } from 'fast-jwt'
+import { migrateTenant } from '@platform/multitenant/migrations'
+import { createServiceLogin, loginUrl } from '@platform/multitenant/pg'
 import { bearer, SECRET, startRegistry, tid } from './fixtures/registry.ts'
 
 t.test('create, read with ETag, patch with If-Match, suspend, activate', async (t) => {
@@ -57,7 +59,7 @@ t.test('a failure midway through provisioning leaves nothing behind; a retry suc
   t.equal((await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id, name: 'Flaky' } })).statusCode, 201)
 })
 
-t.test('tenant roles cannot read each other; purge drops schema and role', async (t) => {
+t.test('tenant roles own nothing and cannot read each other; purge drops schema, tables and role', async (t) => {
   const r = await startRegistry(t)
   const a = tid('aa')
   const b = tid('bb')
@@ -66,12 +68,19 @@ t.test('tenant roles cannot read each other; purge drops schema and role', async
   }
   const sa = `tenant_${a.replaceAll('-', '_')}`
   const sb = `tenant_${b.replaceAll('-', '_')}`
-  for (const s of [sa, sb]) {
-    await r.sql.begin(async (tx) => {
-      await tx.unsafe(`set local role "${s}"`)
-      await tx.unsafe(`create table "${s}".notes (body text)`)
-      await tx.unsafe(`insert into "${s}".notes values ('secret of ${s}')`)
-    })
+  t.same(await r.sql`select nspname as schema, nspowner::regrole::text as owner from pg_namespace where nspname in (${sa}, ${sb}) order by 1`,
+    [{ schema: sa, owner: r.user }, { schema: sb, owner: r.user }], 'the registry owns the schemas it provisions')
+  await t.rejects(r.sql.begin(async (tx) => {
+    await tx.unsafe(`set local role "${sa}"`)
+    await tx.unsafe(`create table "${sa}".mine (body text)`)
+  }), { code: '42501' }, 'a tenant role cannot create in its own schema')
+  // A service login migrates the tables, as the owner role; the tenant role gets DML.
+  const user = `svc_${tid('m').replaceAll('-', '_')}`
+  await createServiceLogin(r.sql, { user, password: 'service-password-1' })
+  const service = postgres(loginUrl(r.url, { user, password: 'service-password-1' }), { max: 1, onnotice: () => {} })
+  t.teardown(() => service.end())
+  for (const [id, s] of [[a, sa], [b, sb]] as const) {
+    await migrateTenant(service, id, [{ name: '0001_notes.sql', checksum: 'x', sql: `create table notes (body text); insert into notes values ('secret of ${s}')` }])
   }
   await t.rejects(r.sql.begin(async (tx) => {
     await tx.unsafe(`set local role "${sa}"`)
@@ -87,6 +96,18 @@ t.test('tenant roles cannot read each other; purge drops schema and role', async
   t.same(await r.sql`select 1 from pg_namespace where nspname = ${sb}`, [])
   t.same(await r.sql`select 1 from pg_roles where rolname = ${sb}`, [])
   t.equal((await r.app.inject({ method: 'DELETE', url: `/v1/tenants/${a}`, headers: bearer(r.admin) })).json().status, 'archived')
+
+  // A tenant provisioned when tenant roles owned their schema and tables is purged all the same.
+  const old = tid('old')
+  const so = `tenant_${old.replaceAll('-', '_')}`
+  t.equal((await r.app.inject({ method: 'POST', url: '/v1/tenants', headers: bearer(r.admin), payload: { id: old, name: old } })).statusCode, 201)
+  await r.sql.begin(async (tx) => {
+    await tx.unsafe(`alter schema "${so}" owner to "${so}"`)
+    await tx.unsafe(`set local role "${so}"`)
+    await tx.unsafe(`create table "${so}".notes (body text)`)
+  })
+  t.equal((await r.app.inject({ method: 'DELETE', url: `/v1/tenants/${old}?purge=true&confirm=${old}`, headers: bearer(r.admin) })).statusCode, 204)
+  t.same(await r.sql`select 1 from pg_namespace where nspname = ${so} union all select 1 from pg_roles where rolname = ${so}`, [], 'schema and role gone')
 })
 
 t.test('a change on one instance reaches a follower long-polling another in under a second', async (t) => {

@@ -19,8 +19,9 @@ export interface MigrateCliIo {
 
 const USAGE = `Usage: tenant-migrate --dir <folder> [--tenant <id>]… [--concurrency <n>] [--json]
 
-Applies the *.sql files in <folder> (name order) to every tenant's schema, as the tenant's role,
-recording them in the schema's ${'_tenant_migrations'} table. One tenant's failure does not stop the
+Applies the *.sql files in <folder> (name order) to every tenant's schema, as the owner role
+(platform_owner; the tenant's role gets DML only), recording them in the schema's
+${'_tenant_migrations'} table. One tenant's failure does not stop the
 others; the exit status is 1 when any failed, and a re-run resumes.
 
 Tenants: every tenant of the registry that is not archived or provisioning, or the --tenant ids.

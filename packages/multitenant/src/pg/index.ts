@@ -2,6 +2,6 @@ export { TenantDb, type TenantDbOptions, type TenantTx, type UnitOptions } from 
 export { clusterEnvName, clustersFromEnv } from '../clusters.ts'
 export { DatabaseUnavailableError, UnknownClusterError } from './errors.ts'
 export {
-  DEFAULT_GROUP_ROLE, setupDatabase, loginUrl, createServiceLogin, tenantRoleStatements, checkHardening, dropInheritance, assertRoleName,
-  type Login, type SetupDatabaseOptions, type ServiceLoginOptions, type HardeningReport
+  DEFAULT_GROUP_ROLE, DEFAULT_OWNER_ROLE, setupDatabase, loginUrl, createServiceLogin, tenantRoleStatements, tenantGrants, checkHardening, dropInheritance, assertRoleName,
+  type Login, type SetupDatabaseOptions, type SetupReport, type ServiceLoginOptions, type HardeningReport
 } from './roles.ts'

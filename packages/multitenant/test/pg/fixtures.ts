@@ -1,6 +1,7 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createTestDatabase, type Teardownable, type TestDatabase } from '@platform/testkit'
 import postgres, { type Sql } from 'postgres'
+import { migrateTenant } from '../../src/migrations.ts'
 import { loginUrl, setupDatabase, tenantRoleStatements } from '../../src/pg/roles.ts'
 import { schemaName } from '../../src/tenant-id.ts'
 
@@ -32,6 +33,7 @@ export async function createPlatformDatabase (t: Teardownable): Promise<Platform
   } finally {
     await admin.end()
   }
+  serviceOf.set(registry.user, loginUrl(db.url, service))
   return {
     ...db,
     registryUrl: loginUrl(db.url, registry),
@@ -41,17 +43,26 @@ export async function createPlatformDatabase (t: Teardownable): Promise<Platform
   }
 }
 
-/** What the registry does for a new tenant (run as the registry login), plus its tables. */
-export async function provision (sql: Sql, id: string, ddl?: string): Promise<void> {
-  const schema = schemaName(id)
+/** The service login of each platform database, by its registry login's name. */
+const serviceOf = new Map<string, string>()
+
+/**
+ * What the registry does for a new tenant (run as the registry login), plus its tables: `ddl` is
+ * applied as a migration by a service login (tenant roles own nothing): the platform database's,
+ * or the one at `serviceUrl`.
+ */
+export async function provision (sql: Sql, id: string, ddl?: string, serviceUrl = serviceOf.get(sql.options.user)): Promise<void> {
   await sql.begin(async (tx) => {
     for (const statement of tenantRoleStatements(id)) await tx.unsafe(statement)
-    if (ddl !== undefined) {
-      await tx.unsafe(`set local role "${schema}"`)
-      await tx.unsafe(`set local search_path = "${schema}"`)
-      await tx.unsafe(ddl)
-    }
   })
+  if (ddl === undefined) return
+  if (serviceUrl === undefined) throw new Error(`no service login known for ${sql.options.user}: pass its URL`)
+  const service = postgres(serviceUrl, { max: 1, onnotice: () => {} })
+  try {
+    await migrateTenant(service, id, [{ name: '0000_fixture.sql', sql: ddl, checksum: createHash('sha256').update(ddl).digest('hex') }])
+  } finally {
+    await service.end()
+  }
 }
 
 /** Drops what `provision` made (roles outlive the test database), as the registry does on purge. */
@@ -61,8 +72,8 @@ export async function unprovision (sql: Sql, ids: string[]): Promise<void> {
     await sql.begin(async (tx) => {
       const role = await tx.unsafe('select 1 from pg_roles where rolname = $1', [schema])
       if (role.length === 0) return
-      await tx.unsafe(`set local role "${schema}"`)
       await tx.unsafe(`drop schema if exists "${schema}" cascade`)
+      await tx.unsafe(`set local role "${schema}"`)
       await tx.unsafe(`drop owned by "${schema}"`)
       await tx.unsafe('reset role')
       await tx.unsafe(`drop role "${schema}"`)

@@ -35,7 +35,7 @@ t.test('units settle when connections die or the server restarts', async (t) => 
   await setupDatabase(admin, { registry: { user: 'registry', password: 'registry-pass' }, services: [{ user: 'svc', password: 'svc-password' }] })
   const registry = postgres(url('registry', 'registry-pass'), { max: 1 })
   const tenants = ['ka', 'kb', 'kc', 'kd'].map(tid)
-  for (const id of tenants) await provision(registry, id, `create table notes (owner text not null); insert into notes values ('${id}')`)
+  for (const id of tenants) await provision(registry, id, `create table notes (owner text not null); insert into notes values ('${id}')`, url('svc', 'svc-password'))
   await registry.end()
 
   const tdb = new TenantDb({ url: url('svc', 'svc-password'), max: LANES + 1, lanes: LANES, statementTimeout: TIMEOUT, postgres: { max_pipeline: 600, onnotice: () => {} } as never })

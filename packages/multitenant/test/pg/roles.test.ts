@@ -77,9 +77,11 @@ t.test('tenants provisioned before the role model are moved to it', async (t) =>
   // The registry administers the moved role: it can purge it.
   const reg = postgres(login(db.url, registry.user, registry.password), { max: 1, onnotice: () => {} })
   t.teardown(() => reg.end())
+  t.same(await root`select nspowner::regrole::text as owner from pg_namespace where nspname = ${role}`, [{ owner: registry.user }], 'the registry owns the moved schema')
   await reg.begin(async (tx) => {
-    await tx.unsafe(`set local role "${role}"`)
     await tx.unsafe(`drop schema "${role}" cascade`)
+    await tx.unsafe(`set local role "${role}"`)
+    await tx.unsafe(`drop owned by "${role}"`)
     await tx.unsafe('reset role')
     await tx.unsafe(`drop role "${role}"`)
   })
@@ -91,9 +93,10 @@ t.test('checkHardening says what a database does not guarantee', async (t) => {
   const plain = await createTestDatabase(t)
   const root = postgres(plain.url, { max: 1 })
   t.teardown(() => root.end())
-  const bare = await checkHardening(root, `no_group_${tag()}`)
+  const bare = await checkHardening(root, `no_group_${tag()}`, `no_owner_${tag()}`)
+  t.ok(bare.weaker.some((w) => /owner role .* does not exist/.test(w)), 'reports a missing owner role')
   t.equal(bare.superuser, true)
-  for (const weak of [/set_config/, /pg_notify/, /advisory locks/, /TEMPORARY/, /group role .* does not exist/]) {
+  for (const weak of [/set_config/, /pg_notify/, /advisory locks/, /TEMPORARY/, /group role .* does not exist/, /language plpgsql/]) {
     t.ok(bare.weaker.some((w) => weak.test(w)), `reports ${String(weak)}`)
   }
   const db = await createPlatformDatabase(t)
