@@ -81,7 +81,7 @@ t.test('every command against a real database, human and --json output', async (
   t.match(await run('show', id), { code: 1, err: 'error: Tenant not found (TENANT_NOT_FOUND)\n' })
 
   t.match(await run('show', tid('cli-trial')), { code: 0, out: /domains {5}-\ncontact {5}-\n/ })
-  t.match(await run('migrate'), { code: 0, out: 'up to date (3 applied before)\n' })
+  t.match(await run('migrate'), { code: 0, out: 'up to date (4 applied before)\n' })
   const fresh = await createRegistryDatabase(t)
   t.match(await cli({ DATABASE_URL: fresh.url })('migrate'), { code: 0, out: 'applied 0001_registry.sql, 0002_role_model.sql, 0003_sms_sender_ids.sql, 0004_services.sql\n' })
   t.same(JSON.parse((await run('migrate', '--json')).out), { applied: [], skipped: ['0001_registry.sql', '0002_role_model.sql', '0003_sms_sender_ids.sql', '0004_services.sql'] })

@@ -117,7 +117,7 @@ t.test('migration 0003: a sender id that several tenants hold is taken from all 
   await migrateRegistry(sql, dir + '/')
   const row = (id: string, comm: Record<string, unknown>): Record<string, unknown> => ({ id, name: id, status: 'active', tier: 'standard', schema_name: `tenant_${id}`, config: sql.json({ comm } as never) })
   await sql`insert into tenants ${sql([row('acme', { smsSenderId: 'GLOBEX', emailFrom: 'a@acme.test' }), row('globex', { smsSenderId: 'globex' }), row('initech', { smsSenderId: 'INITECH' }), row('umbrella', { smsSenderId: '' }), row('hooli', { smsSenderId: '' })])}`
-  t.same((await migrateRegistry(sql, migrations)).applied, ['0003_sms_sender_ids.sql'])
+  t.same((await migrateRegistry(sql, migrations)).applied, ['0003_sms_sender_ids.sql', '0004_services.sql'])
   const rows = await sql<Array<{ id: string, config: { comm: Record<string, unknown> }, version: number }>>`select id, config, version from tenants order by id`
   t.same(Object.fromEntries(rows.map((r) => [r.id, [r.config.comm, r.version]])), {
     acme: [{ emailFrom: 'a@acme.test' }, 2],
