@@ -316,6 +316,7 @@ class Cluster {
 
 /** A postgres.js query object, as far as a unit takes it over. */
 interface Statement {
+  strings: string[]
   handler: ((query: Statement) => void) & { debug?: unknown }
   resolve: (value: unknown) => void
   reject: (err: unknown) => void
@@ -400,6 +401,9 @@ class Run {
         }
         // postgres.js skips a query cancelled before it went out, and must not be handed one.
         if (q.cancelled !== null) return
+        // A COMMIT behind a failure the server has not seen (a statement cancelled or refused
+        // before it went out) would commit: it goes out as ROLLBACK.
+        if (last && scope.failure !== undefined) q.strings = ['rollback']
         // One statement per message, whatever the caller asked for (`simple()`).
         q.options.simple = false
         this.#lane.track(query as unknown as Promise<unknown>, answered.promise)
