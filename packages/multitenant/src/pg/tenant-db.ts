@@ -157,6 +157,15 @@ class Lane {
     return query
   }
 
+  /**
+   * Counts a pipelined unit's statements as one wait, until its last one settles (a connection
+   * answers in order).
+   */
+  trackAll (queries: Array<Promise<unknown>>): void {
+    for (const query of queries) this.#statements.add(query)
+    this.wait(queries.at(-1) as Promise<unknown>, () => { for (const query of queries) this.#statements.delete(query) })
+  }
+
   /** Counts a wait on the server until it settles. */
   wait (promise: Promise<unknown>, settled?: () => void): void {
     if (this.pending++ === 0) this.lastAnswer = performance.now()
@@ -638,19 +647,21 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       const conn = lane.sql
       const prepare = this.#statement
       // Issued back to back on a one-connection pool: nothing else can come between them.
-      const begin = lane.track(conn.unsafe('begin', [], prepare).execute())
-      const open = lane.track(this.#open(conn, target, this.#timeout).execute())
+      const begin = conn.unsafe('begin', [], prepare).execute()
+      const open = this.#open(conn, target, this.#timeout).execute()
       // drizzle asks for unprepared statements unless `.prepare(name)` was used (drizzle-orm
       // #6096); postgres.js then needs a round trip for parameter types before it can send the
       // statement, which breaks the pipeline. Named statements are cached per connection.
       let statement = conn.unsafe(text, params as never[], prepare)
       if (values) statement = statement.values() as unknown as typeof statement
-      lane.track(statement.execute())
+      statement.execute()
       // COMMIT is on the wire before the statement's answer is back: the guard makes it a
       // ROLLBACK when the statement changed the unit's role, search path or timeout.
-      const guard = lane.track(this.#guard(conn, target, this.#timeout).execute())
-      const commit = lane.track(conn.unsafe('commit', [], prepare).execute())
-      const results = await Promise.allSettled([begin, open, statement, guard, commit])
+      const guard = this.#guard(conn, target, this.#timeout).execute()
+      const commit = conn.unsafe('commit', [], prepare).execute()
+      const queries = [begin, open, statement, guard, commit] as const
+      lane.trackAll(queries as unknown as Array<Promise<unknown>>)
+      const results = await Promise.allSettled(queries)
       const failure = firstFailure(results)
       if (results[2].status === 'fulfilled' && failure === undefined) {
         const rows = results[2].value
