@@ -50,7 +50,7 @@ async function setup (t: Test) {
 }
 
 t.test('pipelined units (db.query, db.scoped): a statement that is not data access fails and rolls back', async (t) => {
-  const { a, b, sa, sb, tdb, asA, clean } = await setup(t)
+  const { b, sa, sb, tdb, asA, clean } = await setup(t)
   const injections = [`set role "${sb}"`, 'reset role', `set search_path = "${sb}"`, 'set statement_timeout = 0', `set local role "${sb}"`, 'set session characteristics as transaction read only']
   for (const injected of injections) {
     await t.rejects(asA(() => tdb.query(injected)), REFUSED, `"${injected}" fails its unit`)
@@ -123,6 +123,7 @@ t.test('transaction units: the first statement that is not data access is the la
   // The service's own code (asService) and system units follow the same rule.
   await t.rejects(asA(() => tdb.transaction(async (tx) => await tx.asService(async (sql) => await sql.unsafe(`set role "${sb}"`)))), REFUSED)
   await t.rejects(tdb.system(async (tx) => await tx.sql.unsafe('listen anything')), REFUSED)
+  await t.rejects(asA(() => tdb.transaction(async (tx) => await tx.sql.unsafe(''))), { code: 'MT_UNIT_REFUSED', message: /an empty statement/ })
   // A statement issued after its unit ended never goes out.
   let late: PromiseLike<unknown> | undefined
   await asA(() => tdb.transaction(async (tx) => { late = tx.sql`select owner from notes` }))
@@ -145,6 +146,11 @@ t.test('transaction semantics: commit, rollback, nested savepoints, swallowed er
       await outer.savepoint(async (inner) => await mark(inner, 'released, then rolled back with its parent'))
       await outer.sql`select 1 / 0`
     }), { code: '22012' })
+    await t.rejects(tx.savepoint(async (sp) => {
+      await mark(sp, 'swallowed failure')
+      await sp.sql`select 1 / 0`.catch(() => {})
+      return 'looks fine'
+    }), { code: '22012' }, 'a savepoint whose statement failed, even swallowed, rolls back')
     await tx.sql.savepoint('named', async (sp) => await sp`insert into notes (owner) values ('postgres.js style')`)
   }))
   t.same(await ownersOf(sa), [a, 'committed', 'outer', 'inner kept', 'postgres.js style'])
