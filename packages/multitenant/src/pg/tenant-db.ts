@@ -54,7 +54,10 @@ export interface UnitOptions {
 export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDatabase<TSchema> & {
   /**
    * The transaction's connection as a postgres.js tagged template (same transaction). Its
-   * `unsafe()` uses the extended protocol too: one statement per call.
+   * `unsafe()` uses the extended protocol too: one statement per call. Statements take turns (each
+   * goes out once the one before it was answered) and must be data access; its `savepoint` is the
+   * unit's; what would reach the connection outside the unit (`begin`, `listen`, `notify`, `file`,
+   * `prepare`…) is not there.
    */
   readonly sql: TransactionSql
   /**
@@ -96,6 +99,8 @@ const OPEN = 'select pg_catalog.set_config(\'search_path\', $1, true), pg_catalo
 // ROLLBACK and the change dies with the transaction. Every name and operator is qualified: a
 // changed search path cannot redirect the check.
 const GUARD = 'select 1 operator(pg_catalog./) (pg_catalog.current_setting(\'role\') operator(pg_catalog.=) $1 and pg_catalog.current_setting(\'search_path\') operator(pg_catalog.=) $2 and pg_catalog.current_setting(\'statement_timeout\') operator(pg_catalog.=) $3)::pg_catalog.int4 as intact'
+// What the guard raises when it fails (division by zero).
+const GUARD_FAILED = '22012'
 // The service's own footing inside a unit (TenantTx.asService): its login's role (a command, since
 // a tenant role may not call set_config), then no tenant schema on the path.
 const AS_SERVICE = ['set local role none', `select pg_catalog.set_config('search_path', '${IDLE_SEARCH_PATH}', true)`]
@@ -458,16 +463,17 @@ function failureOf (scope: Scope, err: unknown): unknown {
  * one transaction whose search_path, role and statement timeout are transaction-local:
  *
  * - `db.scoped` is a drizzle database whose every statement runs as its own unit of work for the
- *   tenant in context, pipelined as `BEGIN; set_config(…); <statement>; COMMIT` on a shared
+ *   tenant in context, pipelined as `BEGIN; set_config(…); <statement>; <guard>; COMMIT` on a shared
  *   connection: one round trip, and several units in flight per connection.
  * - `db.transaction(fn)` runs many statements in one scoped transaction on a connection of its
- *   own (the scope is pipelined with the first statement), with savepoints.
+ *   own (the scope is pipelined with the first statement, the guard with COMMIT), with savepoints.
  * - `db.system(fn)` is the same as the login itself (no tenant role) on `public`.
  *
  * With no tenant in context a unit of work is refused before anything is sent, and a connection
  * outside a unit resolves no tenant table (its search_path is `pg_catalog, pg_temp`). Every unit
  * settles: a connection that fails or stalls fails its units with `SERVICE_UNAVAILABLE` and is
- * replaced, and one whose session state a unit changed is not reused as it is.
+ * replaced. A unit runs data access only: any other statement fails it (MT_UNIT_REFUSED), rolls it
+ * back, and retires its connection (see `Run` and the README's threat model).
  */
 export class TenantDb<TSchema extends Record<string, unknown> = Record<string, never>> {
   readonly #clusters = new Map<string, Cluster>()
@@ -679,7 +685,8 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
         cluster.shared.retire(lane)
         return { retry: failure }
       }
-      if (results[2].status === 'rejected') throw failure
+      // The statement's failure, or COMMIT's (a deferred constraint).
+      if (results[2].status === 'rejected' || results[3].status === 'fulfilled') throw failure
       // The statement ran and the guard failed: the unit's session was changed under it. Rolled back.
       cluster.shared.retire(lane)
       throw new UnitRefusedError(`the unit's role, search path or statement timeout was changed (${results[2].value.command})`)
@@ -795,7 +802,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       const commit = run.own(conn.unsafe('commit', [], statement), scope, true)
       const [checked] = await Promise.allSettled([guard, commit])
       if (scope.failure === undefined) return value
-      if (checked.status === 'rejected' && checked.reason === scope.failure) {
+      if (checked.status === 'rejected' && checked.reason === scope.failure && (checked.reason as { code?: unknown }).code === GUARD_FAILED) {
         // Every statement succeeded, and still the unit's role, search path or timeout changed.
         cluster.exclusive.retire(lane)
         throw new UnitRefusedError('the unit\'s role, search path or statement timeout was changed')

@@ -87,6 +87,7 @@ t.test('a transaction whose COMMIT fails did not happen, and says so', async (t)
     await tx.sql`insert into notes values ('twice'), ('twice')`
     t.equal(typeof tx.sql.json, 'function', 'the transaction\'s sql keeps postgres.js\'s helpers')
   })), { code: '23505' }, 'the unit fails')
+  await t.rejects(runAsTenant(a, async () => await tdb.query('insert into notes values (\'twice\'), (\'twice\')')), { code: '23505' }, 'a pipelined unit too')
   t.same(await root.unsafe(`select count(*)::int as n from "tenant_${a.replaceAll('-', '_')}".notes`), [{ n: 0 }], 'nothing was committed')
   await runAsTenant(a, async () => await tdb.transaction(async (tx) => await tx.sql`insert into notes values ('kept')`))
   t.same(await root.unsafe(`select body from "tenant_${a.replaceAll('-', '_')}".notes`), [{ body: 'kept' }], 'the next unit works')
