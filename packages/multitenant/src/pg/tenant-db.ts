@@ -753,18 +753,16 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
         // nothing of `inner` can run as the tenant.
         const switched = Promise.all(AS_SERVICE.map(async (text) => await run.own(conn.unsafe(text, [], UNNAMED), scope)))
         switched.catch(noop)
-        let result: R
         try {
-          result = await inner(sql)
+          const result = await inner(sql)
           await switched
-        } catch (err) {
-          // Back to the tenant even if the caller goes on after catching this. When the failure
-          // aborted the transaction the reset fails too; the unit is lost anyway.
-          await run.own(this.#open(conn, target, timeout), scope).catch(noop)
-          throw err
+          return result
+        } finally {
+          // Back to the tenant, pipelined with whatever the caller sends next (which runs after
+          // it), even if the caller goes on after catching a failure of this step. If it fails,
+          // the transaction is aborted: nothing later runs, and the unit fails.
+          run.own(this.#open(conn, target, timeout), scope).catch(noop)
         }
-        await run.own(this.#open(conn, target, timeout), scope)
-        return result
       }
     })
     return tx
