@@ -5,7 +5,7 @@ import { clusterEnvName } from '../clusters.ts'
 import { InvalidOptionError, isConnectionError, NO_TENANT_IN_SCOPE, TenantRequiredError } from '../errors.ts'
 import { assertTenantId, schemaName } from '../tenant-id.ts'
 import type { Tenant } from '../types.ts'
-import { DatabaseUnavailableError, UnknownClusterError } from './errors.ts'
+import { DatabaseUnavailableError, UnitRefusedError, UnknownClusterError } from './errors.ts'
 
 /** Where and as whom a unit of work runs: the transaction-local settings. */
 interface Target {
@@ -54,7 +54,10 @@ export interface UnitOptions {
 export type TenantTx<TSchema extends Record<string, unknown>> = PostgresJsDatabase<TSchema> & {
   /**
    * The transaction's connection as a postgres.js tagged template (same transaction). Its
-   * `unsafe()` uses the extended protocol too: one statement per call.
+   * `unsafe()` uses the extended protocol too: one statement per call. Statements take turns (each
+   * goes out once the one before it was answered) and must be data access; its `savepoint` is the
+   * unit's; what would reach the connection outside the unit (`begin`, `listen`, `notify`, `file`,
+   * `prepare`…) is not there.
    */
   readonly sql: TransactionSql
   /**
@@ -84,17 +87,40 @@ const IDLE_SEARCH_PATH = 'pg_catalog, pg_temp'
 const EXTENDED = { simple: false } as postgres.UnsafeQueryOptions
 // Per-tenant text (a unit's settings) goes out unnamed, so it does not fill the statement cache.
 const UNNAMED = { prepare: false, ...EXTENDED }
-// Command tags of statements that cannot change the session: anything else retires the connection.
-const SESSION_SAFE = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'VALUES'])
-// The end of every transaction unit: whatever it changed for the session (a session-level SET or
-// SET ROLE, a held cursor, a session advisory lock, LISTEN) is undone before the connection is
-// reused. Pipelined with COMMIT: no extra round trip.
-const RESET_SESSION = ['reset role', 'reset all', 'close all', 'unlisten *', 'select pg_catalog.pg_advisory_unlock_all()']
+// The command tags of data access. A unit runs nothing else: any other statement (SET, RESET, DO,
+// DDL, CALL, LISTEN, DECLARE, PREPARE, COPY, SHOW, a transaction command…) fails its unit, which
+// is rolled back, and retires its connection.
+const DATA_ACCESS = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE'])
+// A unit's transaction-local settings ($1 search path, $2 role, $3 statement timeout in ms).
+const OPEN = 'select pg_catalog.set_config(\'search_path\', $1, true), pg_catalog.set_config(\'role\', $2, true), pg_catalog.set_config(\'statement_timeout\', $3, true)'
+// Pipelined just before COMMIT: fails (division by zero) unless the unit's role, search path and
+// statement timeout (as PostgreSQL shows it) are still the ones it opened with, so a statement that
+// changed them for the session (`SET ROLE`, `RESET ROLE`, `SET search_path`…) turns COMMIT into
+// ROLLBACK and the change dies with the transaction. Every name and operator is qualified: a
+// changed search path cannot redirect the check.
+const GUARD = 'select 1 operator(pg_catalog./) (pg_catalog.current_setting(\'role\') operator(pg_catalog.=) $1 and pg_catalog.current_setting(\'search_path\') operator(pg_catalog.=) $2 and pg_catalog.current_setting(\'statement_timeout\') operator(pg_catalog.=) $3)::pg_catalog.int4 as intact'
+// What the guard raises when it fails (division by zero).
+const GUARD_FAILED = '22012'
 // The service's own footing inside a unit (TenantTx.asService): its login's role (a command, since
 // a tenant role may not call set_config), then no tenant schema on the path.
 const AS_SERVICE = ['set local role none', `select pg_catalog.set_config('search_path', '${IDLE_SEARCH_PATH}', true)`]
+// Properties of a postgres.js client that would reach the connection past the unit's checks (or
+// end it): a unit's `sql` does not have them.
+const OUTSIDE_UNIT = new Set<string | symbol>(['begin', 'reserve', 'listen', 'notify', 'subscribe', 'file', 'largeObject', 'end', 'close', 'prepare', 'release'])
 
 const noop = (): void => {}
+
+/** How PostgreSQL shows a duration in ms (`current_setting('statement_timeout')`): 5000 is `5s`. */
+function shownMs (ms: number): string {
+  if (ms === 0) return '0'
+  for (const [size, unit] of [[86_400_000, 'd'], [3_600_000, 'h'], [60_000, 'min'], [1000, 's']] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`
+  }
+  return `${ms}ms`
+}
+
+/** A SQL string literal. */
+const literal = (value: string): string => `'${value.replaceAll("'", "''")}'`
 
 function unavailable (err: unknown): Error {
   if ((err as { code?: unknown }).code === 'SERVICE_UNAVAILABLE') return err as Error
@@ -104,35 +130,49 @@ function unavailable (err: unknown): Error {
 
 /**
  * One connection (a postgres.js pool of exactly one: statements go out in the order they are
- * issued) and the units of work on it. A lane whose connection fails or stalls is retired as a
- * whole and replaced: postgres.js 3.4.9 can hand a dead connection's error to the next statement,
- * and leaves statements pipelined behind it unsettled (see the README).
+ * issued) and the units of work on it. A lane whose connection fails, closes or stalls is retired
+ * as a whole and replaced: postgres.js 3.4.9 can hand a dead connection's error to the next
+ * statement, and leaves statements pipelined behind it unsettled (see the README); and a
+ * transaction must never go on on a new connection.
  */
 class Lane {
-  readonly sql: Sql
+  /** Set by the pool right after construction (the connection's close hook needs the lane). */
+  sql!: Sql
   inflight = 0
   /** Statements sent and not yet answered, and when the connection last answered one. */
   pending = 0
   lastAnswer = 0
   retired = false
+  /** When the lane stops taking units and is renewed (postgres.js's max_lifetime, kept here). */
+  readonly expires: number
   /** Rejects the units running on this lane (when it is retired with an error). */
   readonly aborts = new Set<(err: Error) => void>()
 
-  constructor (sql: Sql) {
-    this.sql = sql
+  constructor (lifetime: number) {
+    this.expires = performance.now() + lifetime
   }
 
   /** Statements not yet settled (postgres.js queries). */
   readonly #statements = new Set<Promise<unknown>>()
 
-  /** Counts a statement (a postgres.js query) until it settles, for the watchdog. */
-  track<P extends Promise<unknown>>(query: P): P {
+  /** Counts a statement (a postgres.js query) until `settled`, for the watchdog. */
+  track<P extends Promise<unknown>>(query: P, settled: Promise<unknown> = query): P {
     this.#statements.add(query)
-    return this.wait(query, () => this.#statements.delete(query))
+    this.wait(settled, () => this.#statements.delete(query))
+    return query
   }
 
-  /** Counts any wait on the server (a transaction's BEGIN or COMMIT) until it settles. */
-  wait<P extends Promise<unknown>>(promise: P, settled?: () => void): P {
+  /**
+   * Counts a pipelined unit's statements as one wait, until its last one settles (a connection
+   * answers in order).
+   */
+  trackAll (queries: Array<Promise<unknown>>): void {
+    for (const query of queries) this.#statements.add(query)
+    this.wait(queries.at(-1) as Promise<unknown>, () => { for (const query of queries) this.#statements.delete(query) })
+  }
+
+  /** Counts a wait on the server until it settles. */
+  wait (promise: Promise<unknown>, settled?: () => void): void {
     if (this.pending++ === 0) this.lastAnswer = performance.now()
     const answered = (): void => {
       this.pending--
@@ -140,7 +180,6 @@ class Lane {
       settled?.()
     }
     promise.then(answered, answered)
-    return promise
   }
 
   /**
@@ -161,22 +200,39 @@ class Lane {
 class LanePool {
   readonly #lanes: Lane[]
   readonly #capacity: number
-  readonly #make: () => Sql
+  readonly #make: (onclose: () => void) => Sql
+  /** A lane's lifetime in ms. */
+  readonly #lifetime: () => number
   readonly #waiting: Array<(lane: Lane) => void> = []
+  #closed = false
 
-  constructor (count: number, capacity: number, make: () => Sql) {
+  constructor (count: number, capacity: number, make: (onclose: () => void) => Sql, lifetime: () => number) {
     this.#make = make
     this.#capacity = capacity
-    this.#lanes = Array.from({ length: count }, () => new Lane(make()))
+    this.#lifetime = lifetime
+    this.#lanes = Array.from({ length: count }, () => this.#spawn())
   }
 
   get lanes (): readonly Lane[] {
     return this.#lanes
   }
 
+  /** A fresh lane (its connection opens with its first statement); retired when its connection closes. */
+  #spawn (): Lane {
+    const lane = new Lane(this.#lifetime())
+    lane.sql = this.#make(() => { this.retire(lane, new DatabaseUnavailableError('connection closed')) })
+    return lane
+  }
+
   #free (): Lane | undefined {
+    const now = performance.now()
     let best: Lane | undefined
-    for (const lane of this.#lanes) if (best === undefined || lane.inflight < best.inflight) best = lane
+    for (let i = 0; i < this.#lanes.length; i++) {
+      // A lane past its lifetime takes no more units: a fresh one takes its place.
+      if ((this.#lanes[i] as Lane).expires < now) this.#replace(this.#lanes[i] as Lane)
+      const lane = this.#lanes[i] as Lane
+      if (best === undefined || lane.inflight < best.inflight) best = lane
+    }
     return best !== undefined && best.inflight < this.#capacity ? best : undefined
   }
 
@@ -204,25 +260,31 @@ class LanePool {
     }
   }
 
+  /** Puts a fresh lane in `lane`'s place; the old one closes once its units are done. */
+  #replace (lane: Lane): void {
+    lane.retired = true
+    this.#lanes[this.#lanes.indexOf(lane)] = this.#spawn()
+    lane.sql.end({ timeout: 5 }).catch(noop)
+  }
+
   /**
    * Takes a lane out of service and puts a fresh connection in its place. With an error, the units
    * still on it fail now with that error; without one (its session state is not to be trusted),
    * they finish and the connection closes after them.
    */
   retire (lane: Lane, err?: Error): void {
-    if (lane.retired) return
-    lane.retired = true
-    const index = this.#lanes.indexOf(lane)
-    if (index !== -1) this.#lanes[index] = new Lane(this.#make())
+    if (lane.retired || this.#closed) return
+    this.#replace(lane)
     if (err !== undefined) {
       for (const abort of lane.aborts) abort(err)
       lane.dropQueued()
+      lane.sql.end({ timeout: 0 }).catch(noop)
     }
-    lane.sql.end({ timeout: err === undefined ? 5 : 0 }).catch(noop)
     this.#pump()
   }
 
   async close (): Promise<void> {
+    this.#closed = true
     await Promise.all(this.#lanes.map(async (lane) => {
       await lane.sql.end({ timeout: 5 })
       lane.dropQueued()
@@ -239,12 +301,12 @@ class Cluster {
   readonly exclusive: LanePool
   readonly #timer: NodeJS.Timeout
 
-  constructor (make: (max: number) => Sql, lanes: number, exclusive: number, maxPipeline: number, watchdog: number) {
+  constructor (make: (max: number, onclose?: () => void) => Sql, lanes: number, exclusive: number, maxPipeline: number, watchdog: number, lifetime: () => number) {
     this.sql = make(exclusive)
-    // Each unit is four statements; past postgres.js's max_pipeline, queued statements go out
+    // Each unit is five statements; past postgres.js's max_pipeline, queued statements go out
     // one per round trip, which would cripple a lane.
-    this.shared = new LanePool(lanes, Math.max(1, Math.floor(maxPipeline / 4)), () => make(1))
-    this.exclusive = new LanePool(exclusive, 1, () => make(1))
+    this.shared = new LanePool(lanes, Math.max(1, Math.floor(maxPipeline / 5)), (onclose) => make(1, onclose), lifetime)
+    this.exclusive = new LanePool(exclusive, 1, (onclose) => make(1, onclose), lifetime)
     // The watchdog: a connection that has left statements unanswered for longer than any
     // statement may run is given up (statement_timeout bounds every statement of a unit).
     this.#timer = setInterval(() => {
@@ -266,6 +328,122 @@ class Cluster {
   }
 }
 
+/** A postgres.js query object, as far as a unit takes it over. */
+interface Statement {
+  strings: string[]
+  handler: ((query: Statement) => void) & { debug?: unknown }
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+  options: { simple?: boolean }
+  onlyDescribe?: boolean
+  cancelled: unknown
+  execute: () => unknown
+}
+
+/** The statements of one scope (a unit, or a savepoint in it): the first that failed. */
+class Scope {
+  failure: unknown = undefined
+
+  fail (err: unknown): void {
+    if (this.failure === undefined) this.failure = err
+  }
+}
+
+/**
+ * The statements of one transaction unit on its lane, in the order they are issued. The unit's
+ * own statements (BEGIN, settings, savepoints, COMMIT…) go out as soon as everything before them
+ * went out; every other statement goes out only once the one before it was answered and found to
+ * be data access. So the first statement that is not data access is also the last one of its
+ * unit to reach the server: the unit fails at once, ROLLBACK follows it, and the lane is retired.
+ */
+class Run {
+  readonly #lane: Lane
+  readonly #refused: (err: Error) => void
+  /** Settles when the next statement may go out. */
+  #gate: Promise<void> = Promise.resolve()
+  /** Why nothing more goes out (a refused statement; a lost connection retires the lane). */
+  #closed: Error | undefined
+  /** Set when the unit sent (or is about to send) COMMIT or ROLLBACK. */
+  #ended = false
+  savepoints = 0
+
+  constructor (lane: Lane, refused: (err: Error) => void) {
+    this.#lane = lane
+    this.#refused = refused
+  }
+
+  /**
+   * Takes over a query built on the lane's pool: it goes out through this unit, and its failure
+   * (even one the caller swallows) is `scope`'s. `checked`: the caller's statement, which must be
+   * data access; `last`: the unit's COMMIT or ROLLBACK, after which nothing goes out.
+   */
+  adopt<Q>(query: Q, scope: Scope, checked: boolean, last = false): Q {
+    const q = query as unknown as Statement
+    const send = q.handler
+    const answered = Promise.withResolvers<void>()
+    // postgres.js settles a query through its own `resolve`/`reject` (cursor() replaces them):
+    // both stay reachable, and every settlement passes through here first.
+    let resolve = q.resolve
+    let reject = q.reject
+    const resolved = (value: unknown): void => {
+      answered.resolve()
+      const command = (value as { command?: unknown } | null)?.command
+      if (!checked || q.onlyDescribe === true || DATA_ACCESS.has(command as string)) {
+        resolve(value)
+        return
+      }
+      const err = new UnitRefusedError(`${String(command ?? 'an empty statement')} is not data access`)
+      this.#refuse(err)
+      reject(err)
+    }
+    const rejected = (err: unknown): void => {
+      answered.resolve()
+      scope.fail(err)
+      reject(err)
+    }
+    Object.defineProperty(q, 'resolve', { get: () => resolved, set: (f: typeof resolve) => { resolve = f } })
+    Object.defineProperty(q, 'reject', { get: () => rejected, set: (f: typeof reject) => { reject = f } })
+    const handler: Statement['handler'] = () => {
+      // Issued after the unit ended (not awaited inside it, say): it never goes out.
+      const late = this.#ended
+      if (last) this.#ended = true
+      this.#gate = this.#gate.then(() => {
+        const closed = late ? new UnitRefusedError('a statement issued after its unit ended') : this.#closed ?? (this.#lane.retired ? new DatabaseUnavailableError('connection closed') : undefined)
+        if (closed !== undefined) {
+          q.reject(closed)
+          return
+        }
+        // postgres.js skips a query cancelled before it went out, and must not be handed one.
+        if (q.cancelled !== null) return
+        // A COMMIT behind a failure the server has not seen (a statement cancelled or refused
+        // before it went out) would commit: it goes out as ROLLBACK.
+        if (last && scope.failure !== undefined) q.strings = ['rollback']
+        // One statement per message, whatever the caller asked for (`simple()`).
+        q.options.simple = false
+        this.#lane.track(query as unknown as Promise<unknown>, answered.promise)
+        send(q)
+        if (checked) return answered.promise
+      })
+    }
+    handler.debug = send.debug
+    q.handler = handler
+    return query
+  }
+
+  /**
+   * One of the unit's own statements, sent in order without waiting for an answer; `last`: its
+   * COMMIT or ROLLBACK, after which nothing goes out.
+   */
+  own (query: postgres.PendingQuery<postgres.Row[]>, scope: Scope, last = false): Promise<unknown> {
+    return this.adopt(query, scope, false, last).execute()
+  }
+
+  #refuse (err: Error): void {
+    this.#closed ??= err
+    this.#refused(err)
+  }
+}
+
 /** The first failure of a pipelined group, in statement order. */
 function firstFailure (results: Array<PromiseSettledResult<unknown>>): unknown {
   for (const r of results) if (r.status === 'rejected') return r.reason
@@ -273,20 +451,29 @@ function firstFailure (results: Array<PromiseSettledResult<unknown>>): unknown {
 }
 
 /**
+ * What a failed scope reports: the caller's error, unless it is only "transaction aborted" (25P02)
+ * behind a statement that failed first (and was swallowed).
+ */
+function failureOf (scope: Scope, err: unknown): unknown {
+  return scope.failure !== undefined && (err as { code?: unknown } | null)?.code === '25P02' ? scope.failure : err
+}
+
+/**
  * Tenant-scoped PostgreSQL on shared connections (postgres.js + drizzle). Every unit of work is
  * one transaction whose search_path, role and statement timeout are transaction-local:
  *
  * - `db.scoped` is a drizzle database whose every statement runs as its own unit of work for the
- *   tenant in context, pipelined as `BEGIN; set_config(…); <statement>; COMMIT` on a shared
+ *   tenant in context, pipelined as `BEGIN; set_config(…); <statement>; <guard>; COMMIT` on a shared
  *   connection: one round trip, and several units in flight per connection.
  * - `db.transaction(fn)` runs many statements in one scoped transaction on a connection of its
- *   own (the scope is pipelined with the first statement), with savepoints.
+ *   own (the scope is pipelined with the first statement, the guard with COMMIT), with savepoints.
  * - `db.system(fn)` is the same as the login itself (no tenant role) on `public`.
  *
  * With no tenant in context a unit of work is refused before anything is sent, and a connection
  * outside a unit resolves no tenant table (its search_path is `pg_catalog, pg_temp`). Every unit
  * settles: a connection that fails or stalls fails its units with `SERVICE_UNAVAILABLE` and is
- * replaced, and one whose session state a unit changed is not reused as it is.
+ * replaced. A unit runs data access only: any other statement fails it (MT_UNIT_REFUSED), rolls it
+ * back, and retires its connection (see `Run` and the README's threat model).
  */
 export class TenantDb<TSchema extends Record<string, unknown> = Record<string, never>> {
   readonly #clusters = new Map<string, Cluster>()
@@ -326,7 +513,7 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       // Cluster names compare as their environment variables do (DATABASE_URL_EU_1 is "eu-1" and "eu_1").
       const url = this.#urls[name] ?? Object.entries(this.#urls).find(([key]) => clusterEnvName(key) === clusterEnvName(name))?.[1]
       if (url === undefined) throw new UnknownClusterError(name)
-      const pool = (max: number): Sql => {
+      const pool = (max: number, onclose?: () => void): Sql => {
         const sql = postgres(url, {
           // postgres.js backs off up to 20 s between reconnects and keeps that timer after end():
           // a lane comes back at most a second after its server does.
@@ -336,15 +523,23 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
           ...this.#options.postgres,
           max,
           prepare: this.#prepare,
-          connection: { ...this.#options.postgres?.connection, search_path: IDLE_SEARCH_PATH }
+          connection: { ...this.#options.postgres?.connection, search_path: IDLE_SEARCH_PATH },
+          // A lane's connection: when it closes, the lane is retired (a unit never goes on on
+          // another connection). postgres.js would close it when idle or old even in the middle
+          // of a transaction unit: the lane pool renews it after max_lifetime, between units.
+          ...(onclose === undefined ? {} : { onclose, max_lifetime: null, idle_timeout: undefined })
         })
         // drizzle installs its type parsers and serializers on the client it wraps; do it before
         // the first connection, so every statement is read the way drizzle expects.
         this.#drizzle(sql)
         return sql
       }
-      const maxPipeline = (this.#options.postgres as { max_pipeline?: number } | undefined)?.max_pipeline ?? 100
-      cluster = new Cluster(pool, this.#lanes, this.#max - this.#lanes, maxPipeline, this.#watchdog)
+      const extra = this.#options.postgres as { max_pipeline?: number, max_lifetime?: number | null } | undefined
+      const maxPipeline = extra?.max_pipeline ?? 100
+      // postgres.js's default: 30 to 60 minutes; null for ever.
+      const configured = extra?.max_lifetime
+      const lifetime = (): number => configured === undefined ? 60_000 * (30 + Math.random() * 30) : 1000 * (configured ?? Infinity)
+      cluster = new Cluster(pool, this.#lanes, this.#max - this.#lanes, maxPipeline, this.#watchdog, lifetime)
       this.#clusters.set(name, cluster)
     }
     return cluster
@@ -375,17 +570,29 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
   }
 
   /**
-   * Queues the transaction-local settings (not awaited: they are pipelined with what follows). The
-   * values are the validated schema name, its role and an integer, written as literals: with
-   * parameters an unprepared statement waits a round trip for their types. Sent unnamed, so the
-   * per-tenant text does not fill the connection's statement cache. The functions' EXECUTE
-   * privilege is checked as the login, before the role changes; inside the unit the tenant's role
-   * has none (README, "Database roles").
+   * A statement of the unit's own with string values: named and prepared with parameters (once
+   * per connection), or, when this TenantDb does not prepare, with the values written as literals
+   * and sent unnamed (an unprepared statement with parameters waits a round trip for their types),
+   * so the per-tenant text does not fill the statement cache.
    */
-  #open (conn: Sql | TransactionSql, target: Target, timeout: number): Promise<unknown> {
-    const literal = (value: string): string => `'${value.replaceAll("'", "''")}'`
-    const text = `select pg_catalog.set_config('search_path', ${literal(target.searchPath)}, true), pg_catalog.set_config('role', ${literal(target.role)}, true), pg_catalog.set_config('statement_timeout', '${Math.trunc(timeout)}', true)`
-    return conn.unsafe(text, [], UNNAMED).execute()
+  #bound (conn: Sql, text: string, values: string[]): postgres.PendingQuery<postgres.Row[]> {
+    if (this.#prepare) return conn.unsafe(text, values, this.#statement)
+    return conn.unsafe(text.replace(/\$(\d)/g, (_, i: string) => literal(values[Number(i) - 1] as string)), [], UNNAMED)
+  }
+
+  /**
+   * The unit's transaction-local settings (not awaited: pipelined with what follows). The values
+   * are the validated schema name, its role and an integer. The functions' EXECUTE privilege is
+   * checked as the login, before the role changes; inside the unit the tenant's role has none
+   * (README, "Database roles").
+   */
+  #open (conn: Sql, target: Target, timeout: number): postgres.PendingQuery<postgres.Row[]> {
+    return this.#bound(conn, OPEN, [target.searchPath, target.role, String(Math.trunc(timeout))])
+  }
+
+  /** The check before COMMIT that the unit's settings are still its own (GUARD). */
+  #guard (conn: Sql, target: Target, timeout: number): postgres.PendingQuery<postgres.Row[]> {
+    return this.#bound(conn, GUARD, [target.role, target.searchPath, shownMs(Math.trunc(timeout))])
   }
 
   /** A postgres.js look-alike for drizzle: each statement becomes one pipelined unit of work. */
@@ -414,13 +621,16 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     }
   }
 
-  /** Runs `work` on a lane of `pool`: settles when the lane is retired under it, frees it after. */
-  async #onLane<T>(pool: LanePool, work: (lane: Lane) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` on a lane of `pool`: settles when the lane is retired under it (or `work` aborts
+   * its unit itself), frees the lane after.
+   */
+  async #onLane<T>(pool: LanePool, work: (lane: Lane, abort: (err: Error) => void) => Promise<T>): Promise<T> {
     const lane = await pool.acquire()
     let abort: (err: Error) => void = noop
     const aborted = new Promise<never>((_resolve, reject) => { abort = reject })
     lane.aborts.add(abort)
-    const running = work(lane)
+    const running = work(lane, abort)
     try {
       return await Promise.race([running, aborted])
     } catch (err) {
@@ -443,32 +653,43 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
       const conn = lane.sql
       const prepare = this.#statement
       // Issued back to back on a one-connection pool: nothing else can come between them.
-      const begin = lane.track(conn.unsafe('begin', [], prepare).execute())
-      const open = lane.track(this.#open(conn, target, this.#timeout))
+      const begin = conn.unsafe('begin', [], prepare).execute()
+      const open = this.#open(conn, target, this.#timeout).execute()
       // drizzle asks for unprepared statements unless `.prepare(name)` was used (drizzle-orm
       // #6096); postgres.js then needs a round trip for parameter types before it can send the
       // statement, which breaks the pipeline. Named statements are cached per connection.
       let statement = conn.unsafe(text, params as never[], prepare)
       if (values) statement = statement.values() as unknown as typeof statement
-      lane.track(statement.execute())
-      const commit = lane.track(conn.unsafe('commit', [], prepare).execute())
-      const results = await Promise.allSettled([begin, open, statement, commit])
+      statement.execute()
+      // COMMIT is on the wire before the statement's answer is back: the guard makes it a
+      // ROLLBACK when the statement changed the unit's role, search path or timeout.
+      const guard = this.#guard(conn, target, this.#timeout).execute()
+      const commit = conn.unsafe('commit', [], prepare).execute()
+      const queries = [begin, open, statement, guard, commit] as const
+      lane.trackAll(queries as unknown as Array<Promise<unknown>>)
+      const results = await Promise.allSettled(queries)
       const failure = firstFailure(results)
-      if (failure !== undefined) {
-        if (isConnectionError(failure)) throw failure
-        if (results[0].status === 'rejected' || results[1].status === 'rejected') {
-          // The unit could not take its settings, so its statement never ran: the connection's
-          // session was changed under it (a role or setting left behind by an earlier statement).
-          cluster.shared.retire(lane)
-          return { retry: failure }
-        }
-        throw failure
+      if (results[2].status === 'fulfilled' && failure === undefined) {
+        const rows = results[2].value
+        if (DATA_ACCESS.has(rows.command)) return { rows }
+        // A statement that is not data access (SET, SET ROLE, DECLARE … WITH HOLD, LISTEN,
+        // PREPARE, DDL…) fails its unit and leaves its connection to no one else.
+        cluster.shared.retire(lane)
+        throw new UnitRefusedError(`${rows.command} is not data access`)
       }
-      const rows = (results[2] as PromiseFulfilledResult<{ command: string }>).value
-      // A statement that may have changed the session (SET, SET ROLE, DECLARE … WITH HOLD,
-      // LISTEN, PREPARE, DDL…) leaves its connection to no one else.
-      if (!SESSION_SAFE.has(rows.command)) cluster.shared.retire(lane)
-      return { rows }
+      if (isConnectionError(failure)) throw failure
+      if (results[0].status === 'rejected' || results[1].status === 'rejected') {
+        // The unit could not take its settings, so its statement never ran: the connection's
+        // session was changed under it (a role left behind by an earlier unit's SET ROLE to its
+        // own tenant, which the guard lets through).
+        cluster.shared.retire(lane)
+        return { retry: failure }
+      }
+      // The statement's failure, or COMMIT's (a deferred constraint).
+      if (results[2].status === 'rejected' || results[3].status === 'fulfilled') throw failure
+      // The statement ran and the guard failed: the unit's session was changed under it. Rolled back.
+      cluster.shared.retire(lane)
+      throw new UnitRefusedError(`the unit's role, search path or statement timeout was changed (${results[2].value.command})`)
     })
     if ('retry' in outcome) {
       if (retried) throw outcome.retry
@@ -477,86 +698,114 @@ export class TenantDb<TSchema extends Record<string, unknown> = Record<string, n
     return outcome.rows
   }
 
-  /** drizzle (and raw SQL) on one transaction; a savepoint gets its own, bound to the savepoint. */
-  #tx (conn: TransactionSql, options: Sql['options'], lane: Lane, reopen: (conn: TransactionSql) => Promise<unknown>): TenantTx<TSchema> {
+  /**
+   * drizzle (and raw SQL) on one transaction unit; a savepoint gets its own, bound to the
+   * savepoint. Every statement goes through `run`: checked, in order.
+   */
+  #tx (run: Run, scope: Scope, lane: Lane, target: Target, timeout: number): TenantTx<TSchema> {
+    const conn = lane.sql
     const statement = this.#statement
     // drizzle's statements go out as named prepared statements (see #pipelined).
-    const client = { options, unsafe: (text: string, params?: never[]) => lane.track(conn.unsafe(text, params, statement)) }
+    const client = { options: conn.options, unsafe: (text: string, params?: never[]) => run.adopt(conn.unsafe(text, params, statement), scope, true) }
     // Raw `unsafe()` on the transaction also sends one statement on the extended protocol, and is
     // prepared (named) only when the caller asks for it and this TenantDb prepares at all (not
     // behind a PgBouncer that cannot: `prepare: false`).
     const prepares = statement.prepare
+    const own = {
+      unsafe: (text: string, params?: never[], opts?: Record<string, unknown>) =>
+        run.adopt(conn.unsafe(text, params, { ...opts, ...EXTENDED, prepare: opts?.prepare === true && prepares }), scope, true),
+      savepoint: async <R>(...args: unknown[]): Promise<R> =>
+        // (name, fn) or (fn): the name is postgres.js's decoration, the adapter numbers its own.
+        await tx.savepoint(async (sp) => await (args.at(-1) as (sql: TransactionSql) => Promise<R>)(sp.sql))
+    }
     const sql = new Proxy(conn, {
+      // Tagged templates make queries (taken over); sql(name) and sql(rows) make helpers.
+      apply (target, thisArg, args) {
+        const made = Reflect.apply(target, thisArg, args) as unknown
+        return made instanceof Promise ? run.adopt(made, scope, true) : made
+      },
       get (target, property, receiver) {
-        if (property === 'unsafe') {
-          return (text: string, params?: never[], opts?: Record<string, unknown>) =>
-            target.unsafe(text, params, { ...opts, ...EXTENDED, prepare: opts?.prepare === true && prepares })
-        }
+        if (property in own) return own[property as keyof typeof own]
+        if (OUTSIDE_UNIT.has(property)) return undefined
         return Reflect.get(target, property, receiver) as unknown
       }
-    })
-    return Object.assign(this.#drizzle(client), {
+    }) as unknown as TransactionSql
+    const tx: TenantTx<TSchema> = Object.assign(this.#drizzle(client), {
       sql,
-      savepoint: async <R>(inner: (sp: TenantTx<TSchema>) => Promise<R>): Promise<R> =>
-        await conn.savepoint(async (sp) => await inner(this.#tx(sp, options, lane, reopen))) as R,
+      savepoint: async <R>(inner: (sp: TenantTx<TSchema>) => Promise<R>): Promise<R> => {
+        const name = `s${run.savepoints++}`
+        const inside = new Scope()
+        run.own(conn.unsafe(`savepoint ${name}`, [], statement), inside).catch(noop)
+        try {
+          const value = await inner(this.#tx(run, inside, lane, target, timeout))
+          // A statement of the savepoint failed and the caller swallowed it.
+          if (inside.failure !== undefined) throw inside.failure
+          return value
+        } catch (err) {
+          // Not the savepoint's: if this fails, the transaction is lost and the unit fails.
+          await run.own(conn.unsafe(`rollback to savepoint ${name}`, [], statement), scope)
+          throw failureOf(inside, err)
+        }
+      },
       asService: async <R>(inner: (service: TransactionSql) => Promise<R>): Promise<R> => {
         // Pipelined with the caller's first statements: no round trip of its own. Statements on
         // one connection run in order, and if the switch failed the transaction is aborted, so
         // nothing of `inner` can run as the tenant.
-        const switched = Promise.all(AS_SERVICE.map((text) => lane.track(conn.unsafe(text, [], UNNAMED).execute())))
+        const switched = Promise.all(AS_SERVICE.map(async (text) => await run.own(conn.unsafe(text, [], UNNAMED), scope)))
         switched.catch(noop)
-        let result: R
         try {
-          result = await inner(sql)
+          const result = await inner(sql)
           await switched
-        } catch (err) {
-          // Back to the tenant even if the caller goes on after catching this. When the failure
-          // aborted the transaction the reset fails too; the unit is lost anyway.
-          await lane.track(reopen(conn)).catch(noop)
-          throw err
+          return result
+        } finally {
+          // Back to the tenant, pipelined with whatever the caller sends next (which runs after
+          // it), even if the caller goes on after catching a failure of this step. If it fails,
+          // the transaction is aborted: nothing later runs, and the unit fails.
+          run.own(this.#open(conn, target, timeout), scope).catch(noop)
         }
-        await lane.track(reopen(conn))
-        return result
       }
-    }) as TenantTx<TSchema>
+    })
+    return tx
   }
 
   async #unit<T>(target: Target, timeout: number, fn: (tx: TenantTx<TSchema>) => Promise<T>): Promise<T> {
     const cluster = this.#cluster(target.cluster)
-    // The transaction's connection shares its pool's parsers; drizzle looks for them on `options`.
-    const options = cluster.sql.options
-    return await this.#onLane(cluster.exclusive, async (lane) => {
-      let reset: Array<Promise<unknown>> = []
-      // The watchdog sees the waits on the server that begin() makes itself (its BEGIN, and its
-      // COMMIT after `fn`), not the application's own time in between.
-      const began = Promise.withResolvers<void>()
-      const ended = Promise.withResolvers<void>()
-      lane.wait(began.promise)
-      // postgres.js's begin() owns BEGIN/COMMIT/ROLLBACK: it fails the unit when a statement failed
-      // even if the caller swallowed the error, and survives a connection lost mid-transaction.
-      const value = await lane.sql.begin(async (conn) => {
-        began.resolve()
-        // Not awaited: the settings go out together with the first statement.
-        const open = lane.track(this.#open(conn, target, timeout))
-        const tx = this.#tx(conn, options, lane, async (c) => await this.#open(c, target, timeout))
-        const settled = await Promise.allSettled([open, (async () => await fn(tx))()])
-        const failure = firstFailure(settled)
-        if (failure !== undefined) throw failure
-        // Not awaited either: pipelined with the COMMIT that begin() sends next.
-        reset = RESET_SESSION.map((text) => lane.track(conn.unsafe(text, [], this.#statement).execute()))
-        lane.wait(ended.promise)
-        return (settled[1] as PromiseFulfilledResult<T>).value
-      }).finally(() => {
-        began.resolve()
-        ended.resolve()
-      }) as T
-      const failure = firstFailure(await Promise.allSettled(reset))
-      if (failure !== undefined) {
-        // The reset failed, so COMMIT rolled back: the unit did not happen, and the session is suspect.
+    return await this.#onLane(cluster.exclusive, async (lane, abort) => {
+      const conn = lane.sql
+      const statement = this.#statement
+      const run = new Run(lane, (err) => {
+        // A statement that is not data access: the unit fails now and rolls back (its ROLLBACK
+        // goes out right behind that statement; nothing of the unit follows), and the connection
+        // is not reused.
+        abort(err)
+        conn.unsafe('rollback', [], statement).execute().catch(noop)
         cluster.exclusive.retire(lane)
-        throw failure
+      })
+      const scope = new Scope()
+      // BEGIN and the settings go out with the unit's first statement: no round trip of their own.
+      run.own(conn.unsafe('begin', [], statement), scope).catch(noop)
+      run.own(this.#open(conn, target, timeout), scope).catch(noop)
+      let value: T
+      try {
+        value = await fn(this.#tx(run, scope, lane, target, timeout))
+      } catch (err) {
+        // After every statement issued so far; nothing issued later goes out.
+        await run.own(conn.unsafe('rollback', [], statement), scope, true).catch(noop)
+        throw failureOf(scope, err)
       }
-      return value
+      // The guard and COMMIT go out together once every statement of the unit was answered and
+      // checked: COMMIT becomes ROLLBACK when a statement failed (even one the caller swallowed)
+      // or the unit's settings were changed.
+      const guard = run.own(this.#guard(conn, target, timeout), scope)
+      const commit = run.own(conn.unsafe('commit', [], statement), scope, true)
+      const [checked] = await Promise.allSettled([guard, commit])
+      if (scope.failure === undefined) return value
+      if (checked.status === 'rejected' && checked.reason === scope.failure && (checked.reason as { code?: unknown }).code === GUARD_FAILED) {
+        // Every statement succeeded, and still the unit's role, search path or timeout changed.
+        cluster.exclusive.retire(lane)
+        throw new UnitRefusedError('the unit\'s role, search path or statement timeout was changed')
+      }
+      throw scope.failure
     })
   }
 

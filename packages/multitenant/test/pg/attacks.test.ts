@@ -80,17 +80,20 @@ t.test('nothing a unit does to its session outlives it', async (t) => {
   await runAsTenant(a, () => tdb.query('declare leak cursor with hold for select owner from notes')).catch(() => {})
   await t.rejects(runAsTenant(b, () => tdb.query('fetch all from leak')), { code: '34000' }, 'no cursor survives its unit')
 
-  // The same inside transactions, on their own connection.
+  // The same inside transactions, on their own connection: the unit fails and rolls back.
   for (const injected of [`set role "${sb}"`, `set search_path = "${sb}"`, 'set statement_timeout = 1']) {
-    await runAsTenant(a, () => tdb.transaction(async (tx) => await tx.sql.unsafe(injected)))
+    await t.rejects(runAsTenant(a, () => tdb.transaction(async (tx) => await tx.sql.unsafe(injected))), { code: 'MT_UNIT_REFUSED' })
     t.match(await runAsTenant(a, () => tdb.transaction(async (tx) => await tx.sql.unsafe(whoAmI))), [expectA], `transaction after "${injected}"`)
     t.same(await tdb.system(async (tx) => await tx.sql`select current_user as usr, current_setting('search_path') as sp`), [{ usr: db.serviceUser, sp: 'public, pg_temp' }])
   }
 
-  // System work runs as the login, which may use set_config and session locks: none of it stays.
-  await tdb.system(async (tx) => await tx.sql`select set_config('role', ${sb}, false), pg_advisory_lock(424242)`)
+  // System work runs as the login, which may call set_config and take session locks: a unit whose
+  // role changed fails and rolls back, and its connection (with the lock it took) is closed.
+  await t.rejects(tdb.system(async (tx) => await tx.sql`select set_config('role', ${sb}, false), pg_advisory_lock(424242)`), { code: 'MT_UNIT_REFUSED' })
   t.same(await tdb.system(async (tx) => await tx.sql`select current_user as usr`), [{ usr: db.serviceUser }])
-  t.same(await root`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = 424242`, [{ n: 0 }], 'the session advisory lock was released')
+  const locks = async (): Promise<number> => (await root<Array<{ n: number }>>`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = 424242`)[0]?.n as number
+  for (let i = 0; i < 100 && await locks() > 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(await locks(), 0, 'the session advisory lock was released')
   t.match(await runAsTenant(a, () => tdb.transaction(async (tx) => await tx.sql.unsafe(whoAmI))), [expectA])
 })
 
