@@ -207,7 +207,8 @@ function jwksKeys (options: AuthOptions): KeyGetter {
   let startedAt = -Infinity // the last fetch started, successful or not
   let pending: Promise<void> | undefined
 
-  const refresh = (request: FastifyRequest): Promise<void> => {
+  // One fetch at a time (callers join `pending`); it never rejects.
+  const refresh = (request: FastifyRequest): void => {
     startedAt = Date.now()
     pending = (async () => {
       try {
@@ -218,11 +219,8 @@ function jwksKeys (options: AuthOptions): KeyGetter {
       } catch (err) {
         // The last set stays in use; the next fetch waits for the cooldown.
         request.log.warn({ err }, 'auth: fetching the JWKS failed')
-      } finally {
-        pending = undefined
       }
-    })()
-    return pending
+    })().finally(() => { pending = undefined }) // always a later tick, after `pending` is set
   }
   const mayFetch = (): boolean => Date.now() - startedAt >= cooldown
 
@@ -235,11 +233,11 @@ function jwksKeys (options: AuthOptions): KeyGetter {
     const { kid, alg } = keyIdOf(token)
     let pem = find(kid, alg)
     if (pem !== undefined) {
-      if (Date.now() - fetchedAt >= ttl && pending === undefined && mayFetch()) void refresh(request)
+      if (Date.now() - fetchedAt >= ttl && pending === undefined && mayFetch()) refresh(request) // in the background
       return pem
     }
-    if (pending !== undefined) await pending // a fetch under way: its set answers, at no extra cost
-    else if (mayFetch()) await refresh(request)
+    if (pending === undefined && mayFetch()) refresh(request)
+    if (pending !== undefined) await pending // this fetch, or one under way: its set answers
     pem = find(kid, alg)
     if (pem === undefined) throw new UnauthorizedError(': unknown signing key')
     return pem
