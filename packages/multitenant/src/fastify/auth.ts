@@ -33,8 +33,8 @@ export interface AuthOptions {
   privateKey?: string
   /**
    * An identity provider's JWKS URL (Keycloak's `…/protocol/openid-connect/certs`, Auth0's and
-   * Cognito's `…/.well-known/jwks.json`). Keys are picked by `kid`; an unknown `kid` refetches the
-   * set (key rotation), at most once per `jwksCooldown`.
+   * Cognito's `…/.well-known/jwks.json`). The whole set is kept, keys picked by `kid`; a `kid` not
+   * in it refetches the set (key rotation), at most once per `jwksCooldown`.
    */
   jwksUrl?: string
   /**
@@ -42,9 +42,9 @@ export interface AuthOptions {
    * tokens against the set it publishes (the registry), so a retiring key still verifies.
    */
   jwks?: { keys: readonly JsonWebKey[] }
-  /** How long fetched keys are kept, in ms (default 10 min). */
+  /** After how long the fetched set is refreshed, in ms (default 10 min; its keys serve meanwhile). */
   jwksTtl?: number
-  /** Least time between two fetches caused by an unknown `kid`, in ms (default 5 s). */
+  /** Least time between two fetches of the set, in ms (default 5 s). */
   jwksCooldown?: number
   /** Accepted `iss` (one or several). */
   issuer: string | string[]
@@ -131,7 +131,7 @@ function keyIdOf (token: unknown): { kid: string, alg: string } {
   return { kid, alg }
 }
 
-// jwk-to-pem (get-jwks' converter) knows RSA and EC only; Node's own import also reads Ed25519 (OKP).
+// Node's own JWK import reads RSA, EC and Ed25519 (OKP) keys.
 const pems = new WeakMap<object, string>()
 function pemOf (jwk: JsonWebKey): string {
   let pem = pems.get(jwk)
@@ -161,31 +161,86 @@ function localKeys (set: { keys: readonly JsonWebKey[] }): KeyGetter {
   }
 }
 
-async function jwksKeys (options: AuthOptions): Promise<KeyGetter> {
+interface PublishedKey { alg: unknown, kty: unknown, pem: string }
+
+/** The JWK key type an algorithm signs with (a key without `alg` is picked by its type). */
+const ktyOf = (alg: string): string | undefined =>
+  /^(RS|PS)\d+$/.test(alg) ? 'RSA' : /^ES\d+K?$/.test(alg) ? 'EC' : alg === 'EdDSA' ? 'OKP' : undefined
+
+/** The usable signing keys of a fetched set, by kid (keys without kid, for encryption or unreadable are left out). */
+function keysOf (body: unknown): Map<string, PublishedKey[]> {
+  const keys = (body as { keys?: unknown } | null)?.keys
+  if (!Array.isArray(keys)) throw new Error('the JWKS response has no keys array')
+  const byKid = new Map<string, PublishedKey[]>()
+  for (const jwk of keys as JsonWebKey[]) {
+    if (typeof jwk !== 'object' || jwk === null || typeof jwk.kid !== 'string' || jwk.kid === '' || jwk.use === 'enc') continue
+    let pem: string
+    try {
+      pem = pemOf(jwk)
+    } catch {
+      continue // a key Node cannot read as a public key (e.g. a symmetric one)
+    }
+    byKid.set(jwk.kid, [...(byKid.get(jwk.kid) ?? []), { alg: jwk.alg, kty: jwk.kty, pem }])
+  }
+  return byKid
+}
+
+/**
+ * Keys fetched from `jwksUrl`, the whole set kept by kid (jose's `createRemoteJWKSet` model). A kid
+ * in the last fetched set is always served, even past `jwksTtl` (a refresh then runs in the
+ * background). A kid not in it refetches the set, and any fetch starts at most once per
+ * `jwksCooldown`: made-up kids cannot make every request fetch, cannot refuse known keys, and
+ * cannot extend the window (only a fetch starts one), so a newly published key is picked up by the
+ * first fetch after it, whoever causes it.
+ */
+function jwksKeys (options: AuthOptions): KeyGetter {
   let url: URL
   try {
     url = new URL(options.jwksUrl as string)
   } catch {
     throw new InvalidOptionError(`auth.jwksUrl must be an absolute URL, got ${JSON.stringify(options.jwksUrl)}`)
   }
-  const { default: buildGetJwks } = await optionalPeer('auth.jwksUrl', 'get-jwks', async () => await import('get-jwks'))
-  const domain = `${url.origin}/`
-  const getJwks = buildGetJwks({ ttl: options.jwksTtl ?? 600_000, jwksPath: url.pathname + url.search, issuersWhitelist: [domain], max: 100 })
+  const ttl = options.jwksTtl ?? 600_000
   const cooldown = options.jwksCooldown ?? 5000
-  let lastFetch = 0
-  return async (_request, token) => {
+  let keys = new Map<string, PublishedKey[]>()
+  let fetchedAt = -Infinity // the last successful fetch
+  let startedAt = -Infinity // the last fetch started, successful or not
+  let pending: Promise<void> | undefined
+
+  // One fetch at a time (callers join `pending`); it never rejects.
+  const refresh = (request: FastifyRequest): void => {
+    startedAt = Date.now()
+    pending = (async () => {
+      try {
+        const response = await fetch(url, { signal: AbortSignal.timeout(5000), headers: { accept: 'application/json' } })
+        if (!response.ok) throw new Error(`the JWKS URL answered ${response.status}`)
+        keys = keysOf(await response.json())
+        fetchedAt = Date.now()
+      } catch (err) {
+        // The last set stays in use; the next fetch waits for the cooldown.
+        request.log.warn({ err }, 'auth: fetching the JWKS failed')
+      }
+    })().finally(() => { pending = undefined }) // always a later tick, after `pending` is set
+  }
+  const mayFetch = (): boolean => Date.now() - startedAt >= cooldown
+
+  const find = (kid: string, alg: string): string | undefined => {
+    const published = keys.get(kid) ?? []
+    return (published.find((key) => key.alg === alg) ?? published.find((key) => key.alg === undefined && key.kty === ktyOf(alg)))?.pem
+  }
+
+  return async (request, token) => {
     const { kid, alg } = keyIdOf(token)
-    const known = getJwks.cache.get(getJwks.generateCacheKey(alg, kid, domain)) !== undefined
-    if (!known) {
-      // A made-up kid must not make every request fetch the key set.
-      if (Date.now() - lastFetch < cooldown) throw new UnauthorizedError(': unknown signing key')
-      lastFetch = Date.now()
+    let pem = find(kid, alg)
+    if (pem !== undefined) {
+      if (Date.now() - fetchedAt >= ttl && pending === undefined && mayFetch()) refresh(request) // in the background
+      return pem
     }
-    try {
-      return pemOf(await getJwks.getJwk({ domain, alg, kid }) as JsonWebKey)
-    } catch {
-      throw new UnauthorizedError(': unknown signing key')
-    }
+    if (pending === undefined && mayFetch()) refresh(request)
+    if (pending !== undefined) await pending // this fetch, or one under way: its set answers
+    pem = find(kid, alg)
+    if (pem === undefined) throw new UnauthorizedError(': unknown signing key')
+    return pem
   }
 }
 
@@ -210,7 +265,7 @@ async function platformAuth (fastify: FastifyInstance, options: AuthOptions): Pr
   const { default: fastifyJwt } = await optionalPeer('auth', '@fastify/jwt', async () => await import('@fastify/jwt'))
   const cache = options.cache ?? 10_000
   const secret = options.jwksUrl !== undefined
-    ? await jwksKeys(options)
+    ? jwksKeys(options)
     : options.jwks !== undefined
       ? localKeys(options.jwks)
       : options.publicKey !== undefined ? { public: options.publicKey, ...(options.privateKey === undefined ? {} : { private: options.privateKey }) } : options.secret as string
