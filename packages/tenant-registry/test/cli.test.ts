@@ -69,10 +69,15 @@ t.test('every command against a real database, human and --json output', async (
   t.match(await run('config', id, '__proto__.x=1'), { code: 2 }, 'no prototype keys')
   t.match(await run('config'), { code: 2, err: /usage: tenant-registry config <id>/ })
   t.match(await run('config', tid('nobody'), 'a=1'), { code: 1, err: /TENANT_NOT_FOUND/ })
+  // The CLI knows BASE_DOMAIN as the server does: `<id>.<BASE_DOMAIN>` is the tenant's own sender domain.
+  const withBase = cli({ DATABASE_URL: r.url, JWT_SECRET: SECRET, BASE_DOMAIN: 'Platform.TEST' })
+  t.match(await withBase('config', id, `comm.emailFrom=hello@${id}.platform.test`, '--json'), { code: 0, out: new RegExp(`hello@${id}.platform.test`) })
+  t.match(await run('config', id, `comm.emailFrom=hello@${id}.other.test`), { code: 1, err: /emailFrom/ }, 'not its own domain')
+  t.match(await withBase('config', id, 'comm.emailFrom=null'), { code: 0 })
 
   const feed = await r.app.inject({ url: '/v1/changes?after=0&limit=1000', headers: bearer(r.service) })
   t.same(feed.json().items.filter((c: { tenantId: string }) => c.tenantId === id).map((c: { type: string }) => c.type),
-    ['tenant.created', 'tenant.suspended', 'tenant.active', 'domain.added', 'domain.removed', 'domain.removed', 'tenant.updated', 'tenant.updated', 'tenant.updated'], 'CLI changes are on the feed')
+    ['tenant.created', 'tenant.suspended', 'tenant.active', 'domain.added', 'domain.removed', 'domain.removed', 'tenant.updated', 'tenant.updated', 'tenant.updated', 'tenant.updated', 'tenant.updated'], 'CLI changes are on the feed')
 
   t.match(await run('delete', id), { code: 0, out: `archived ${id}\n` })
   t.match(await run('delete', id, '--purge'), { code: 2, err: /add --yes to confirm/ })
