@@ -86,11 +86,14 @@ export async function buildApp (options: BuildOptions): Promise<FastifyInstance>
       return { status: 'queued', messageId: sent.id }
     } catch (err) {
       const e = err as Error & { code?: unknown }
-      const code = typeof e.code === 'string' ? e.code : 'SERVICE_UNAVAILABLE'
-      request.log.warn({ note: saved.id, code, err: e.message }, 'notify: the email was not sent')
+      /* c8 ignore next: the client's, the library's and undici's errors all carry a code */
+      const raw = typeof e.code === 'string' ? e.code : ''
+      request.log.warn({ note: saved.id, code: raw, err: e.message }, 'notify: the email was not sent')
       // The comm-service's and the tenant's refusals are told as they are; anything else
-      // (registry or comm-service down, the credential refused) is this service's problem.
-      const told = err instanceof CommError || code.startsWith('TENANT_')
+      // (registry or comm-service down, the credential refused) is this service's problem:
+      // the library's code (MT_…) or SERVICE_UNAVAILABLE, and no detail.
+      const told = err instanceof CommError || raw.startsWith('TENANT_')
+      const code = told || raw.startsWith('MT_') ? raw : 'SERVICE_UNAVAILABLE'
       return { status: 'failed', code, message: told ? e.message : 'the email could not be sent now; the note is saved' }
     }
   }

@@ -3,6 +3,7 @@
 // the `comm` audience (the library's outgoing-call support, the comm-service's typed client).
 import t from 'tap'
 import { request } from 'undici'
+import { freePort } from '@platform/testkit'
 import { loadConfig as commConfig } from '@platform/comm-service/config'
 import { startCommServer } from '@platform/comm-service/server'
 import { loadConfig } from '../src/config.ts'
@@ -137,4 +138,13 @@ t.test('notify without COMM_URL is refused clearly and saves nothing', async (t)
   const token = p.sign({ sub: 'ann@example.com', tenant: acme, roles: ['member'], scope: 'notes:read notes:write' })
   t.match(await call(notes.url, 'POST', '/v1/notes', token, acme, { title: 'x', notify: true }), { status: 400, body: { code: 'VALIDATION_FAILED', message: /COMM_URL is not set/ } })
   t.same((await call(notes.url, 'GET', '/v1/notes', token, acme)).body.items, [])
+
+  // A comm-service that does not answer: the exchange works, the call does not; the note is saved
+  // and the answer names no address or port.
+  const credential = (await p.admin('POST', '/v1/services', { name: 'notes', scopes: ['messages:send'], audiences: ['comm'] })).body.credential.token as string
+  const down = await startNotesServer(loadConfig(notesEnv(p, { SERVICE_TOKEN: credential, COMM_URL: `http://127.0.0.1:${await freePort()}` })))
+  t.teardown(() => down.close())
+  const saved = await call(down.url, 'POST', '/v1/notes', token, acme, { title: 'y', notify: true })
+  t.equal(saved.status, 201)
+  t.same(saved.body.notification, { status: 'failed', code: 'SERVICE_UNAVAILABLE', message: 'the email could not be sent now; the note is saved' })
 })
