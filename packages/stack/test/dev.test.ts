@@ -164,6 +164,8 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.equal((await call(info, '/v1/tenants/acme', info.tokens.acmeOwner)).status, 200)
   t.equal((await call(info, '/v1/tenants/globex', info.tokens.acmeOwner)).status, 403, 'acme\'s token does not see globex')
   t.equal((await call(info, '/v1/tenants/globex', info.tokens.platformAdmin, 'DELETE')).json.status, 'archived')
+  // A registration revoked between two starts is made again by the next one.
+  t.equal((await call(info, '/v1/services/notes', info.tokens.platformAdmin, 'DELETE')).json.status, 'revoked')
   await first.close()
 
   // A restart keeps the data and does not re-create demo tenants; tokens from before still work.
@@ -171,6 +173,10 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.teardown(second.close)
   t.equal((await call(second.info, '/v1/tenants/globex', info.tokens.platformAdmin)).json.status, 'archived')
   t.equal((await call(second.info, '/v1/tenants?limit=200', second.info.tokens.service)).json.total, 3)
+  t.match((await call(second.info, '/v1/services/notes', info.tokens.platformAdmin)).json, { status: 'active', scopes: ['messages:read', 'messages:send'], audiences: ['comm'] }, 'notes is registered again')
+  t.not(second.env.notes.SERVICE_TOKEN, first.env.notes.SERVICE_TOKEN, 'with a fresh credential')
+  const again = await request(`${second.info.notesUrl}/v1/notes`, { method: 'POST', headers: { authorization: `Bearer ${info.tokens.acmeOwner}`, 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Again', notify: true }) })
+  t.match(await again.body.json(), { notification: { status: 'queued' } }, 'and notify works with it')
 })
 
 t.test('the dev stack\'s private targets: the dev inbox\'s own ports only', async (t) => {
@@ -258,6 +264,22 @@ t.test('with a key pair instead of a secret, the services verify the printed tok
   t.ok(res.statusCode === 200 || body.code === 'TENANT_NOT_FOUND', `the RS256 token was accepted (${res.statusCode} ${body.code ?? ''})`)
   const forged = await request(`${stack.info.notesUrl}/v1/notes`, { headers: { authorization: `Bearer ${stack.info.tokens.acmeOwner.slice(0, -4)}AAAA` } })
   t.equal(forged.statusCode, 401, 'a forged signature is not')
+  t.equal(stack.env.notes.JWKS_URL, stack.info.jwksUrl, 'the services verify through the registry\'s JWKS')
+  t.notOk('JWT_PRIVATE_KEY' in stack.env.notes || 'JWT_PUBLIC_KEY' in stack.env.comm)
+  await stack.close()
+
+  // A public key alone cannot sign the stack's tokens: refused before anything starts.
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent', JWT_PUBLIC_KEY: publicKey }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'JWT_PRIVATE_KEY' })
+  // The development-only shared secret, chosen explicitly: then (and only then) the services hold it.
+  const secret = 'dev-only-shared-secret-0123456789abcdef'
+  const shared = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent', JWT_SECRET: secret }, cwd, print: () => {} })
+  t.teardown(shared.close)
+  t.equal(shared.env.notes.JWT_SECRET, secret)
+  t.notOk('JWKS_URL' in shared.env.notes)
+  t.match(await readFile(join(cwd, '.data', 'dev.env'), 'utf8'), /JWT_SECRET=/, 'dev.env says so too')
+  const withSecret = await request(`${shared.info.notesUrl}/v1/notes`, { headers: { authorization: `Bearer ${shared.info.tokens.acmeOwner}` } })
+  const answer = await withSecret.body.json() as { code?: string }
+  t.ok(withSecret.statusCode === 200 || answer.code === 'TENANT_NOT_FOUND', `the HS256 token was accepted (${withSecret.statusCode} ${answer.code ?? ''})`)
 })
 
 t.test('a PostgreSQL left running on .data/pg by a crashed stack is stopped first; taken ports are named', async (t) => {
