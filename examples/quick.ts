@@ -6,7 +6,7 @@ const app = Fastify({ logger: true })
 app.setErrorHandler(platformErrorHandler()) // the platform's error shape: { statusCode, code, error, message }
 
 // One plugin owns the parts: the registry client (REGISTRY_URL, SERVICE_TOKEN), the tenant
-// database (DATABASE_URL, a service login), token checks (JWT_SECRET), and the migrations of
+// database (DATABASE_URL, a service login), token checks (JWKS_URL), and the migrations of
 // every tenant's schema (at start, when a tenant is created, and on first use).
 await app.register(multitenantPlugin, {
   ...multitenantOptionsFromEnv(),

@@ -7,6 +7,17 @@ export interface NotesConfig {
   port: number
   host: string
   logLevel: string
+  /**
+   * COMM_URL: the comm-service, for `notify` (an email to the note's author). Unset: `notify` is
+   * refused. Calls use this service's REGISTRY_URL and SERVICE_TOKEN for the token exchange.
+   */
+  comm?: NotifyOptions | undefined
+}
+
+/** Where notification emails go: the comm-service, called with tokens the registry exchanges. */
+export interface NotifyOptions {
+  url: string
+  exchange: { registry: string, credential: string }
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -17,7 +28,7 @@ export { EnvError }
  * REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL (and DATABASE_URL_<NAME>), JWT_SECRET or
  * JWT_PUBLIC_KEY or JWKS_URL (with JWT_ISSUER, JWT_AUDIENCE, JWT_*_CLAIM), BASE_DOMAIN, TENANT
  * (the library's `multitenantOptionsFromEnv`), and PORT (default 4100), HOST (127.0.0.1),
- * LOG_LEVEL (info).
+ * LOG_LEVEL (info), COMM_URL (optional: the comm-service, for `notify`).
  */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): NotesConfig {
   const multitenant = multitenantOptionsFromEnv(env)
@@ -28,5 +39,16 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): NotesConfig {
   const host = env.HOST?.trim() || '127.0.0.1'
   const logLevel = env.LOG_LEVEL?.trim() || 'info'
   if (!LEVELS.includes(logLevel)) throw new EnvError('LOG_LEVEL', `must be one of ${LEVELS.join(', ')}`)
-  return { multitenant, port, host, logLevel }
+  const commUrl = env.COMM_URL?.trim() || undefined
+  let comm: NotifyOptions | undefined
+  if (commUrl !== undefined) {
+    let url: URL | undefined
+    try {
+      url = new URL(commUrl)
+    } catch {}
+    if (url === undefined || !['http:', 'https:'].includes(url.protocol)) throw new EnvError('COMM_URL', 'must be an http(s) URL, e.g. http://comm:4200')
+    // multitenantOptionsFromEnv required both: the registry is where exchanges go.
+    comm = { url: url.href, exchange: { registry: (env.REGISTRY_URL as string).trim(), credential: (env.SERVICE_TOKEN as string).trim() } }
+  }
+  return { multitenant, port, host, logLevel, comm }
 }

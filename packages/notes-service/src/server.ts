@@ -11,5 +11,5 @@ export interface RunningNotes extends RunningService {
 
 /** Builds the app (registry checked, tenants migrated), listens; `close()` drains and disconnects. */
 export async function startNotesServer (config: NotesConfig, logger: FastifyBaseLogger = pino({ level: config.logLevel })): Promise<RunningNotes> {
-  return await listenService(await buildApp({ multitenant: config.multitenant, logger }), config)
+  return await listenService(await buildApp({ multitenant: config.multitenant, logger, comm: config.comm }), config)
 }

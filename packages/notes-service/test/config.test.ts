@@ -25,6 +25,8 @@ t.test('the environment, checked, each mistake naming its variable', async (t) =
   t.match(loadConfig({ ...good, JWT_SECRET: '', JWKS_URL: 'https://idp.example.com/certs', JWT_ISSUER: 'https://idp.example.com', JWT_AUDIENCE: 'notes', JWT_TENANT_CLAIM: 'org_id', JWT_ROLES_CLAIM: 'realm_access.roles' }).multitenant.auth,
     { jwksUrl: 'https://idp.example.com/certs', issuer: 'https://idp.example.com', audience: 'notes', claims: { tenant: 'org_id', roles: 'realm_access.roles' } })
   t.equal(loadConfig({ ...good, TENANT: 'acme' }).multitenant.fixedTenant, 'acme', 'dedicated mode')
+  t.equal(config.comm, undefined, 'no COMM_URL: no notify')
+  t.same(loadConfig({ ...good, COMM_URL: ' http://comm:4200 ' }).comm, { url: 'http://comm:4200/', exchange: { registry: good.REGISTRY_URL, credential: 'token' } }, 'COMM_URL: emails through the comm-service, tokens from the registry')
   const cases: Array<[string, Record<string, string>, string]> = [
     ['REGISTRY_URL', { REGISTRY_URL: '' }, 'REGISTRY_URL is required'],
     ['REGISTRY_URL', { REGISTRY_URL: 'tenant-registry:4000' }, 'REGISTRY_URL must be a http or https URL'],
@@ -40,7 +42,9 @@ t.test('the environment, checked, each mistake naming its variable', async (t) =
     ['BASE_DOMAIN', { BASE_DOMAIN: 'localhost' }, 'domain name'],
     ['TENANT', { TENANT: 'Acme!' }, 'tenant id'],
     ['PORT', { PORT: '99999' }, 'port number'],
-    ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, 'one of']
+    ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, 'one of'],
+    ['COMM_URL', { COMM_URL: 'comm:4200' }, 'http\\(s\\) URL'],
+    ['COMM_URL', { COMM_URL: 'not a url' }, 'http\\(s\\) URL']
   ]
   for (const [variable, patch, message] of cases) {
     t.throws(() => loadConfig({ ...good, ...patch }), { name: 'EnvError', code: 'MT_INVALID_ENV', variable, message: new RegExp(message) }, `${variable}: ${message}`)

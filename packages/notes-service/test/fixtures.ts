@@ -5,6 +5,7 @@ import { createTestDatabase } from '@platform/testkit'
 import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import { loadConfig } from '@platform/tenant-registry/config'
 import { startRegistryServer } from '@platform/tenant-registry/server'
+import { setupQueueSchema } from '@platform/comm-service/setup'
 import { createSigner } from 'fast-jwt'
 import { pino } from 'pino'
 import postgres from 'postgres'
@@ -23,6 +24,8 @@ export interface Platform {
   serviceDatabaseUrl: string
   /** The registry's login (to look at catalogs in tests). */
   registryDatabaseUrl: string
+  /** The comm-service's login (owner of the queue schema). */
+  commDatabaseUrl: string
   serviceToken: string
   sign: (claims: Record<string, unknown>) => string
   /** Calls the registry as a platform admin. */
@@ -33,21 +36,29 @@ export interface Platform {
   createTenant: (id: string, extra?: Record<string, unknown>) => Promise<void>
 }
 
-export async function startPlatform (t: Test): Promise<Platform> {
+export interface PlatformOptions {
+  /** Lifetime of the tokens the registry exchanges, in seconds (default 300). */
+  exchangeTtl?: number
+}
+
+export async function startPlatform (t: Test, options: PlatformOptions = {}): Promise<Platform> {
   const db = await createTestDatabase(t)
   const tag = randomBytes(4).toString('hex')
   const registry = { user: `reg_${tag}`, password: randomBytes(12).toString('hex') }
   const service = { user: `notes_${tag}`, password: randomBytes(12).toString('hex') }
+  const comm = { user: `comm_${tag}`, password: randomBytes(12).toString('hex') }
   const setup = postgres(db.url, { max: 1, onnotice: () => {} })
   try {
-    await setupDatabase(setup, { registry, services: [service] })
+    await setupDatabase(setup, { registry, services: [service, comm] })
+    await setupQueueSchema(setup, comm.user)
   } finally {
     await setup.end()
   }
   const registryDatabaseUrl = loginUrl(db.url, registry)
   const running = await startRegistryServer({
     config: { ...loadConfig({ DATABASE_URL: registryDatabaseUrl, JWT_SECRET: SECRET, PORT: '0', LOG_LEVEL: 'silent' }), databaseUrl: registryDatabaseUrl },
-    logger: pino({ level: 'silent' })
+    logger: pino({ level: 'silent' }),
+    ...(options.exchangeTtl === undefined ? {} : { exchangeTtl: options.exchangeTtl })
   })
   t.teardown(() => running.close())
   const sign = createSigner({ key: SECRET, iss: 'tenant-registry', aud: 'platform', expiresIn: 3_600_000 })
@@ -65,6 +76,7 @@ export async function startPlatform (t: Test): Promise<Platform> {
     registryUrl: running.url,
     serviceDatabaseUrl: loginUrl(db.url, service),
     registryDatabaseUrl,
+    commDatabaseUrl: loginUrl(db.url, comm),
     serviceToken: sign({ sub: 'notes-service', scope: 'tenants:read' }),
     sign,
     admin,

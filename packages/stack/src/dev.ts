@@ -14,6 +14,8 @@ import { loginUrl, setupDatabase } from '@platform/multitenant/pg'
 import { startNotesServer, type RunningNotes } from '@platform/notes-service/server'
 import { KeyRing } from '@platform/comm-service'
 import { startCommServer, type RunningComm } from '@platform/comm-service/server'
+import { loadConfig as commConfig } from '@platform/comm-service/config'
+import { loadConfig as notesConfig } from '@platform/notes-service/config'
 import { startDevInbox, type DevInbox } from './inbox.ts'
 import { setupQueueSchema } from '@platform/comm-service/setup'
 import { ConfigError, loadConfig, nonEmpty } from '@platform/tenant-registry/config'
@@ -21,7 +23,8 @@ import { closeOnSignals } from '@platform/multitenant'
 import { createLogger, startRegistryServer, type RunningRegistry } from '@platform/tenant-registry/server'
 import type {} from '@platform/tenant-registry' // app.tenants (the registry's decoration)
 import type { CreateTenantInput } from '@platform/tenant-registry/tenants'
-import { tokenIssuer } from '@platform/tenant-registry/tokens'
+import { ensureSigningKey } from '@platform/tenant-registry/keys'
+import type { TokenIssuer } from '@platform/tenant-registry/tokens'
 import postgres from 'postgres'
 
 const DEFAULT_PG_PORT = 54329
@@ -52,12 +55,27 @@ export interface DevInfo {
   /** A service's login: what services and `tenant-migrate` connect as. */
   serviceDatabaseUrl: string
   baseDomain: string
+  /** Where every service verifies the registry's tokens (`/.well-known/jwks.json`). */
+  jwksUrl: string
+  /**
+   * Tokens the registry signed: a platform admin's, `service` (the credential of `dev-service`, a
+   * registered service for your own code: tenants:read, and token exchange for the comm audience)
+   * and two tenant owners'.
+   */
   tokens: { platformAdmin: string, service: string, acmeOwner: string, globexOwner: string }
 }
 
+/** The services the stack registers at the registry, each with the scopes it may use for a tenant and whom it may call. */
+export const DEV_SERVICES = [
+  { name: 'notes', scopes: ['messages:read', 'messages:send'], audiences: ['comm'] },
+  { name: 'comm', scopes: [], audiences: [] },
+  // For a service of your own (`.data/dev.env`).
+  { name: 'dev-service', scopes: ['messages:read', 'messages:send'], audiences: ['comm'] }
+] as const
+
 const say = (line: string): void => { process.stderr.write(`[dev] ${line}\n`) }
 
-/** A secret kept in a private file under .data/, made on first use (the JWT secret, dev passwords). */
+/** A secret kept in a private file under .data/, made on first use (dev passwords, the comm-service's key). */
 async function devSecret (dataDir: string, name: string, bytes: number): Promise<string> {
   const file = join(dataDir, name)
   try {
@@ -255,12 +273,28 @@ export function devAllowHosts (inbox: Pick<DevInbox, 'url' | 'smtpPort'>): strin
   return [`${http.hostname}:${http.port}`, `${http.hostname}:${inbox.smtpPort}`]
 }
 
-export async function startDevStack (options: DevStackOptions = {}): Promise<{ info: DevInfo, close: () => Promise<void> }> {
+export interface DevStack {
+  info: DevInfo
+  /**
+   * Each process's environment, as the stack gave it: `registry` (the only one with the signing
+   * key), `comm` and `notes` (the registry's URL and JWKS URL, their own SERVICE_TOKEN).
+   */
+  env: Record<'registry' | 'comm' | 'notes', NodeJS.ProcessEnv>
+  close: () => Promise<void>
+}
+
+export async function startDevStack (options: DevStackOptions = {}): Promise<DevStack> {
   const { env = process.env, cwd = process.cwd(), print = (text) => process.stdout.write(text) } = options
   const dataDir = resolve(cwd, nonEmpty(env, 'DEV_DATA_DIR') ?? '.data')
   await mkdir(dataDir, { recursive: true })
   const registryPort = await choosePort(env, 'PORT', DEFAULT_REGISTRY_PORT, 'the registry')
-  const config = loadConfig({ BASE_DOMAIN: 'platform.localhost', ...env, PORT: String(registryPort) }, { fallbackSecret: await devSecret(dataDir, 'jwt-secret', 36) })
+  // The registry's signing key: yours (JWT_PRIVATE_KEY/JWT_PUBLIC_KEY, or the development-only
+  // JWT_SECRET), else an Ed25519 pair made once and kept in .data/. Only the registry gets it.
+  const ownKeys = ['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_PRIVATE_KEY'].some((name) => nonEmpty(env, name) !== undefined)
+  const keys = ownKeys ? {} : await ensureSigningKey(dataDir).then((pair) => ({ JWT_PRIVATE_KEY: pair.privateKey, JWT_PUBLIC_KEY: pair.publicKey }))
+  const registryEnv: NodeJS.ProcessEnv = { BASE_DOMAIN: 'platform.localhost', ...env, ...keys, PORT: String(registryPort) }
+  const config = loadConfig(registryEnv)
+  if (!('secret' in config.jwt) && config.jwt.privateKey === undefined) throw new ConfigError('JWT_PRIVATE_KEY', 'is needed with JWT_PUBLIC_KEY: the dev stack\'s registry issues the demo tokens and the services\' credentials')
   const notesPort = await choosePort(env, 'NOTES_PORT', DEFAULT_NOTES_PORT, 'the notes service')
   const commPort = await choosePort(env, 'COMM_PORT', DEFAULT_COMM_PORT, 'the communication service')
   const inboxPort = await choosePort(env, 'INBOX_PORT', DEFAULT_INBOX_PORT, 'the dev inbox')
@@ -311,48 +345,51 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     await pg?.stop()
     if (primary) await releaseLock(dataDir)
   }
-  const issue = tokenIssuer(config.jwt)
-  // How every service verifies the registry's tokens.
-  const auth = { ...('secret' in config.jwt ? { secret: config.jwt.secret } : { publicKey: config.jwt.publicKey }), issuer: 'tenant-registry', audience: 'platform' }
+  const issue = registry.app.issuer as TokenIssuer
+  const jwksUrl = `${registry.url}/.well-known/jwks.json`
+  // How every service verifies the registry's tokens: through its published keys. A secret
+  // (JWT_SECRET, development only) is the one case where the services hold what signs.
+  const verify: NodeJS.ProcessEnv = 'secret' in config.jwt ? { JWT_SECRET: config.jwt.secret } : { JWKS_URL: jwksUrl }
   const month = 30 * 24 * 3600
+  const credentials: Record<string, string> = {}
+  /** Each service's environment, as a deployment would give it (the registry's holds the key). */
+  const envs: Record<string, NodeJS.ProcessEnv> = { registry: registryEnv }
+  const common = (name: string, databaseUrl: string, port: number): NodeJS.ProcessEnv => ({
+    REGISTRY_URL: registry.url,
+    SERVICE_TOKEN: credentials[name],
+    DATABASE_URL: databaseUrl,
+    ...verify,
+    BASE_DOMAIN: baseDomain,
+    PORT: String(port),
+    HOST: config.host,
+    LOG_LEVEL: config.logLevel
+  })
   try {
     const seeded = await seedDemo(registry, baseDomain)
     if (seeded.length > 0) say(`created demo tenants: ${seeded.join(', ')}`)
+    // The services this stack runs are registered (once per database), and each gets a fresh
+    // credential from the registry at every start (its SERVICE_TOKEN; older ones expire).
+    for (const service of DEV_SERVICES) {
+      const known = await registry.app.services.get(service.name)
+      if (known === null || known.status === 'revoked') await registry.app.services.create({ name: service.name, scopes: [...service.scopes], audiences: [...service.audiences] })
+      else await registry.app.services.update(service.name, { scopes: [...service.scopes], audiences: [...service.audiences] })
+      credentials[service.name] = (await registry.app.services.issueCredential(service.name, issue, month)).token
+    }
     inbox = await startDevInbox({ httpPort: inboxPort, smtpPort }).catch((err: Error & { code?: string, port?: number }) => {
       if (err.code === 'EADDRINUSE') throw new ConfigError(err.port === smtpPort ? 'SMTP_PORT' : 'INBOX_PORT', `${err.port === smtpPort ? smtpPort : inboxPort} is in use; set it to another port`)
       /* c8 ignore next */
       throw err
     })
-    // The notes service: its own database login, a registry token with tenants:read, the same
-    // token verification. It migrates every tenant before it listens.
-    notes = await startNotesServer({
-      multitenant: {
-        registry: { url: registry.url, token: issue({ sub: 'notes-service', roles: [], scope: 'tenants:read' }, month) },
-        db: { url: serviceDatabaseUrl },
-        auth,
-        baseDomain
-      },
-      port: notesPort,
-      host: config.host,
-      logLevel: config.logLevel
-    }, createLogger(config.logLevel))
   } catch (err) {
     await stop()
-    if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('NOTES_PORT', `${notesPort} is in use; set NOTES_PORT to another port`)
-    /* c8 ignore next 2: anything else needs the database or the registry to go away mid-start */
     throw err
   }
   try {
     // The communication service: API and worker in one process, its own login (owner of the
     // queue schema), email and SMS to the log provider, webhooks signed and sent for real.
+    envs.comm = common('comm', commDatabaseUrl, commPort)
     comm = await startCommServer({
-      multitenant: {
-        registry: { url: registry.url, token: issue({ sub: 'comm-service', roles: [], scope: 'tenants:read' }, month) },
-        db: { url: commDatabaseUrl },
-        auth,
-        baseDomain
-      },
-      queueUrl: commDatabaseUrl,
+      ...commConfig(envs.comm),
       // Email to the dev inbox's SMTP server, SMS to its SMS API, webhooks to public addresses and
       // to the inbox's receiver: of the private targets, only the inbox's own ports (devAllowHosts).
       providers: {
@@ -366,14 +403,22 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
       },
       allowWebhookHosts: devAllowHosts(inbox as DevInbox),
       // Tenants' SMTP passwords, SMS tokens and webhook secrets are sealed with this key (kept in .data/).
-      keys: KeyRing.parse(`dev:${await devSecret(dataDir, 'comm-encryption-key', 32)}`),
-      port: commPort,
-      host: config.host,
-      logLevel: config.logLevel
+      keys: KeyRing.parse(`dev:${await devSecret(dataDir, 'comm-encryption-key', 32)}`)
     }, createLogger(config.logLevel))
   } catch (err) {
     await stop()
     if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('COMM_PORT', `${commPort} is in use; set COMM_PORT to another port`)
+    /* c8 ignore next 2: anything else needs the database or the registry to go away mid-start */
+    throw err
+  }
+  try {
+    // The notes service: its own database login, its credential (tenant look-ups and token
+    // exchange), and the comm-service for `notify`. It migrates every tenant before it listens.
+    envs.notes = { ...common('notes', serviceDatabaseUrl, notesPort), COMM_URL: (comm as RunningComm).url }
+    notes = await startNotesServer(notesConfig(envs.notes), createLogger(config.logLevel))
+  } catch (err) {
+    await stop()
+    if ((err as { code?: string }).code === 'EADDRINUSE') throw new ConfigError('NOTES_PORT', `${notesPort} is in use; set NOTES_PORT to another port`)
     /* c8 ignore next 2: anything else needs the database or the registry to go away mid-start */
     throw err
   }
@@ -390,9 +435,10 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     databaseUrl,
     serviceDatabaseUrl,
     baseDomain,
+    jwksUrl,
     tokens: {
       platformAdmin: issue({ sub: 'dev-admin', roles: ['platform-admin'], scope: 'tenants:read tenants:write' }, month),
-      service: issue({ sub: 'comm-service', roles: [], scope: 'tenants:read' }, month),
+      service: credentials['dev-service'] as string,
       acmeOwner: issue({ sub: 'owner@acme.test', tenant: 'acme', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month),
       globexOwner: issue({ sub: 'owner@globex.test', tenant: 'globex', roles: ['owner'], scope: 'tenants:read messages:send messages:read templates:write config:write notes:read notes:write' }, month)
     }
@@ -402,11 +448,14 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   if (!primary) say(`another stack (see .data/stack.pid) owns ${join(dataDir, 'dev.json')}: this one writes ${infoFile}`)
   await writeFile(join(dataDir, infoFile), JSON.stringify(info, null, 2) + '\n', { mode: 0o600 })
   // What a service of your own needs to join the stack: `node --env-file=.data/dev.env your-service.ts`.
+  // The credential is the registered `dev-service`'s: tenant look-ups, and tokens for the comm audience.
   const serviceEnv = {
     REGISTRY_URL: registry.url,
-    SERVICE_TOKEN: issue({ sub: 'dev-service', roles: [], scope: 'tenants:read' }, month),
+    JWKS_URL: jwksUrl,
+    SERVICE_TOKEN: credentials['dev-service'] as string,
+    COMM_URL: c,
     DATABASE_URL: serviceDatabaseUrl,
-    ...('secret' in config.jwt ? { JWT_SECRET: config.jwt.secret } : { JWT_PUBLIC_KEY: config.jwt.publicKey.replaceAll('\n', '\\n') }),
+    ...('secret' in config.jwt ? { JWT_SECRET: config.jwt.secret } : {}),
     BASE_DOMAIN: baseDomain
   }
   if (primary) await writeFile(join(dataDir, 'dev.env'), Object.entries(serviceEnv).map(([k, v]) => `${k}="${v}"`).join('\n') + '\n', { mode: 0o600 })
@@ -432,7 +481,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   PostgreSQL        ${withoutPassword(databaseUrl)}   (the full URL, password included, is in ${file})
   Base domain       ${baseDomain}      (tenant hosts: acme.${baseDomain}, …)
   Tokens            ${file} (platformAdmin, service, acmeOwner, globexOwner; valid 30 days)
-  Your own service  node --env-file=${shown(join(dataDir, 'dev.env'))} your-service.ts   (REGISTRY_URL, SERVICE_TOKEN, DATABASE_URL, JWT_SECRET)
+  Your own service  node --env-file=${shown(join(dataDir, 'dev.env'))} your-service.ts   (REGISTRY_URL, JWKS_URL, SERVICE_TOKEN, COMM_URL, DATABASE_URL)
 
   Walkthrough: acme's owner sends an email, an SMS and a webhook, and each reaches "sent":
     export ACME=${json('acmeOwner')}
@@ -441,6 +490,10 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
     ${send(`{"channel":"webhook","to":"${m}/hooks/acme","body":"{\\"event\\":\\"order.paid\\",\\"order\\":42}"}`)}
     curl -s "${c}/v1/messages?limit=3" -H "authorization: Bearer $ACME"
   Then open ${m}: the email, the SMS and the signed webhook as they arrived.
+
+  One service calling another for a tenant: a note with "notify" emails its author (owner@acme.test)
+  through the comm-service, with a token the registry exchanged for acme (sentBy "svc:notes"):
+    curl -s -X POST ${n}/v1/notes -H "authorization: Bearer $ACME" -H 'content-type: application/json' -d '{"title":"Quarterly plan","notify":true}'
 
   More:
     export TOKEN=${json('platformAdmin')}
@@ -456,6 +509,7 @@ export async function startDevStack (options: DevStackOptions = {}): Promise<{ i
   let closing: Promise<void> | undefined
   return {
     info,
+    env: envs as DevStack['env'],
     close () {
       closing ??= stop()
       return closing

@@ -10,7 +10,9 @@ import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Ajv2019 } from 'ajv/dist/2019.js'
-import { createVerifier } from 'fast-jwt'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { ensureSigningKey } from '@platform/tenant-registry/keys'
 import t from 'tap'
 import { parse } from 'yaml'
 import { loadConfig as commConfig } from '@platform/comm-service/config'
@@ -28,6 +30,8 @@ interface Service {
   ports?: string[]
   depends_on?: Record<string, { condition: string }>
   deploy?: { replicas?: number }
+  volumes?: string[]
+  user?: string
 }
 interface Compose { services: Record<string, Service>, volumes: Record<string, unknown> }
 
@@ -54,7 +58,7 @@ t.test('docker-compose.yml follows the Compose Specification (its JSON schema)',
 })
 
 t.test('the parts: PostgreSQL, the setup steps, the registry, the comm API and worker apart, the example service, Mailpit', async (t) => {
-  t.same(Object.keys(services).sort(), ['comm-api', 'comm-setup', 'comm-worker', 'db-setup', 'mailpit', 'notes-service', 'postgres', 'tenant-registry'])
+  t.same(Object.keys(services).sort(), ['comm-api', 'comm-setup', 'comm-worker', 'db-setup', 'mailpit', 'notes-service', 'postgres', 'registry-keys', 'tenant-registry'])
   t.equal(services['comm-api']?.environment?.COMM_ROLE, 'api')
   t.equal(services['comm-worker']?.environment?.COMM_ROLE, 'worker')
   t.notOk(services['comm-worker']?.ports, 'the worker publishes no port, so it scales freely')
@@ -65,8 +69,14 @@ t.test('the parts: PostgreSQL, the setup steps, the registry, the comm API and w
 
 t.test('every service\'s environment is one its own configuration accepts', async (t) => {
   const env = (name: string): NodeJS.ProcessEnv => services[name]?.environment ?? {}
-  const registry = registryConfig(env('tenant-registry'))
-  t.match(registry, { port: 4000, host: '0.0.0.0' })
+  // The registry reads its keys from the files registry-keys makes: here, a pair made the same way.
+  const dir = await mkdtemp(join(tmpdir(), 'compose-keys-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const made = await ensureSigningKey(dir)
+  const mount = (services['tenant-registry']?.volumes ?? []).find((v) => v.startsWith('registry-keys:'))?.split(':')[1] as string
+  t.equal(env('tenant-registry').JWT_PRIVATE_KEY, `${mount}/jwt-private.pem`, 'the registry signs with the key in its volume')
+  const registry = registryConfig({ ...env('tenant-registry'), JWT_PRIVATE_KEY: made.privateKeyPath, JWT_PUBLIC_KEY: made.publicKeyPath })
+  t.match(registry, { port: 4000, host: '0.0.0.0', jwt: { privateKey: made.privateKey } })
   for (const name of ['comm-api', 'comm-worker']) {
     const config = commConfig(env(name))
     t.equal(config.port, 4200, `${name} listens on 4200`)
@@ -86,17 +96,30 @@ t.test('every service\'s environment is one its own configuration accepts', asyn
   t.equal(new URL(env('comm-api').DATABASE_URL as string).password, env('db-setup').COMM_DB_PASSWORD)
   t.equal(new URL(env('notes-service').DATABASE_URL as string).password, env('db-setup').SERVICE_DB_PASSWORD)
   t.equal(env('comm-setup').COMM_DB_USER, new URL(env('comm-api').DATABASE_URL as string).username, 'the queue schema is set up for the comm login')
-  // The services' registry tokens verify with the registry's secret and read tenants.
-  const verify = createVerifier({ key: env('tenant-registry').JWT_SECRET as string, allowedIss: 'tenant-registry', allowedAud: 'platform', ignoreExpiration: true })
-  for (const name of ['comm-api', 'notes-service']) {
-    t.match(verify(env(name).SERVICE_TOKEN as string), { scope: 'tenants:read' }, `${name}'s SERVICE_TOKEN is the registry's`)
+  // One issuer: no service but the registry holds a signing key (or the shared secret); the others
+  // verify through the registry's JWKS URL, and only the registry (and the step that makes the key)
+  // mounts the key's volume.
+  for (const [name, service] of Object.entries(services)) {
+    const own = service.environment ?? {}
+    if (name !== 'tenant-registry') t.notOk('JWT_PRIVATE_KEY' in own || 'JWT_SECRET' in own, `${name} holds no signing key`)
+    t.notOk('JWT_SECRET' in own, `${name}: no shared secret`)
+    const mounts = (service.volumes ?? []).filter((v) => v.startsWith('registry-keys:'))
+    t.equal(mounts.length > 0, name === 'tenant-registry' || name === 'registry-keys', `${name} ${mounts.length > 0 ? 'mounts' : 'does not mount'} the signing key`)
   }
+  for (const name of ['comm-api', 'comm-worker', 'notes-service']) {
+    t.equal(env(name).JWKS_URL, 'http://tenant-registry:4000/.well-known/jwks.json', `${name} verifies through the registry's JWKS`)
+    t.match(env(name).SERVICE_TOKEN, /^\$\{[A-Z]+_SERVICE_TOKEN:-\}$/, `${name}'s credential comes from the environment (.env), issued by the registry`)
+  }
+  const header = (await readFile(join(ROOT, 'docker-compose.yml'), 'utf8')).split('\nx-platform-env')[0] as string
+  t.match(header, /service add notes --scopes messages:send,messages:read --audiences comm/, 'how to issue the credentials is documented')
+  t.match(header, /service token notes/)
+  t.equal(notes.comm?.url, 'http://comm-api:4200/', 'notes emails through the comm API')
 })
 
 t.test('setup order, health and ports', async (t) => {
   t.same(services['db-setup']?.depends_on, { postgres: { condition: 'service_healthy' } })
   t.same(services['comm-setup']?.depends_on, { 'db-setup': { condition: 'service_completed_successfully' } })
-  t.same(services['tenant-registry']?.depends_on, { 'db-setup': { condition: 'service_completed_successfully' } })
+  t.same(services['tenant-registry']?.depends_on, { 'db-setup': { condition: 'service_completed_successfully' }, 'registry-keys': { condition: 'service_completed_successfully' } }, 'the registry starts once its key exists')
   for (const name of ['comm-api', 'comm-worker']) t.same(services[name]?.depends_on, { 'tenant-registry': { condition: 'service_healthy' }, 'comm-setup': { condition: 'service_completed_successfully' } })
   const script = [services['db-setup']?.command ?? []].flat().join(' ')
   t.match(script, /setup-database --registry-user platform_registry/)

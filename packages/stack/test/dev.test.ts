@@ -55,7 +55,26 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.equal(info.serviceDatabaseUrl, env.SERVICE_DATABASE_URL, 'a service login of your own')
   t.match(info.registryUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
   t.equal(info.baseDomain, 'platform.localhost', 'an empty BASE_DOMAIN falls back to the dev default')
-  t.equal((await stat(join(cwd, '.data', 'jwt-secret'))).mode & 0o777, 0o600, 'the secret is private')
+  t.equal((await stat(join(cwd, '.data', 'jwt-private.pem'))).mode & 0o777, 0o600, 'the registry\'s signing key is made once in .data/, private')
+  // One issuer: only the registry's environment holds what signs; the services verify through
+  // its JWKS URL and each holds its own credential, issued by the registry.
+  t.match(first.env.registry, { JWT_PRIVATE_KEY: /BEGIN PRIVATE KEY/, JWT_PUBLIC_KEY: /BEGIN PUBLIC KEY/ })
+  for (const name of ['comm', 'notes'] as const) {
+    const own = first.env[name]
+    t.notOk('JWT_PRIVATE_KEY' in own || 'JWT_SECRET' in own || 'JWT_PUBLIC_KEY' in own, `${name}'s environment holds no key`)
+    t.notMatch(JSON.stringify(own), /PRIVATE KEY/, `${name}'s environment holds no key under any name`)
+    t.equal(own.JWKS_URL, `${info.registryUrl}/.well-known/jwks.json`)
+    const claims = JSON.parse(Buffer.from((own.SERVICE_TOKEN as string).split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>
+    t.match(claims, { sub: `svc:${name}`, roles: ['service'], scope: 'tokens:exchange tenants:read', iss: 'tenant-registry' }, `${name}'s credential is a registered service's`)
+  }
+  t.equal(first.env.notes.COMM_URL, info.commUrl, 'notes is told where the comm-service is')
+  const jwks = await (await request(info.jwksUrl)).body.json() as { keys: Array<{ kid: string, alg: string }> }
+  t.match(jwks.keys, [{ alg: 'EdDSA', kid: String }], 'the registry publishes its public key')
+  t.equal(JSON.parse(Buffer.from(info.tokens.acmeOwner.split('.')[0] as string, 'base64url').toString()).kid, jwks.keys[0]?.kid, 'the demo tokens are signed by the registry\'s key')
+  const devEnv = await readFile(join(cwd, '.data', 'dev.env'), 'utf8')
+  t.match(devEnv, new RegExp(`JWKS_URL="${info.jwksUrl}"`))
+  t.match(devEnv, new RegExp(`COMM_URL="${info.commUrl}"`))
+  t.notMatch(devEnv, /JWT_SECRET|JWT_PUBLIC_KEY|PRIVATE/, 'dev.env gives your service no key either')
   t.match(banner, new RegExp(`curl -s ${info.registryUrl}/v1/tenants -H "authorization: Bearer \\$TOKEN"`))
   t.match(banner, /Ctrl-C stops the services\./)
   for (const url of [db.url, db.serviceUrl, db.commUrl]) {
@@ -94,6 +113,22 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.equal(status, 'sent', 'the message went out through the dev inbox\'s SMTP server')
   const mail = await (await request(`${info.inboxUrl}/api/mail`)).body.json() as { items: Array<{ subject: string, from: string, to: string[] }> }
   t.match(mail.items, [{ subject: 'Hello', from: 'no-reply@acme.test', to: ['ann@example.com'] }, { from: '' }], 'and the inbox caught it')
+
+  // One service calling another for a tenant: a note with notify emails its author (the token's
+  // sub, owner@acme.test) through the comm-service, with a token the registry exchanged.
+  const notified = await request(`${info.notesUrl}/v1/notes`, { method: 'POST', headers: { authorization: `Bearer ${info.tokens.acmeOwner}`, 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Quarterly plan', notify: true }) })
+  const noted = await notified.body.json() as { notification: { status: string, messageId: string } }
+  t.equal(notified.statusCode, 201)
+  t.match(noted, { title: 'Quarterly plan', notification: { status: 'queued', messageId: String } })
+  let byNotes: { status: string, sentBy: string } = { status: '', sentBy: '' }
+  for (let i = 0; i < 100 && byNotes.status !== 'sent'; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    byNotes = await (await request(`${info.commUrl}/v1/messages/${noted.notification.messageId}`, { headers: { authorization: `Bearer ${info.tokens.acmeOwner}` } })).body.json() as typeof byNotes
+  }
+  t.match(byNotes, { status: 'sent', sentBy: 'svc:notes', to: 'owner@acme.test', subject: 'Note saved: Quarterly plan' }, 'the comm-service sent it for the notes service')
+  const inbox = await (await request(`${info.inboxUrl}/api/mail`)).body.json() as { items: Array<{ subject: string, from: string, to: string[] }> }
+  t.match(inbox.items[0], { subject: 'Note saved: Quarterly plan', from: 'no-reply@acme.test', to: ['owner@acme.test'] }, 'the email is in the dev inbox')
+  t.match(banner, /"notify":true/, 'the banner shows the call')
   // The inbox's other doors: the SMS API (even a body it cannot read gets an id), the webhook
   // receiver, and the page, which escapes what it shows.
   const sms = await request(`${info.inboxUrl}/sms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' })
@@ -129,6 +164,8 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.equal((await call(info, '/v1/tenants/acme', info.tokens.acmeOwner)).status, 200)
   t.equal((await call(info, '/v1/tenants/globex', info.tokens.acmeOwner)).status, 403, 'acme\'s token does not see globex')
   t.equal((await call(info, '/v1/tenants/globex', info.tokens.platformAdmin, 'DELETE')).json.status, 'archived')
+  // A registration revoked between two starts is made again by the next one.
+  t.equal((await call(info, '/v1/services/notes', info.tokens.platformAdmin, 'DELETE')).json.status, 'revoked')
   await first.close()
 
   // A restart keeps the data and does not re-create demo tenants; tokens from before still work.
@@ -136,6 +173,10 @@ t.test('with DATABASE_URL: demo tenants once, dev.json, ready tokens, banner', a
   t.teardown(second.close)
   t.equal((await call(second.info, '/v1/tenants/globex', info.tokens.platformAdmin)).json.status, 'archived')
   t.equal((await call(second.info, '/v1/tenants?limit=200', second.info.tokens.service)).json.total, 3)
+  t.match((await call(second.info, '/v1/services/notes', info.tokens.platformAdmin)).json, { status: 'active', scopes: ['messages:read', 'messages:send'], audiences: ['comm'] }, 'notes is registered again')
+  t.not(second.env.notes.SERVICE_TOKEN, first.env.notes.SERVICE_TOKEN, 'with a fresh credential')
+  const again = await request(`${second.info.notesUrl}/v1/notes`, { method: 'POST', headers: { authorization: `Bearer ${info.tokens.acmeOwner}`, 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Again', notify: true }) })
+  t.match(await again.body.json(), { notification: { status: 'queued' } }, 'and notify works with it')
 })
 
 t.test('the dev stack\'s private targets: the dev inbox\'s own ports only', async (t) => {
@@ -223,6 +264,22 @@ t.test('with a key pair instead of a secret, the services verify the printed tok
   t.ok(res.statusCode === 200 || body.code === 'TENANT_NOT_FOUND', `the RS256 token was accepted (${res.statusCode} ${body.code ?? ''})`)
   const forged = await request(`${stack.info.notesUrl}/v1/notes`, { headers: { authorization: `Bearer ${stack.info.tokens.acmeOwner.slice(0, -4)}AAAA` } })
   t.equal(forged.statusCode, 401, 'a forged signature is not')
+  t.equal(stack.env.notes.JWKS_URL, stack.info.jwksUrl, 'the services verify through the registry\'s JWKS')
+  t.notOk('JWT_PRIVATE_KEY' in stack.env.notes || 'JWT_PUBLIC_KEY' in stack.env.comm)
+  await stack.close()
+
+  // A public key alone cannot sign the stack's tokens: refused before anything starts.
+  await t.rejects(startDevStack({ env: { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'silent', JWT_PUBLIC_KEY: publicKey }, cwd, print: () => {} }), { name: 'ConfigError', variable: 'JWT_PRIVATE_KEY' })
+  // The development-only shared secret, chosen explicitly: then (and only then) the services hold it.
+  const secret = 'dev-only-shared-secret-0123456789abcdef'
+  const shared = await startDevStack({ env: { DATABASE_URL: db.url, SERVICE_DATABASE_URL: db.serviceUrl, COMM_DATABASE_URL: db.commUrl, PORT: '0', NOTES_PORT: '0', COMM_PORT: '0', INBOX_PORT: '0', SMTP_PORT: '0', LOG_LEVEL: 'silent', JWT_SECRET: secret }, cwd, print: () => {} })
+  t.teardown(shared.close)
+  t.equal(shared.env.notes.JWT_SECRET, secret)
+  t.notOk('JWKS_URL' in shared.env.notes)
+  t.match(await readFile(join(cwd, '.data', 'dev.env'), 'utf8'), /JWT_SECRET=/, 'dev.env says so too')
+  const withSecret = await request(`${shared.info.notesUrl}/v1/notes`, { headers: { authorization: `Bearer ${shared.info.tokens.acmeOwner}` } })
+  const answer = await withSecret.body.json() as { code?: string }
+  t.ok(withSecret.statusCode === 200 || answer.code === 'TENANT_NOT_FOUND', `the HS256 token was accepted (${withSecret.statusCode} ${answer.code ?? ''})`)
 })
 
 t.test('a PostgreSQL left running on .data/pg by a crashed stack is stopped first; taken ports are named', async (t) => {

@@ -7,6 +7,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { ensureSigningKey } from '@platform/tenant-registry/keys'
 import { tokenIssuer } from '@platform/tenant-registry/tokens'
 import t from 'tap'
 import { request } from 'undici'
@@ -48,7 +49,12 @@ t.test('the README example is examples/quick.ts, and it serves a tenant created 
   t.ok(url, `the example listens (${out.slice(-500)})`)
 
   const admin = stack.info.tokens.platformAdmin
-  const sign = tokenIssuer({ secret: (await readFile(join(cwd, '.data', 'jwt-secret'), 'utf8')).trim() })
+  // Users' tokens, as the registry signs them (its key, kept in .data/); the example verifies
+  // them through JWKS_URL and holds no key.
+  t.notMatch(await readFile(join(cwd, '.data', 'dev.env'), 'utf8'), /JWT_SECRET|PRIVATE KEY/)
+  const key = await ensureSigningKey(join(cwd, '.data'))
+  t.notOk(key.created, 'the stack made the key')
+  const sign = tokenIssuer({ publicKey: key.publicKey, privateKey: key.privateKey })
   const ids = [`readme-${randomBytes(3).toString('hex')}`, `readme-${randomBytes(3).toString('hex')}`]
   const started = performance.now()
   for (const id of ids) {

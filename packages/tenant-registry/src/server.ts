@@ -29,6 +29,8 @@ export interface StartOptions {
   poolSize?: number
   /** Run as a database superuser (refused otherwise: README, "Database roles"). */
   allowSuperuser?: boolean
+  /** Lifetime of exchanged tokens in seconds (1 to 300, default 300; tests make it short). */
+  exchangeTtl?: number
 }
 
 /** Connects, applies the registry's migrations, and listens. `close()` drains and disconnects. */
@@ -45,7 +47,7 @@ export async function startRegistryServer (options: StartOptions): Promise<Runni
     for (const weaker of hardening.weaker) logger.warn({ guarantee: 'weaker' }, weaker)
     const migrations = await migrateRegistry(sql)
     if (migrations.applied.length > 0) logger.info({ applied: migrations.applied }, 'registry migrations applied')
-    app = await buildApp({ config: { jwt: config.jwt, baseDomain: config.baseDomain, clusters: config.clusters, opsToken: config.opsToken, docs: config.docs }, sql, logger })
+    app = await buildApp({ config: { jwt: config.jwt, baseDomain: config.baseDomain, clusters: config.clusters, opsToken: config.opsToken, docs: config.docs, ...(options.exchangeTtl === undefined ? {} : { exchangeTtl: options.exchangeTtl }) }, sql, logger })
     const address = await app.listen({ port: config.port, host: config.host })
     const url = address.replace('[::1]', 'localhost')
     let closing: Promise<void> | undefined
