@@ -47,8 +47,9 @@ export interface RegistryClientOptions {
    * `burst` (default 100) that each answer of "unknown" empties by one and that refills by
    * `perSecond` (default 10). While it is empty, such a look-up answers TENANT_UNAVAILABLE without
    * asking the registry, so a stream of made-up `Host` values (or ids) costs at most `burst` +
-   * `perSecond` calls a second. Known tenants and hosts, and those the change feed announces, are
-   * never held back. `false` turns the bound off.
+   * `perSecond` calls a second. Tenants and hosts known to exist are never held back: those the
+   * registry listed when the feed was first followed (and again after a feed reset), those the
+   * change feed announces since, and those a look-up found. `false` turns the bound off.
    */
   unknownLookups?: { burst?: number, perSecond?: number } | false
 }
@@ -202,14 +203,22 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
   readonly #hostsOf = new Map<string, Set<string>>()
   /**
    * Ids and hosts (`id:…`, `host:…`) the registry or its change feed has shown to exist: their
-   * look-ups are never held back by the unknown-look-up budget, even after an eviction.
+   * look-ups are never held back by the unknown-look-up budget, even after an eviction. Seeded
+   * with every tenant and custom domain the registry lists when the feed is first followed and
+   * after a reset, so that made-up hosts spending the (global) budget never lock out a real
+   * tenant that this client has not looked up yet. A Set, not an LRU: only registry answers add
+   * to it (its size is the registry's tenants and domains), and an LRU would let a big registry
+   * push real tenants back under the budget.
    */
-  readonly #known: LRUCache<string, true>
+  readonly #known = new Set<string>()
   readonly #unknown: UnknownBudget | null
   readonly #stats: RegistryClientStats = { hits: 0, misses: 0, coalesced: 0, staleServes: 0, negativeHits: 0, upstreamCalls: 0, revalidated: 0, upstreamErrors: 0, feedEvictions: 0, unknownRefused: 0, feedResets: 0 }
   readonly #abort = new AbortController()
   #seq: number | undefined
-  /** Resolves once the change feed is followed (immediately when `follow` is false). */
+  /**
+   * Resolves once the change feed is followed and the registry's tenants are known (immediately
+   * when `follow` is false).
+   */
   readonly following: Promise<void>
 
   constructor (options: RegistryClientOptions) {
@@ -251,7 +260,6 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     this.#maxStale = options.maxStale ?? 300_000
     this.#timeout = options.timeout ?? 2_000
     const cacheOptions = { max: options.max ?? 10_000, ttl: this.#ttl, allowStale: false, noDeleteOnStaleGet: true }
-    this.#known = new LRUCache<string, true>({ max: options.max ?? 10_000 })
     const unknown = options.unknownLookups ?? {}
     this.#unknown = unknown === false ? null : new UnknownBudget(unknown.burst ?? DEFAULT_UNKNOWN_LOOKUPS.burst, unknown.perSecond ?? DEFAULT_UNKNOWN_LOOKUPS.perSecond)
     this.#ids = new LRUCache<string, Entry>({
@@ -356,7 +364,7 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
   }
 
   #remember (known: string, entry: Entry): Entry {
-    if (entry.tenant !== null) this.#known.set(known, true)
+    if (entry.tenant !== null) this.#known.add(known)
     return entry
   }
 
@@ -568,7 +576,7 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     const hosts = change.type === 'tenant.created' || change.type.startsWith('domain.')
     if (hosts) this.#unknownHosts.clear()
     // The feed names tenants that exist: their look-ups are never held back, nor their new domains'.
-    this.#known.set(`id:${change.tenantId}`, true)
+    this.#known.add(`id:${change.tenantId}`)
     if (hosts && change.type !== 'domain.removed') this.#learnHosts(change.tenantId)
     this.#emit('change', change)
     this.#emit(change.type as `tenant.${string}`, change)
@@ -583,8 +591,29 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
     Promise.resolve(this.getTenant(id)).then((tenant) => {
       // The registry stores domains normalised (lower case, no port or trailing dot).
       /* c8 ignore next: null only for a tenant gone again before its record was read */
-      for (const { domain } of tenant?.domains ?? []) this.#known.set(`host:${domain}`, true)
+      for (const { domain } of tenant?.domains ?? []) this.#known.add(`host:${domain}`)
     }, ignore)
+  }
+
+  /**
+   * Marks every tenant the registry lists (ids and custom domains) as known, page by page. A
+   * failure is reported (an `error` event) and leaves the rest to look-ups: those of real tenants
+   * then draw from the budget until the next reset.
+   */
+  async #seed (): Promise<void> {
+    const limit = 200 // the registry's largest page
+    try {
+      for (let offset = 0; ; offset += limit) {
+        const page = await this.listTenants({ limit, offset })
+        for (const tenant of page.items) {
+          this.#known.add(`id:${tenant.id}`)
+          for (const { domain } of tenant.domains) this.#known.add(`host:${domain}`)
+        }
+        if (page.items.length < limit) break
+      }
+    } catch (err) {
+      this.#emit('error', Object.assign(new RegistryResponseError('GET /v1/tenants failed: tenants it did not list are looked up within the unknown-look-up budget until seen'), { cause: err }))
+    }
   }
 
   /**
@@ -647,13 +676,15 @@ export class RegistryClient extends EventEmitter<RegistryClientEvents> implement
         if (this.#seq === undefined) {
           // First contact: start at the head; nothing cached predates the feed.
           this.#seq = head
+          await this.#seed()
           ready()
         } else if (head < this.#seq) {
           // The log is behind us (the registry's database was restored or replaced): whatever
           // we cached may be wrong, and the feed cannot say what changed.
           this.clear()
-          this.#stats.feedResets++
           this.#seq = head
+          await this.#seed()
+          this.#stats.feedResets++
           this.#emit('reset')
         } else {
           for (const change of page.items) this.#apply(change)

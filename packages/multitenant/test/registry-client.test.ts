@@ -425,6 +425,63 @@ t.test('a stream of random Host values costs a bounded number of registry calls;
   t.equal((await app.inject({ url: '/x', headers: { host } })).statusCode, 200, 'the known host is served')
 })
 
+t.test('1,000 random hosts spend the unknown-look-up budget but lock out no real tenant this client never looked up', async (t) => {
+  const r = await startTestRegistry(t)
+  // Real tenants that exist before the client starts (the feed never announces them) and that
+  // it has never looked up: by custom domain, by id, and by subdomain of the platform's domain.
+  const shop = tid('shop')
+  const shopHost = `shop.${shop}.test`
+  await create(r, shop, { domains: [shopHost] })
+  const plain = tid('plain')
+  await create(r, plain)
+  const sub = tid('sub')
+  await create(r, sub)
+  const burst = 20
+  const c = client(t, r, { unknownLookups: { burst, perSecond: 0 } })
+  await c.following
+  const before = await registryCalls(r, '/v1/resolve')
+  let refused = 0
+  for (let i = 0; i < 1000; i++) {
+    try {
+      await c.getTenantByHost(`x${i}.evil.example`)
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'TENANT_UNAVAILABLE') throw err
+      refused++
+    }
+  }
+  const calls = await registryCalls(r, '/v1/resolve') - before
+  t.comment(`1,000 random hosts cost ${calls} registry calls (burst ${burst}); ${refused} refused`)
+  t.ok(calls <= burst, `bounded by the burst (${calls})`)
+  t.ok(refused >= 1000 - burst, 'the budget is spent')
+  t.equal((await c.getTenantByHost(shopHost))?.id, shop, 'a real custom domain never looked up still resolves')
+  t.equal((await c.getTenant(plain))?.id, plain, 'a real id never looked up still resolves')
+  const afterAttack = await registryCalls(r, '/v1/resolve')
+  // Through the plugin, as the attack is made: the victims' users are served.
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.setErrorHandler((await import('../src/fastify/error-handler.ts')).platformErrorHandler())
+  await app.register(multitenantPlugin, { provider: c, baseDomain: 'platform.test' })
+  app.get('/x', async (request) => ({ tenant: request.tenant?.id }))
+  t.equal((await app.inject({ url: '/x', headers: { host: 'x1001.evil.example' } })).statusCode, 503, 'a new made-up host is still refused')
+  const bySub = await app.inject({ url: '/x', headers: { host: `${sub}.platform.test` } })
+  t.equal(bySub.statusCode, 200, 'a real tenant by subdomain is served')
+  t.equal(bySub.json().tenant, sub)
+  t.equal(await registryCalls(r, '/v1/resolve'), afterAttack, 'the made-up host cost no registry call')
+})
+
+t.test('a failed listing of tenants is reported; the feed is followed all the same', async (t) => {
+  const odd = Fastify()
+  odd.get('/v1/changes', async () => ({ items: [], next: 0, head: 0 }))
+  await odd.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => odd.close())
+  const c = new RegistryClient({ url: `http://127.0.0.1:${(odd.server.address() as { port: number }).port}`, token: 't', retries: 0 })
+  t.teardown(() => c.close())
+  const errors: Array<{ code?: string }> = []
+  c.on('error', (err) => errors.push(err))
+  await c.following
+  t.ok(errors.some((err) => err.code === 'MT_REGISTRY_RESPONSE'), 'an error event names the failure')
+})
+
 t.test('the unknown-look-up budget refills with time, and can be turned off', async (t) => {
   const r = await startTestRegistry(t)
   const c = client(t, r, { follow: false, unknownLookups: { burst: 1, perSecond: 1 } })
