@@ -181,10 +181,12 @@ async function createParts (fastify: FastifyInstance, options: MultitenantPlugin
       const owned = db = new TenantDb(options.db)
       closers.push(async () => await owned.close())
       try {
-        await owned.system(async (tx) => await tx.sql`select 1`)
+        // On the raw pool: a unit whose connection cannot open fails as SERVICE_UNAVAILABLE, and
+        // the operator needs the server's own reason (28P01, ECONNREFUSED…).
+        await owned.pool().unsafe('select 1')
       } catch (err) {
-        const e = err as { code?: unknown, cause?: { code?: unknown, message?: unknown }, message?: unknown }
-        const reason = typeof e.cause?.code === 'string' ? `${e.cause.code} ${String(e.cause.message)}` : `${String(e.code)} ${String(e.message)}`
+        const e = err as { code?: unknown, message?: unknown }
+        const reason = `${String(e.code)} ${String(e.message)}`
         throw new InvalidOptionError(`db (DATABASE_URL) cannot be used: ${reason}`)
       }
     }
