@@ -184,7 +184,12 @@ t.test('tenants made when tenant roles owned their schema move to this model: ev
     'grant select on notes to public',
     `grant usage on sequence notes_id_seq to "${sb}"`
   ]
-  for (const text of planted) await runAsTenant(a, () => tdb.query(text))
+  // Planted as A's role on a connection of its own (units refuse anything but data access now).
+  await registry.begin(async (tx) => {
+    await tx.unsafe(`set local role "${sa}"`)
+    await tx.unsafe(`set local search_path = "${sa}"`)
+    for (const text of planted) await tx.unsafe(text)
+  })
   t.same(await runAsTenant(a, () => tdb.query('select distinct peek as owner from peek()')), [{ owner: b }], 'before: a SELECT-only statement in A\'s unit reads B through the planted function')
   t.same(await runAsTenant(a, () => tdb.query('insert into notes (owner) values ($1) returning owner', [a])), [{ owner: b }], 'before: the planted trigger copies B\'s rows into A\'s table')
   const weaker = (await checkHardening(registry)).weaker
