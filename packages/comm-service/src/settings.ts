@@ -57,7 +57,7 @@ export function check (value: CommSettings): string[] {
   const problems: string[] = []
   if (value.emailFrom !== '' && !SENDER_EMAIL.test(value.emailFrom)) problems.push('emailFrom must be an email address')
   if (value.replyTo !== '' && !SENDER_EMAIL.test(value.replyTo)) problems.push('replyTo must be an email address')
-  if (value.emailFromName.length > 100 || /[\r\n"<>]/.test(value.emailFromName)) problems.push('emailFromName must be at most 100 characters, without line breaks, quotes or angle brackets')
+  if (value.emailFromName.length > 100 || /[\r\n"<>@]/.test(value.emailFromName)) problems.push('emailFromName must be at most 100 characters, without line breaks, quotes, angle brackets or "@" (a name must not read as another address)')
   if (value.smsSenderId !== '' && !SENDER_ID.test(value.smsSenderId)) problems.push('smsSenderId must be 1 to 11 letters, digits or spaces, or an E.164 number')
   const { providers, smtp } = value
   if (!(['', ...EMAIL_PROVIDERS] as string[]).includes(providers.email)) problems.push(`providers.email must be one of ${EMAIL_PROVIDERS.join(', ')}`)

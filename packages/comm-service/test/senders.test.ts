@@ -68,6 +68,7 @@ t.test('acme cannot send as globex; its own senders and the platform\'s still de
       ['globex\'s domain as Reply-To, in capitals', { replyTo: `billing@${globexDomain.toUpperCase()}` }, 400, 'VALIDATION_FAILED', /replyTo billing@.* is not at one of this tenant's domains/],
       ['globex\'s <id>.<BASE_DOMAIN>', { emailFrom: `x@${globex}.${BASE}` }, 400, 'VALIDATION_FAILED', /emailFrom/],
       ['the platform\'s default sender as Reply-To', { replyTo: `no-reply@${BASE}` }, 400, 'VALIDATION_FAILED', /replyTo/],
+      ['globex\'s address as the display name', { emailFromName: `billing@${globexDomain}` }, 400, 'VALIDATION_FAILED', /emailFromName .*"@"/],
       ['globex\'s SMS sender id', { smsSenderId: 'GLOBEX' }, 409, 'CONFLICT', /smsSenderId is already another tenant's sender id/],
       ['globex\'s SMS sender id in lower case', { smsSenderId: 'globex' }, 409, 'CONFLICT', /smsSenderId/]
     ]

@@ -20,7 +20,7 @@ export const COMM_SECTION_SCHEMA = {
   additionalProperties: false,
   properties: {
     emailFrom: { type: 'string', maxLength: 320, pattern: SENDER_EMAIL },
-    emailFromName: { type: 'string', maxLength: 100, pattern: '^[^\\r\\n"<>]*$' },
+    emailFromName: { type: 'string', maxLength: 100, pattern: '^[^\\r\\n"<>@]*$' },
     replyTo: { type: 'string', maxLength: 320, pattern: SENDER_EMAIL },
     smsSenderId: { type: 'string', pattern: '^$|^[A-Za-z0-9 ]{1,11}$|^\\+[1-9]\\d{6,14}$' },
     providers: {
@@ -78,7 +78,7 @@ export const COMM_SECTION_SCHEMA = {
 const MEANING: Record<string, string> = {
   '/emailFrom': 'an email address (empty: the platform\'s default sender)',
   '/replyTo': 'an email address (empty: none)',
-  '/emailFromName': 'at most 100 characters, without line breaks, quotes or angle brackets',
+  '/emailFromName': 'at most 100 characters, without line breaks, quotes, angle brackets or "@" (a name must not read as another address)',
   '/smsSenderId': '1 to 11 letters, digits or spaces, or an E.164 number (empty: the platform\'s default)',
   '/smtp/host': 'a host name or an IPv4 address',
   '/smtp/user': 'one line',

@@ -72,6 +72,7 @@ t.test('a tenant writing its own config straight to the registry', async (t) => 
       ['a plaintext SMTP password', { comm: { smtp: { password: 'hunter2' } } }, /config\.comm\.smtp\.password must be set through the comm-service/],
       ['a plaintext webhook secret', { comm: { webhook: { secrets: [{ secret: 'whsec_plain', createdAt: '2026-01-01T00:00:00Z', expiresAt: null }] } } }, /config\.comm\.webhook\.secrets\.0\.secret must be generated through the comm-service/],
       ['a header injection in the sender name', { comm: { emailFromName: 'A\r\nBcc: all@x.test' } }, /config\.comm\.emailFromName must be at most 100 characters, without line breaks/],
+      ['an address as the sender name', { comm: { emailFromName: 'billing@globex.test' } }, /config\.comm\.emailFromName must be .*"@"/],
       ['a sender that is no address', { comm: { emailFrom: 'not an address' } }, /config\.comm\.emailFrom must be an email address/],
       ['a sender id too long', { comm: { smsSenderId: 'MUCH-TOO-LONG-ID' } }, /config\.comm\.smsSenderId must be 1 to 11 letters/],
       ['an SMS URL that is not http', { comm: { smsHttp: { url: 'file:///etc/passwd' } } }, /config\.comm\.smsHttp\.url must be an http\(s\) URL/],

@@ -89,8 +89,10 @@ const EXTENDED = { simple: false } as postgres.UnsafeQueryOptions
 const UNNAMED = { prepare: false, ...EXTENDED }
 // The command tags of data access. A unit runs nothing else: any other statement (SET, RESET, DO,
 // DDL, CALL, LISTEN, DECLARE, PREPARE, COPY, SHOW, a transaction command…) fails its unit, which
-// is rolled back, and retires its connection.
-const DATA_ACCESS = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE'])
+// is rolled back, and retires its connection. LOCK TABLE is data access: its lock ends with the
+// transaction, and it needs the privileges the statements it guards would (a tenant role locks
+// only its own tables).
+const DATA_ACCESS = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'LOCK TABLE'])
 // A unit's transaction-local settings ($1 search path, $2 role, $3 statement timeout in ms).
 const OPEN = 'select pg_catalog.set_config(\'search_path\', $1, true), pg_catalog.set_config(\'role\', $2, true), pg_catalog.set_config(\'statement_timeout\', $3, true)'
 // Pipelined just before COMMIT: fails (division by zero) unless the unit's role, search path and

@@ -123,6 +123,9 @@ t.test('transaction units: the first statement that is not data access is the la
   // The service's own code (asService) and system units follow the same rule.
   await t.rejects(asA(() => tdb.transaction(async (tx) => await tx.asService(async (sql) => await sql.unsafe(`set role "${sb}"`)))), REFUSED)
   await t.rejects(tdb.system(async (tx) => await tx.sql.unsafe('listen anything')), REFUSED)
+  // LOCK TABLE is data access (its lock ends with the transaction), on A's own table only.
+  t.same(await asA(() => tdb.transaction(async (tx) => { await tx.sql.unsafe('lock table notes in share row exclusive mode'); return await tx.sql.unsafe('select count(*)::int as n from notes where false') })), [{ n: 0 }], 'LOCK TABLE on its own table')
+  await t.rejects(asA(() => tdb.transaction(async (tx) => await tx.sql.unsafe(`lock table "${sb}".notes in access exclusive mode`))), { code: '42501' }, 'but not on B\'s')
   await t.rejects(asA(() => tdb.transaction(async (tx) => await tx.sql.unsafe(''))), { code: 'MT_UNIT_REFUSED', message: /an empty statement/ })
   // A statement issued after its unit ended never goes out.
   let late: PromiseLike<unknown> | undefined
