@@ -47,6 +47,8 @@ export async function startRegistryServer (options: StartOptions): Promise<Runni
     for (const weaker of hardening.weaker) logger.warn({ guarantee: 'weaker' }, weaker)
     const migrations = await migrateRegistry(sql)
     if (migrations.applied.length > 0) logger.info({ applied: migrations.applied }, 'registry migrations applied')
+    // (exchangeTtl: other packages' tests shorten exchanged tokens; no registry test starts a server with it.)
+    /* c8 ignore next */
     app = await buildApp({ config: { jwt: config.jwt, baseDomain: config.baseDomain, clusters: config.clusters, opsToken: config.opsToken, docs: config.docs, ...(options.exchangeTtl === undefined ? {} : { exchangeTtl: options.exchangeTtl }) }, sql, logger })
     const address = await app.listen({ port: config.port, host: config.host })
     const url = address.replace('[::1]', 'localhost')

@@ -164,8 +164,8 @@ function localKeys (set: { keys: readonly JsonWebKey[] }): KeyGetter {
 interface PublishedKey { alg: unknown, kty: unknown, pem: string }
 
 /** The JWK key type an algorithm signs with (a key without `alg` is picked by its type). */
-const ktyOf = (alg: string): string | undefined =>
-  /^(RS|PS)\d+$/.test(alg) ? 'RSA' : /^ES\d+K?$/.test(alg) ? 'EC' : alg === 'EdDSA' ? 'OKP' : undefined
+const KEY_TYPES: ReadonlyArray<readonly [RegExp, string]> = [[/^(RS|PS)\d+$/, 'RSA'], [/^ES\d+K?$/, 'EC'], [/^EdDSA$/, 'OKP']]
+const ktyOf = (alg: string): string | undefined => KEY_TYPES.find(([pattern]) => pattern.test(alg))?.[1]
 
 /** The usable signing keys of a fetched set, by kid (keys without kid, for encryption or unreadable are left out). */
 function keysOf (body: unknown): Map<string, PublishedKey[]> {
